@@ -1,0 +1,151 @@
+/**
+ * Filesystem driver: a local directory, or an NFS mount exported with `rw,root_squash,no_wdelay` for
+ * several replicas. A write goes to a uniquely named temp file under `_uploads/`, is fsynced, then renamed
+ * into place: rename is atomic on POSIX filesystems and on NFS, so readers see the old object or the whole
+ * new one, never a part. `touch` sets mtime (not atime: NFS mounts are often noatime).
+ */
+import { randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, utimes, writeFile, readFile } from 'node:fs/promises';
+import { dirname, join, relative, sep } from 'node:path';
+import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import type { FilesystemOptions } from '../../config';
+import { ByteRange, ObjectInfo, PendingWrite, StorageDriver, StorageError } from './driver';
+
+const UPLOADS = '_uploads';
+
+export class FilesystemDriver implements StorageDriver {
+  readonly kind = 'filesystem' as const;
+  readonly root: string;
+
+  constructor(options: FilesystemOptions) {
+    this.root = options.rootdirectory;
+  }
+
+  private path(key: string): string {
+    const full = join(this.root, key);
+    // Keys are built by the server from validated digests and names; this guards the invariant anyway.
+    if (!full.startsWith(this.root + sep) || key.startsWith(UPLOADS)) throw new StorageError('resolve', key, 'key escapes the storage root');
+    return full;
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const s = await stat(this.path(key));
+      return s.isFile() ? { key, size: s.size, lastAccess: s.mtime } : undefined;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw new StorageError('stat', key, err);
+    }
+  }
+
+  async read(key: string, range?: ByteRange): Promise<Readable | undefined> {
+    const handle = await open(this.path(key), 'r').catch((err) => {
+      if (isNotFound(err)) return undefined;
+      throw new StorageError('read', key, err);
+    });
+    if (!handle) return undefined;
+    return createReadStream('', { fd: handle, start: range?.start, end: range?.end });
+  }
+
+  async write(key: string): Promise<PendingWrite> {
+    const target = this.path(key);
+    const temp = join(this.root, UPLOADS, `${randomUUID()}.tmp`);
+    await mkdir(dirname(temp), { recursive: true });
+    const handle = await open(temp, 'w');
+    const stream = createWriteStream('', { fd: handle, autoClose: false });
+    let settled = false;
+    const close = async () => {
+      if (!stream.destroyed) stream.destroy();
+      await finished(stream).catch(() => undefined);
+      await handle.close().catch(() => undefined);
+    };
+    return {
+      stream,
+      commit: async () => {
+        if (settled) throw new StorageError('commit', key, 'write already settled');
+        settled = true;
+        try {
+          await finished(stream);
+          await handle.sync();
+          await handle.close();
+          await mkdir(dirname(target), { recursive: true });
+          await rename(temp, target);
+        } catch (err) {
+          await close();
+          await rm(temp, { force: true });
+          throw new StorageError('commit', key, err);
+        }
+      },
+      abort: async () => {
+        if (settled) return;
+        settled = true;
+        await close();
+        await rm(temp, { force: true });
+      },
+    };
+  }
+
+  async delete(key: string): Promise<void> {
+    await rm(this.path(key), { force: true }).catch((err) => {
+      throw new StorageError('delete', key, err);
+    });
+  }
+
+  async touch(key: string): Promise<void> {
+    const now = new Date();
+    await utimes(this.path(key), now, now).catch((err) => {
+      if (!isNotFound(err)) throw new StorageError('touch', key, err);
+    });
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const start = join(this.root, prefix.split('/').slice(0, -1).join('/'));
+    const stack = [start];
+    while (stack.length > 0) {
+      const dir = stack.pop() as string;
+      const entries = await readdir(dir, { withFileTypes: true }).catch((err) => {
+        if (isNotFound(err)) return [];
+        throw new StorageError('list', relative(this.root, dir), err);
+      });
+      for (const entry of entries) {
+        const full = join(dir, entry.name);
+        const key = relative(this.root, full).split(sep).join('/');
+        if (key === UPLOADS) continue;
+        if (entry.isDirectory()) stack.push(full);
+        else if (entry.isFile() && key.startsWith(prefix)) {
+          const info = await this.stat(key);
+          if (info) yield info;
+        }
+      }
+    }
+  }
+
+  async removeStaleWrites(olderThanMs: number): Promise<number> {
+    const dir = join(this.root, UPLOADS);
+    const names = await readdir(dir).catch(() => [] as string[]);
+    let removed = 0;
+    for (const name of names) {
+      const s = await stat(join(dir, name)).catch(() => undefined);
+      if (s && Date.now() - s.mtimeMs >= olderThanMs) {
+        await rm(join(dir, name), { force: true });
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  async probe(): Promise<void> {
+    const file = join(this.root, UPLOADS, `probe-${randomUUID()}`);
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, 'probe');
+    const back = await readFile(file, 'utf8');
+    await rm(file, { force: true });
+    if (back !== 'probe') throw new StorageError('probe', file, 'read back different bytes');
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException)?.code === 'ENOENT' || (err as NodeJS.ErrnoException)?.code === 'ENOTDIR';
+}

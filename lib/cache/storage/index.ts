@@ -1,0 +1,18 @@
+/**
+ * Creates the driver a config selects. Object-store drivers are imported lazily, so a cache on the
+ * filesystem never loads a cloud SDK.
+ */
+import type { StorageSelection } from '../../config';
+import type { StorageDriver } from './driver';
+import { FilesystemDriver } from './filesystem';
+
+export * from './driver';
+
+export async function createStorage(selection: StorageSelection): Promise<StorageDriver> {
+  switch (selection.kind) {
+    case 'filesystem':
+      return new FilesystemDriver(selection.options);
+    default:
+      throw new Error(`storage.${selection.kind}: this driver is not built yet; use storage.filesystem`);
+  }
+}

@@ -1,0 +1,4 @@
+export * from './schema';
+export * from './storage-schema';
+export * from './load';
+export { parseDuration, parseSize } from './duration';

@@ -1,0 +1,170 @@
+/**
+ * The one schema of the cache's config.yml. The server parses with it and the constructs render through it,
+ * so whatever a site synthesizes is a config the server accepts.
+ *
+ * The shape is the DTR content cache's (a registry config.yml with a `downstream` registry middleware);
+ * options this cache adds live beside `blobttl`, `upstreams` and `cas`, each with a default.
+ */
+import { z } from 'zod';
+import { bool, duration, optionalSize, registryOnly, str } from './fields';
+import { storageSchema } from './storage-schema';
+
+const upstreamUrl = z
+  .string({ error: 'must be a URL string such as https://dtr.example.com' })
+  .refine(
+    (u) => {
+      try {
+        const url = new URL(u);
+        return (url.protocol === 'https:' || url.protocol === 'http:') && (url.pathname === '/' || url.pathname === '');
+      } catch {
+        return false;
+      }
+    },
+    { message: 'must be scheme://host[:port] with scheme http or https and no path, e.g. https://dtr.example.com' },
+  )
+  .transform((u) => new URL(u).origin);
+
+/** DTR 2.2 wrote upstreams as `[{originhost, upstreamhosts: [...]}]`; its upstream hosts are used in order. */
+const legacyUpstream = z
+  .object({ originhost: upstreamUrl, upstreamhosts: z.array(upstreamUrl).min(1) })
+  .strict()
+  .transform((u) => u.upstreamhosts);
+
+export const downstreamOptionsSchema = z
+  .object({
+    upstreams: z
+      .array(
+        z.union([upstreamUrl, legacyUpstream], {
+          error: 'must be scheme://host[:port] with scheme http or https and no path, e.g. https://dtr.example.com',
+        }),
+        {
+          error: 'is required; list the DTR (or next cache) URLs, e.g. upstreams: [https://dtr.example.com]',
+        },
+      )
+      .min(1, { message: 'needs at least one URL, e.g. upstreams: [https://dtr.example.com]' })
+      .transform((list) => [...new Set(list.flat())]),
+    cas: z.array(str('list absolute paths of PEM CA files').refine((p) => p.startsWith('/'), { message: 'must be an absolute path to a PEM file' })).default([]),
+    /** Content not pulled within this window is removed. Unset: kept until the size bound evicts it. */
+    blobttl: duration('24h').optional(),
+    /** How long a tag → digest answer is trusted before the upstream is asked again. */
+    tagttl: duration('30s').default(30_000),
+    /** How long the last known tag is served, with a Warning header, while the upstream is down. */
+    maxstale: duration('24h').default(86_400_000),
+    /** How long a client's authorization, checked with the upstream, is remembered (at most a minute). */
+    authttl: duration('60s')
+      .default(60_000)
+      .refine((ms) => ms <= 60_000, { message: 'must be at most 60s, so a revoked user loses access within a minute' }),
+    /** Upstream 404s are remembered this long, so a storm of bad pulls is not sent upstream. */
+    notfoundttl: duration('10s').default(10_000),
+    /** After this many consecutive connection failures the upstream is assumed offline... */
+    offlineafter: z.number().int().positive().default(3),
+    /** ...for this long: cached content and stale tags are then served without waiting on timeouts. */
+    offlineperiod: duration('30s').default(30_000),
+    /** Connect and response-header timeout of upstream requests. */
+    upstreamtimeout: duration('30s').default(30_000),
+    /** Upper bound of one blob fill, including when every client has gone. */
+    filltimeout: duration('30m').default(1_800_000),
+    /** Optional bound of the bytes stored; least recently used content is evicted above it. */
+    maxsize: optionalSize('maxsize', 1),
+    /** How often the eviction sweeper runs. */
+    sweepinterval: duration('10m').default(600_000),
+  })
+  .strict();
+
+const downstreamMiddleware = z
+  .object({
+    name: z.literal('downstream', { error: 'the cache reads one registry middleware, named downstream' }),
+    options: downstreamOptionsSchema,
+    disabled: bool('disabled').optional(),
+  })
+  .strict();
+
+const tlsSchema = z
+  .object({
+    certificate: str('set it to the PEM certificate path, e.g. /run/secrets/cache.cert.pem'),
+    key: str('set it to the unencrypted PEM key path, e.g. /run/secrets/cache.key.pem'),
+    clientcas: z.array(z.string()).optional(),
+    minimumtls: z.enum(['tls1.2', 'tls1.3']).optional(),
+    ciphersuites: registryOnly,
+    letsencrypt: registryOnly,
+  })
+  .strict();
+
+const httpSchema = z
+  .object({
+    addr: str('set it to host:port, e.g. 0.0.0.0:443 or :5000')
+      .refine((a) => /^(\[[0-9a-fA-F:.]+\]|[^:\s]*):\d{1,5}$/.test(a) && Number(a.slice(a.lastIndexOf(':') + 1)) <= 65535, {
+        message: 'must be host:port, e.g. 0.0.0.0:443 or :5000',
+      })
+      .default(':5000'),
+    net: z.literal('tcp', { error: 'only tcp is supported; remove net or set net: tcp' }).optional(),
+    host: upstreamUrl.optional(),
+    secret: str('set it to a random string, identical on every replica').optional(),
+    prefix: registryOnly,
+    relativeurls: registryOnly,
+    draintimeout: duration('30s').default(30_000),
+    tls: tlsSchema.optional(),
+    debug: z
+      .object({
+        addr: str('set it to host:port for the debug and metrics listener, e.g. 127.0.0.1:5001'),
+        prometheus: z.object({ enabled: bool('enabled').default(true), path: z.string().default('/metrics') }).strict().optional(),
+      })
+      .strict()
+      .optional(),
+    headers: z.record(z.string(), z.array(z.string())).optional(),
+    http2: registryOnly,
+  })
+  .strict();
+
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+
+export const configSchema = z
+  .object({
+    version: z.union([z.literal('0.1'), z.literal(0.1)], { error: 'must be 0.1, as in a registry config.yml' }).transform(() => '0.1' as const),
+    log: z
+      .object({
+        level: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+        formatter: z.enum(['text', 'json', 'logstash']).optional(),
+        fields: registryOnly,
+        accesslog: registryOnly,
+        hooks: registryOnly,
+      })
+      .strict()
+      .default({ level: 'info' }),
+    loglevel: registryOnly,
+    storage: storageSchema,
+    http: httpSchema.default({ addr: ':5000', draintimeout: 30_000 }),
+    middleware: z
+      .object({
+        registry: z.array(downstreamMiddleware).length(1, { message: 'needs exactly one entry: { name: downstream, options: { upstreams: [...] } }' }),
+        repository: registryOnly,
+        storage: registryOnly,
+      })
+      .strict(),
+    auth: registryOnly,
+    notifications: registryOnly,
+    redis: registryOnly,
+    health: registryOnly,
+    proxy: registryOnly,
+    validation: registryOnly,
+    compatibility: registryOnly,
+    reporting: registryOnly,
+    catalog: registryOnly,
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const options = c.middleware.registry[0].options;
+    if (options.blobttl !== undefined && !c.storage.delete?.enabled) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['storage', 'delete', 'enabled'],
+        message: 'must be true when middleware.registry[0].options.blobttl is set, as in the DTR cache; add storage: { delete: { enabled: true } }',
+      });
+    }
+  });
+
+/** config.yml as written (input side): what constructs build and render. */
+export type CacheConfigInput = z.input<typeof configSchema>;
+/** config.yml once validated, with defaults, durations in ms and sizes in bytes. */
+export type CacheConfig = z.output<typeof configSchema>;
+export type DownstreamOptions = z.output<typeof downstreamOptionsSchema>;

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs, as root on Debian, every program the test suite runs for real. Idempotent.
+set -euo pipefail
+packages=(
+  docker.io containerd docker-registry skopeo   # engine + swarm, distribution 2.8 upstream, pull clients
+  openssl curl ca-certificates iproute2 iptables  # certificates, throttled clients, test network namespaces
+)
+missing=()
+for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+[ -d node_modules ] || npm ci
