@@ -16,7 +16,9 @@ export function str(fix: string) {
 export function bool(name: string) {
   return z.boolean({
     error: (issue) =>
-      issue.input === undefined ? `is required; set ${name}: true or false` : `must be a YAML boolean; write ${name}: true or ${name}: false (no quotes)`,
+      issue.input === undefined
+        ? `is required; set ${name}: true or false`
+        : `must be a YAML boolean; write ${name}: true or ${name}: false (no quotes)`,
   });
 }
 

@@ -43,7 +43,11 @@ export const downstreamOptionsSchema = z
       )
       .min(1, { message: 'needs at least one URL, e.g. upstreams: [https://dtr.example.com]' })
       .transform((list) => [...new Set(list.flat())]),
-    cas: z.array(str('list absolute paths of PEM CA files').refine((p) => p.startsWith('/'), { message: 'must be an absolute path to a PEM file' })).default([]),
+    cas: z
+      .array(
+        str('list absolute paths of PEM CA files').refine((p) => p.startsWith('/'), { message: 'must be an absolute path to a PEM file' }),
+      )
+      .default([]),
     /** Content not pulled within this window is removed. Unset: kept until the size bound evicts it. */
     blobttl: duration('24h').optional(),
     /** How long a tag → digest answer is trusted before the upstream is asked again. */
@@ -107,7 +111,10 @@ const httpSchema = z
     debug: z
       .object({
         addr: str('set it to host:port for the debug and metrics listener, e.g. 127.0.0.1:5001'),
-        prometheus: z.object({ enabled: bool('enabled').default(true), path: z.string().default('/metrics') }).strict().optional(),
+        prometheus: z
+          .object({ enabled: bool('enabled').default(true), path: z.string().default('/metrics') })
+          .strict()
+          .optional(),
       })
       .strict()
       .optional(),
@@ -120,7 +127,9 @@ export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 
 export const configSchema = z
   .object({
-    version: z.union([z.literal('0.1'), z.literal(0.1)], { error: 'must be 0.1, as in a registry config.yml' }).transform(() => '0.1' as const),
+    version: z
+      .union([z.literal('0.1'), z.literal(0.1)], { error: 'must be 0.1, as in a registry config.yml' })
+      .transform(() => '0.1' as const),
     log: z
       .object({
         level: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
@@ -135,11 +144,21 @@ export const configSchema = z
     storage: storageSchema,
     http: httpSchema.default({ addr: ':5000', draintimeout: 30_000 }),
     middleware: z
-      .object({
-        registry: z.array(downstreamMiddleware).length(1, { message: 'needs exactly one entry: { name: downstream, options: { upstreams: [...] } }' }),
-        repository: registryOnly,
-        storage: registryOnly,
-      })
+      .object(
+        {
+          registry: z
+            .array(downstreamMiddleware)
+            .length(1, { message: 'needs exactly one entry: { name: downstream, options: { upstreams: [...] } }' }),
+          repository: registryOnly,
+          storage: registryOnly,
+        },
+        {
+          error: (i) =>
+            i.input === undefined
+              ? 'is required; add middleware: { registry: [{ name: downstream, options: { upstreams: [https://dtr.example.com] } }] }'
+              : 'must be a mapping with a registry list',
+        },
+      )
       .strict(),
     auth: registryOnly,
     notifications: registryOnly,
@@ -158,7 +177,8 @@ export const configSchema = z
       ctx.addIssue({
         code: 'custom',
         path: ['storage', 'delete', 'enabled'],
-        message: 'must be true when middleware.registry[0].options.blobttl is set, as in the DTR cache; add storage: { delete: { enabled: true } }',
+        message:
+          'must be true when middleware.registry[0].options.blobttl is set, as in the DTR cache; add storage: { delete: { enabled: true } }',
       });
     }
   });

@@ -8,9 +8,7 @@ import { bool, optionalBool, optionalSize, str, registryOnly } from './fields';
 
 export const filesystemSchema = z
   .object({
-    rootdirectory: str('set it to the directory that holds cached content, e.g. /var/lib/registry').default(
-      '/var/lib/registry',
-    ),
+    rootdirectory: str('set it to the directory that holds cached content, e.g. /var/lib/registry').default('/var/lib/registry'),
     maxthreads: registryOnly,
   })
   .strict();
@@ -19,8 +17,12 @@ export const s3Schema = z
   .object({
     region: str('set it to the bucket region, e.g. us-east-1 (any value for an S3-compatible server)'),
     bucket: str('set it to the name of an existing bucket'),
-    accesskey: str('set it to the access key id, or remove both accesskey and secretkey to use the default AWS credential chain').optional(),
-    secretkey: str('set it to the secret access key, or remove both accesskey and secretkey to use the default AWS credential chain').optional(),
+    accesskey: str(
+      'set it to the access key id, or remove both accesskey and secretkey to use the default AWS credential chain',
+    ).optional(),
+    secretkey: str(
+      'set it to the secret access key, or remove both accesskey and secretkey to use the default AWS credential chain',
+    ).optional(),
     sessiontoken: str('set it to an STS session token, or remove it').optional(),
     regionendpoint: str('set it to the endpoint URL of an S3-compatible server, e.g. https://minio.example:9000').optional(),
     forcepathstyle: optionalBool('forcepathstyle'),
@@ -146,19 +148,33 @@ export type StorageSelection =
   | { kind: 'swift'; options: SwiftOptions };
 
 export const storageSchema = z
-  .object({
-    filesystem: filesystemSchema.optional(),
-    s3: s3Schema.optional(),
-    azure: azureSchema.optional(),
-    gcs: gcsSchema.optional(),
-    oss: ossSchema.optional(),
-    swift: swiftSchema.optional(),
-    inmemory: registryOnly,
-    delete: z.object({ enabled: bool('enabled').default(false) }).strict().optional(),
-    redirect: z.object({ disable: bool('disable').default(true) }).strict().optional(),
-    cache: registryOnly,
-    maintenance: registryOnly,
-  })
+  .object(
+    {
+      filesystem: filesystemSchema.optional(),
+      s3: s3Schema.optional(),
+      azure: azureSchema.optional(),
+      gcs: gcsSchema.optional(),
+      oss: ossSchema.optional(),
+      swift: swiftSchema.optional(),
+      inmemory: registryOnly,
+      delete: z
+        .object({ enabled: bool('enabled').default(false) })
+        .strict()
+        .optional(),
+      redirect: z
+        .object({ disable: bool('disable').default(true) })
+        .strict()
+        .optional(),
+      cache: registryOnly,
+      maintenance: registryOnly,
+    },
+    {
+      error: (i) =>
+        i.input === undefined
+          ? `is required; add storage: { filesystem: { rootdirectory: /var/lib/registry } } or another driver`
+          : 'must be a mapping with one driver',
+    },
+  )
   .strict()
   .superRefine((s, ctx) => {
     const chosen = STORAGE_KINDS.filter((k) => s[k] !== undefined);

@@ -122,7 +122,13 @@ function descriptor(blob: Blob) {
 }
 
 /** Pushes blobs then manifests (children first) to `registryUrl`/`repo`:`tag`. `headers` carry auth if needed. */
-export async function pushImage(registryUrl: string, repo: string, tag: string, image: TestImage, headers: Record<string, string> = {}): Promise<void> {
+export async function pushImage(
+  registryUrl: string,
+  repo: string,
+  tag: string,
+  image: TestImage,
+  headers: Record<string, string> = {},
+): Promise<void> {
   for (const blob of image.blobs) await pushBlob(registryUrl, repo, blob.data, headers);
   for (const child of image.children) await pushManifest(registryUrl, repo, child.digest, child, headers);
   await pushManifest(registryUrl, repo, tag, image, headers);
@@ -144,7 +150,13 @@ export async function pushBlob(registryUrl: string, repo: string, data: Buffer, 
   return digest;
 }
 
-async function pushManifest(registryUrl: string, repo: string, reference: string, image: TestImage, headers: Record<string, string>): Promise<void> {
+async function pushManifest(
+  registryUrl: string,
+  repo: string,
+  reference: string,
+  image: TestImage,
+  headers: Record<string, string>,
+): Promise<void> {
   const res = await fetch(`${registryUrl}/v2/${repo}/manifests/${reference}`, {
     method: 'PUT',
     headers: { ...headers, 'content-type': image.mediaType },

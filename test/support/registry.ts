@@ -79,7 +79,9 @@ export class TestRegistry {
 
   /** Requests the registry has answered so far (access log lines are written when a request ends). */
   requests(filter?: { method?: string; pathIncludes?: string }): AccessLogEntry[] {
-    return this.log.filter((e) => (!filter?.method || e.method === filter.method) && (!filter?.pathIncludes || e.path.includes(filter.pathIncludes)));
+    return this.log.filter(
+      (e) => (!filter?.method || e.method === filter.method) && (!filter?.pathIncludes || e.path.includes(filter.pathIncludes)),
+    );
   }
 
   /** Blob GETs answered so far (what a cache must avoid repeating). */

@@ -26,7 +26,8 @@ export class FilesystemDriver implements StorageDriver {
   private path(key: string): string {
     const full = join(this.root, key);
     // Keys are built by the server from validated digests and names; this guards the invariant anyway.
-    if (!full.startsWith(this.root + sep) || key.startsWith(UPLOADS)) throw new StorageError('resolve', key, 'key escapes the storage root');
+    if (!full.startsWith(this.root + sep) || key.startsWith(UPLOADS))
+      throw new StorageError('resolve', key, 'key escapes the storage root');
     return full;
   }
 

@@ -45,7 +45,9 @@ describe('loadConfig', () => {
     expect(ok.ok && ok.config.log.level).toBe('debug');
     const bad = loadConfig(DTR_CACHE_CONFIG, { REGISTRY_HTTP_ADDR: 'nowhere' });
     expect(bad.ok).toBe(false);
-    expect(!bad.ok && bad.errors).toEqual(['config.yml: http.addr (from environment variable REGISTRY_HTTP_ADDR): must be host:port, e.g. 0.0.0.0:443 or :5000']);
+    expect(!bad.ok && bad.errors).toEqual([
+      'config.yml: http.addr (from environment variable REGISTRY_HTTP_ADDR): must be host:port, e.g. 0.0.0.0:443 or :5000',
+    ]);
   });
 
   it('warns about registry keys it ignores, and rejects keys the registry does not know', () => {
@@ -58,7 +60,9 @@ describe('loadConfig', () => {
   });
 
   it('names the YAML path and the fix for each error', () => {
-    const result = loadConfig('version: 0.1\nstorage: {s3: {bucket: b}}\nmiddleware: {registry: [{name: downstream, options: {blobttl: 1 day}}]}');
+    const result = loadConfig(
+      'version: 0.1\nstorage: {s3: {bucket: b}}\nmiddleware: {registry: [{name: downstream, options: {blobttl: 1 day}}]}',
+    );
     expect(!result.ok && result.errors).toEqual([
       'config.yml: storage.s3.region: is required; set it to the bucket region, e.g. us-east-1 (any value for an S3-compatible server)',
       'config.yml: middleware.registry[0].options.upstreams: is required; list the DTR (or next cache) URLs, e.g. upstreams: [https://dtr.example.com]',
@@ -69,7 +73,9 @@ describe('loadConfig', () => {
   it('requires exactly one storage driver and storage.delete for blobttl', () => {
     const none = loadConfig('version: 0.1\nstorage: {}\nmiddleware: {registry: [{name: downstream, options: {upstreams: [https://d]}}]}');
     expect(!none.ok && none.errors[0]).toMatch(/choose one storage driver: add one of filesystem, s3, azure, gcs, oss, swift/);
-    const two = loadConfig('version: 0.1\nstorage: {filesystem: {}, azure: {accountname: a, accountkey: k, container: c}}\nmiddleware: {registry: [{name: downstream, options: {upstreams: [https://d]}}]}');
+    const two = loadConfig(
+      'version: 0.1\nstorage: {filesystem: {}, azure: {accountname: a, accountkey: k, container: c}}\nmiddleware: {registry: [{name: downstream, options: {upstreams: [https://d]}}]}',
+    );
     expect(!two.ok && two.errors[0]).toMatch(/exactly one storage driver is allowed, found filesystem and azure/);
     const ttl = loadConfig(DTR_CACHE_CONFIG.replace('enabled: true', 'enabled: false'));
     expect(!ttl.ok && ttl.errors[0]).toMatch(/^config\.yml: storage\.delete\.enabled: must be true when .*blobttl is set/);
@@ -88,10 +94,18 @@ describe('loadConfig', () => {
   });
 
   it('renders only configs the server accepts', () => {
-    expect(() => renderConfig({ version: '0.1', storage: { filesystem: {} }, middleware: { registry: [{ name: 'downstream', options: { upstreams: ['ftp://x'] } }] } })).toThrow(
-      /middleware\.registry\[0\]\.options\.upstreams\[0\]: must be scheme:\/\/host\[:port\]/,
-    );
-    const text = renderConfig({ version: '0.1', storage: { filesystem: {} }, middleware: { registry: [{ name: 'downstream', options: { upstreams: ['https://dtr'] } }] } });
+    expect(() =>
+      renderConfig({
+        version: '0.1',
+        storage: { filesystem: {} },
+        middleware: { registry: [{ name: 'downstream', options: { upstreams: ['ftp://x'] } }] },
+      }),
+    ).toThrow(/middleware\.registry\[0\]\.options\.upstreams\[0\]: must be scheme:\/\/host\[:port\]/);
+    const text = renderConfig({
+      version: '0.1',
+      storage: { filesystem: {} },
+      middleware: { registry: [{ name: 'downstream', options: { upstreams: ['https://dtr'] } }] },
+    });
     expect(loadConfig(text).ok).toBe(true);
   });
 });

@@ -1,0 +1,55 @@
+/**
+ * The command table and dispatcher. Exit codes (documented in the README):
+ * 0 success, 1 the command failed, 2 usage or input error (bad flags, invalid config).
+ */
+export interface Command {
+  readonly name: string;
+  readonly summary: string;
+  /** Full help text, printed by `dtr-cache <name> --help`. */
+  readonly usage: string;
+  run(args: readonly string[]): Promise<number>;
+}
+
+/** Name → loader. Each command module exports `command: Command`. */
+export const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {};
+
+/** Registers a command module lazily. */
+export function register(name: string, summary: string, load: () => Promise<{ command: Command }>): void {
+  COMMANDS[name] = { summary, load: async () => (await load()).command };
+}
+
+export class UsageError extends Error {}
+
+export async function runCommand(argv: readonly string[], commands: typeof COMMANDS): Promise<number> {
+  await import('./index');
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(topLevelHelp(commands));
+    return name ? 0 : 2;
+  }
+  const entry = commands[name];
+  if (!entry) {
+    process.stderr.write(`dtr-cache: unknown command "${name}"\n\n${topLevelHelp(commands)}`);
+    return 2;
+  }
+  const command = await entry.load();
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(command.usage.endsWith('\n') ? command.usage : `${command.usage}\n`);
+    return 0;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`dtr-cache ${name}: ${err.message}\nRun dtr-cache ${name} --help for usage.\n`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+function topLevelHelp(commands: typeof COMMANDS): string {
+  const width = Math.max(...Object.keys(commands).map((n) => n.length), 4);
+  const lines = Object.entries(commands).map(([n, c]) => `  ${n.padEnd(width)}  ${c.summary}`);
+  return `Usage: dtr-cache <command> [options]\n\nCommands:\n${lines.join('\n')}\n\nRun dtr-cache <command> --help for a command's options.\n`;
+}
