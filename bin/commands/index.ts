@@ -2,3 +2,5 @@
 import { register } from './registry';
 
 register('check-config', 'validate a cache config.yml', () => import('./check-config'));
+register('register', 'register a cache with DTR (content caches API), list or remove', () => import('./register'));
+register('warm', 'pull images through a cache so the first real pull is a hit', () => import('./warm'));

@@ -1,0 +1,102 @@
+import { parseArgs } from 'node:util';
+import { CREDENTIAL_FLAGS, readCredentials } from '../../lib/cli/credentials';
+import { DtrApi, ensureRegistered, ensureRemoved } from '../../lib/cli/dtr-api';
+import { baseUrl, InputError, parsing } from '../../lib/cli/flags';
+import { renderTable } from '../../lib/cli/format';
+import { guard } from '../../lib/cli/run';
+import { makeAgent, TLS_FLAGS } from '../../lib/cli/transport';
+import { Command, UsageError } from './registry';
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export const command: Command = {
+  name: 'register',
+  summary: 'register a cache with DTR (content caches API), list or remove',
+  usage: `Usage: dtr-cache register --dtr <url> --name <name> --host <cache-url> [options]
+       dtr-cache register --dtr <url> --list
+       dtr-cache register --dtr <url> --name <name> --remove
+
+Registers a content cache with DTR (DTR 2.2+, /api/v0/content_caches) so users can choose it in their settings.
+Idempotent: an existing cache with the same name and host is left alone; one with another host is removed and
+created again (DTR documents no update endpoint). Safe to call from a deploy step (local-exec).
+
+Options:
+  --dtr <url>            DTR base URL, e.g. https://dtr.example.com (required)
+  --name <name>          cache name shown to users, e.g. region-asia
+  --host <cache-url>     the cache's URL as users reach it, e.g. https://cache-asia.example.com:443
+  --list                 print the registered caches (id, name, host)
+  --remove               remove the cache called --name (no error if absent)
+  --username <user>      DTR admin user (default: $DTR_USERNAME)
+  --password-env <VAR>   environment variable holding the password or access token (default: DTR_PASSWORD)
+  --ca <file>            PEM CA certificate of DTR (DTR serves it at https://<dtr>/ca)
+  --insecure             do not verify DTR's TLS certificate
+  -h, --help             this help
+
+Exit codes: 0 done (or nothing to change), 1 DTR refused or unreachable, 2 bad flags.`,
+  run(args) {
+    return guard(
+      'register',
+      (m) => new UsageError(m),
+      () => register(args),
+    );
+  },
+};
+
+async function register(args: readonly string[]): Promise<number> {
+  const { values } = parsing(() =>
+    parseArgs({
+      args: [...args],
+      strict: true,
+      options: {
+        dtr: { type: 'string' },
+        name: { type: 'string' },
+        host: { type: 'string' },
+        list: { type: 'boolean' },
+        remove: { type: 'boolean' },
+        ...CREDENTIAL_FLAGS,
+        ...TLS_FLAGS,
+      },
+    }),
+  );
+  const dtr = baseUrl('--dtr', values.dtr);
+  if (values.list && values.remove) throw new InputError('--list and --remove exclude each other');
+  if (!values.list) {
+    if (!values.name) throw new InputError('--name is required (the cache name users pick, e.g. --name region-asia)');
+    if (!NAME.test(values.name)) throw new InputError(`--name "${values.name}": use letters, digits, ".", "_" or "-" (up to 64)`);
+  }
+  const host = values.list || values.remove ? undefined : baseUrl('--host', values.host).origin;
+  if ((values.list || values.remove) && values.host) throw new InputError(`--host is not used with ${values.list ? '--list' : '--remove'}`);
+  const credentials = readCredentials(values, process.env);
+  const agent = makeAgent(values);
+  try {
+    const api = new DtrApi(dtr, credentials, agent);
+    if (values.list) {
+      const caches = await api.list();
+      process.stdout.write(
+        caches.length
+          ? renderTable(
+              ['ID', 'NAME', 'HOST'],
+              caches.map((c) => [c.id, c.name, c.host]),
+            )
+          : `no content caches registered at ${dtr.origin}\n`,
+      );
+      return 0;
+    }
+    const name = values.name as string;
+    if (values.remove) {
+      const removed = await ensureRemoved(api, name);
+      process.stdout.write(
+        removed.length
+          ? `removed cache ${name} (${removed.map((c) => `id ${c.id}`).join(', ')}) from ${dtr.origin}\n`
+          : `cache ${name} is not registered at ${dtr.origin}: nothing to remove\n`,
+      );
+      return 0;
+    }
+    const { action, cache } = await ensureRegistered(api, name, host as string);
+    const verb = { created: 'registered', unchanged: 'already registered', replaced: 're-registered (host changed)' }[action];
+    process.stdout.write(`cache ${name} ${verb}: ${cache.host} (id ${cache.id}) at ${dtr.origin}\n`);
+    return 0;
+  } finally {
+    await agent.close();
+  }
+}
