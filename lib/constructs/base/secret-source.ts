@@ -1,0 +1,70 @@
+/**
+ * Where a piece of sensitive text (a private key, a storage password) comes from. A file is read by Terraform at
+ * deploy time, so the synthesized JSON holds only its path; text given inline lands in the synthesized JSON and in
+ * Terraform state, which is why its factory is named `fromPlainText`.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Fn } from 'cdktf';
+
+export class SecretSource {
+  /**
+   * Text read from `path` by Terraform at deploy time (`file()`, `filebase64()`): only the path is synthesized.
+   * A relative path is resolved against the current directory at synth, because Terraform runs in cdktf.out/stacks/<stack>.
+   */
+  public static fromFile(path: string): SecretSource {
+    return new SecretSource(resolve(path), undefined);
+  }
+
+  /** Text given inline. It lands in the synthesized JSON and in Terraform state: use it for tests and public material only. */
+  public static fromPlainText(text: string): SecretSource {
+    return new SecretSource(undefined, text);
+  }
+
+  private constructor(
+    /** Absolute path of the file, when read from a file. */
+    public readonly path: string | undefined,
+    private readonly text: string | undefined,
+  ) {}
+
+  /** Whether the content is only referenced (true) or embedded in the synthesized JSON (false). */
+  public get isFile(): boolean {
+    return this.path !== undefined;
+  }
+
+  /** The content as base64, for docker_secret/docker_config `data`: `filebase64(path)` for files. */
+  public base64(): string {
+    return this.path !== undefined ? Fn.filebase64(this.path) : Buffer.from(this.text ?? '', 'utf8').toString('base64');
+  }
+
+  /** The content as text: `file(path)` for files (read at deploy time). */
+  public plain(): string {
+    return this.path !== undefined ? Fn.file(this.path) : (this.text ?? '');
+  }
+
+  /**
+   * The content, read now, for synth-time checks (certificate validity, key match). Undefined when the file does not
+   * exist on the synthesizing machine (e.g. a CI plan without secrets); the checks are then reported as skipped.
+   */
+  public readAtSynth(): string | undefined {
+    if (this.path === undefined) return this.text;
+    return existsSync(this.path) ? readFileSync(this.path, 'utf8') : undefined;
+  }
+
+  /**
+   * A short content hash for resource names, so that new content gets a new name. Computed at synth when the content is
+   * readable (a plain string in the JSON); otherwise a Terraform expression over the file, computed at deploy time.
+   */
+  public contentHash(): string {
+    const content = this.readAtSynth();
+    return content !== undefined ? shortHash(content) : Fn.substr(Fn.filesha256(this.path ?? ''), 0, HASH_LENGTH);
+  }
+}
+
+const HASH_LENGTH = 12;
+
+/** First 12 hex digits of the sha256 of `parts` (joined with NUL so that ["ab","c"] and ["a","bc"] differ). */
+export function shortHash(...parts: readonly string[]): string {
+  return createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, HASH_LENGTH);
+}

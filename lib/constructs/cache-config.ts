@@ -1,0 +1,114 @@
+/**
+ * The cache's config.yml, rendered with lib/config's `renderConfig` (the schema the server parses), so what
+ * synthesizes is what the server accepts. Mounted at /config.yml.
+ *
+ * Without secret values it is a `docker_config`. With any (a storage key, a password) it is a `docker_secret`
+ * instead, so that the values are encrypted in the swarm and never in a plain config: the YAML is synthesized with a
+ * placeholder for each value and Terraform splices in each value (read from its file, JSON-quoted, which is valid YAML)
+ * at deploy time. The name carries a content hash so a change rolls the service.
+ */
+import { Construct } from 'constructs';
+import { Fn } from 'cdktf';
+import { Config } from '@cdktf/provider-docker/lib/config';
+import { Secret } from '@cdktf/provider-docker/lib/secret';
+import { CacheConfigInput, validateConfig, renderConfig } from '../config';
+import { shortHash } from './base/secret-source';
+import { check } from './base/validation';
+import { ConfigSecretValue } from './shared-storage';
+
+export interface CacheConfigProps {
+  /** Upstream DTR (or next cache) URLs, https://host[:port]. */
+  readonly upstreams: string[];
+  /** The cache's external URL, https://host[:port] (http.host). */
+  readonly host: string;
+  /** The port the server listens on in the container (http.addr 0.0.0.0:<port>). */
+  readonly containerPort: number;
+  /** The `storage` section, from SharedStorage.storageSection. */
+  readonly storage: Record<string, unknown>;
+  /** Secret values to splice into the config at deploy time. @default none */
+  readonly secretValues?: ConfigSecretValue[];
+  /** http.tls certificate and key paths in the container. @default plain HTTP (not for production) */
+  readonly tls?: { readonly certificate: string; readonly key: string };
+  /** CA files of the upstream, paths in the container. @default none */
+  readonly cas?: string[];
+  /**
+   * http.secret, identical on every replica. The registry signs upload state with it; a pull-only cache has no uploads,
+   * so a value derived from the site's name and host is the default.
+   * @default a hash of namePrefix and host
+   */
+  readonly httpSecret?: string;
+  /** Remove content not pulled for this long (Go duration); enables storage.delete. @default kept until evicted by size */
+  readonly blobTtl?: string;
+  /** log.level. @default "info" */
+  readonly logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** Prefix of the swarm object's name. @default "dtr-cache" */
+  readonly namePrefix?: string;
+}
+
+/** Where the service mounts config.yml from. */
+export interface ConfigMount {
+  readonly kind: 'config' | 'secret';
+  readonly id: string;
+  readonly name: string;
+  readonly fileName: string;
+}
+
+export const CONFIG_PATH = '/config.yml';
+
+export class CacheConfig extends Construct {
+  /** config.yml as synthesized (secret values as placeholders). */
+  public readonly text: string;
+  /** The config object rendered. */
+  public readonly input: CacheConfigInput;
+  /** The docker_config, or the docker_secret when the config carries secret values. */
+  public readonly resource: Config | Secret;
+  public readonly mount: ConfigMount;
+
+  constructor(scope: Construct, id: string, props: CacheConfigProps) {
+    super(scope, id);
+    const prefix = props.namePrefix ?? 'dtr-cache';
+    const options: Record<string, unknown> = { upstreams: props.upstreams };
+    if (props.cas?.length) options.cas = props.cas;
+    if (props.blobTtl !== undefined) options.blobttl = props.blobTtl;
+    this.input = {
+      version: '0.1',
+      log: { level: props.logLevel ?? 'info' },
+      storage: { ...props.storage, delete: { enabled: true } },
+      http: {
+        addr: `0.0.0.0:${props.containerPort}`,
+        host: props.host,
+        secret: props.httpSecret ?? shortHash('http.secret', prefix, props.host),
+        ...(props.tls ? { tls: { certificate: props.tls.certificate, key: props.tls.key } } : {}),
+      },
+      middleware: { registry: [{ name: 'downstream', options }] },
+    } as CacheConfigInput;
+    const result = validateConfig(this.input, 'config.yml');
+    // Invalid settings are reported by validation (with the YAML path) rather than thrown here, so synth lists them all.
+    this.node.addValidation(check(() => (result.ok ? [] : result.errors.map((e) => `CacheConfig: ${e}`))));
+    this.text = result.ok ? renderConfig(this.input) : '';
+    const secretValues = props.secretValues ?? [];
+    if (secretValues.length === 0) {
+      const name = `${prefix}-config-${shortHash(this.text)}`;
+      this.resource = new Config(this, 'Config', {
+        name,
+        data: Buffer.from(this.text, 'utf8').toString('base64'),
+        lifecycle: { createBeforeDestroy: true },
+      });
+      this.mount = { kind: 'config', id: this.resource.id, name, fileName: CONFIG_PATH };
+    } else {
+      const spliced = secretValues.reduce<string>(
+        (text, { placeholder, source }) =>
+          Fn.replace(text, placeholder, source.isFile ? Fn.jsonencode(Fn.trimspace(source.plain())) : JSON.stringify(source.plain())),
+        this.text,
+      );
+      const name = `${prefix}-config-${shortHash(this.text)}-${Fn.substr(Fn.sha256(spliced), 0, 8)}`;
+      this.resource = new Secret(this, 'Secret', {
+        name,
+        data: Fn.base64encode(spliced),
+        labels: [{ label: 'dtr.cache.managed-by', value: 'dtr-cache-site' }],
+        lifecycle: { createBeforeDestroy: true },
+      });
+      this.mount = { kind: 'secret', id: this.resource.id, name, fileName: CONFIG_PATH };
+    }
+  }
+}

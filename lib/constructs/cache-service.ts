@@ -1,0 +1,155 @@
+/**
+ * The cache as a swarm service: one replica per labelled node, config.yml and TLS material from swarm configs and
+ * secrets, a healthcheck on the server's /healthz, and a rolling update that keeps the cache answering.
+ */
+import { Construct } from 'constructs';
+import { ITerraformDependable, TerraformStack } from 'cdktf';
+import { Service, ServiceTaskSpecContainerSpecMounts } from '@cdktf/provider-docker/lib/service';
+import { z } from 'zod';
+import { SecretMount } from './base/hashed-secret';
+import { check, port, propsValidation } from './base/validation';
+import { ConfigMount } from './cache-config';
+
+/** How the published port reaches replicas. */
+export enum PublishMode {
+  /** The swarm routing mesh: every node answers on the port and forwards to a replica. */
+  INGRESS = 'ingress',
+  /** Each replica's node answers on the port itself, for an external load balancer in front of the nodes. */
+  HOST = 'host',
+}
+
+export interface CacheServiceProps {
+  /** The image to run, with its registry host. */
+  readonly image: string;
+  /** Where config.yml comes from (CacheConfig.mount). */
+  readonly config: ConfigMount;
+  /** Swarm secrets mounted under /run/secrets/. @default none */
+  readonly secrets?: SecretMount[];
+  /** Extra mounts (SharedStorage.mounts). @default none */
+  readonly mounts?: ServiceTaskSpecContainerSpecMounts[];
+  /** @default "dtr-cache" */
+  readonly name?: string;
+  /** Number of replicas, at most one per labelled node. @default 1 */
+  readonly replicas?: number;
+  /** Placement constraints selecting the cache nodes (CacheNodes.placementConstraint). @default ["node.labels.dtr.cache == true"] */
+  readonly placementConstraints?: string[];
+  /** Add `node.role == worker`: replicas run on dedicated workers, never on managers. @default true */
+  readonly workersOnly?: boolean;
+  /** The published port. @default 443 */
+  readonly port?: number;
+  /** The port the server listens on in the container. @default 443 */
+  readonly containerPort?: number;
+  /** @default PublishMode.INGRESS */
+  readonly publishMode?: PublishMode;
+  /**
+   * Number of labelled nodes. With more nodes than replicas and the routing mesh, updates start the new replica before
+   * stopping the old (start-first); otherwise one replica per node and a fixed host port force stop-first.
+   * @default replicas
+   */
+  readonly nodeCount?: number;
+  /** Whether the server speaks TLS on containerPort (the healthcheck's scheme). @default true */
+  readonly tls?: boolean;
+  /** Resources the service waits for (node labels). @default none */
+  readonly dependsOn?: ITerraformDependable[];
+}
+
+const propsSchema = z.object({
+  replicas: z.number().int().min(1, { message: 'must be at least 1' }).optional(),
+  port: port.optional(),
+  containerPort: port.optional(),
+  name: z
+    .string()
+    .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, { message: 'must be a service name: letters, digits, dash, dot, underscore' })
+    .optional(),
+});
+
+export class CacheService extends Construct {
+  public readonly service: Service;
+  public readonly port: number;
+  public readonly publishMode: PublishMode;
+  public readonly replicas: number;
+  public readonly updateOrder: 'start-first' | 'stop-first';
+
+  constructor(scope: Construct, id: string, props: CacheServiceProps) {
+    super(scope, id);
+    this.node.addValidation(propsValidation('CacheService', propsSchema, props));
+    this.port = props.port ?? 443;
+    this.publishMode = props.publishMode ?? PublishMode.INGRESS;
+    this.replicas = props.replicas ?? 1;
+    const containerPort = props.containerPort ?? 443;
+    const constraints = [...(props.placementConstraints ?? ['node.labels.dtr.cache == true'])];
+    if (props.workersOnly ?? true) constraints.push('node.role == worker');
+    this.updateOrder =
+      this.publishMode === PublishMode.INGRESS && (props.nodeCount ?? this.replicas) > this.replicas ? 'start-first' : 'stop-first';
+    this.node.addValidation(check(() => this.portConflicts()));
+
+    const update = { parallelism: 1, delay: '10s', failureAction: 'rollback', monitor: '30s', order: this.updateOrder };
+    this.service = new Service(this, 'Service', {
+      name: props.name ?? 'dtr-cache',
+      labels: [{ label: 'dtr.cache.managed-by', value: 'dtr-cache-site' }],
+      dependsOn: props.dependsOn,
+      mode: { replicated: { replicas: this.replicas } },
+      taskSpec: {
+        containerSpec: {
+          image: props.image,
+          configs:
+            props.config.kind === 'config'
+              ? [{ configId: props.config.id, configName: props.config.name, fileName: props.config.fileName, fileMode: 0o444 }]
+              : [],
+          secrets: [
+            ...(props.config.kind === 'secret'
+              ? [{ secretId: props.config.id, secretName: props.config.name, fileName: props.config.fileName, fileMode: 0o400 }]
+              : []),
+            ...(props.secrets ?? []).map((s) => ({
+              secretId: s.secret.id,
+              secretName: s.secret.name,
+              fileName: `/run/secrets/${s.fileName}`,
+              fileMode: 0o400,
+            })),
+          ],
+          mounts: props.mounts,
+          healthcheck: {
+            test: ['CMD', 'node', '-e', healthcheckScript(containerPort, props.tls ?? true)],
+            interval: '15s',
+            timeout: '5s',
+            retries: 3,
+            startPeriod: '20s',
+          },
+          stopGracePeriod: '40s',
+        },
+        placement: { constraints, maxReplicas: 1 },
+        restartPolicy: { condition: 'on-failure', delay: '5s', window: '120s' },
+      },
+      updateConfig: update,
+      rollbackConfig: { ...update, failureAction: 'pause' },
+      endpointSpec: {
+        // Host-mode publishing needs no virtual IP; dnsrr also works where IPVS is missing.
+        mode: this.publishMode === PublishMode.HOST ? 'dnsrr' : 'vip',
+        ports: [{ name: 'https', protocol: 'tcp', targetPort: containerPort, publishedPort: this.port, publishMode: this.publishMode }],
+      },
+    });
+  }
+
+  /** Other cache services in the same stack publishing the same port. */
+  private portConflicts(): string[] {
+    const others = TerraformStack.of(this)
+      .node.findAll()
+      .filter((c): c is CacheService => c instanceof CacheService && c !== this && c.port === this.port);
+    return others.map(
+      (o) =>
+        `CacheService: port: ${this.port} is also published by ${o.node.path}; give each cache site in a stack its own port (or put them in separate stacks, one per swarm)`,
+    );
+  }
+}
+
+/**
+ * A GET of /healthz with node itself: the image has no shell or curl. The certificate is not verified, since the
+ * check runs against 127.0.0.1, which the certificate does not name.
+ */
+export function healthcheckScript(containerPort: number, tls: boolean): string {
+  const mod = tls ? 'https' : 'http';
+  return (
+    `const r=require('${mod}').get({host:'127.0.0.1',port:${containerPort},path:'/healthz',rejectUnauthorized:false,timeout:4000},` +
+    `(s)=>{s.resume();process.exit(s.statusCode===200?0:1)});r.on('error',()=>process.exit(1));r.on('timeout',()=>process.exit(1))`
+  );
+}

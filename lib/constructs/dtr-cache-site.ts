@@ -1,0 +1,201 @@
+/**
+ * One DTR cache per datacenter: labelled nodes, storage, TLS secrets, config.yml and the service, plus outputs that
+ * `dtr-cache plan` summarizes. Usually one per TerraformStack, since each datacenter is its own swarm.
+ */
+import { Construct } from 'constructs';
+import { TerraformOutput } from 'cdktf';
+import { DockerProvider } from '@cdktf/provider-docker/lib/provider';
+import { z } from 'zod';
+import { SwarmConnection } from './base/swarm-connection';
+import { SecretSource } from './base/secret-source';
+import { check, propsValidation } from './base/validation';
+import { CacheNodes } from './cache-nodes';
+import { SharedStorage, StorageBackend } from './shared-storage';
+import { CacheTls } from './cache-tls';
+import { CacheConfig } from './cache-config';
+import { CacheImage, CacheImageProps } from './cache-image';
+import { CacheService, PublishMode } from './cache-service';
+
+/** TLS material of a site. */
+export interface SiteTlsOptions {
+  /** The cache certificate, PEM, intermediates appended. */
+  readonly certificate: SecretSource;
+  /** Its unencrypted PEM key. */
+  readonly key: SecretSource;
+  /** The DTR's CA, when not publicly trusted. @default none */
+  readonly dtrCa?: SecretSource;
+  /** Generated test certificates: marked TEST ONLY in secret names, outputs and summaries. @default false */
+  readonly testOnly?: boolean;
+}
+
+export interface DtrCacheSiteProps {
+  /** Datacenter name, lower case, used in names (dtr-cache-<datacenter>) and summaries, e.g. "asia". */
+  readonly datacenter: string;
+  /** The DTR (or next cache) URLs this cache fetches from, https://host[:port]. */
+  readonly upstreams: string[];
+  /** Host name clients pull from, e.g. cache.asia.example.com; the certificate must cover it. */
+  readonly host: string;
+  /** Swarm node IDs or hostnames to label and run replicas on. */
+  readonly nodes: string[];
+  /** TLS certificate, key and DTR CA. */
+  readonly tls: SiteTlsOptions;
+  /** The image to run. */
+  readonly image: CacheImageProps;
+  /** Where content is kept. @default StorageBackend.localFilesystem() (one replica only) */
+  readonly storage?: StorageBackend;
+  /** Number of replicas, one per node. @default the number of nodes with shared storage, else 1 */
+  readonly replicas?: number;
+  /** How the deploy reaches the swarm, for the provider and for local-exec. @default SwarmConnection.localSocket() */
+  readonly connection?: SwarmConnection;
+  /** Create the stack's docker provider from connection. Set false when the stack configures it. @default true */
+  readonly createProvider?: boolean;
+  /** The published port. @default 443 */
+  readonly port?: number;
+  /** @default PublishMode.INGRESS (the routing mesh) */
+  readonly publishMode?: PublishMode;
+  /** Run replicas only on worker nodes. @default true */
+  readonly workersOnly?: boolean;
+  /** Remove content not pulled for this long (Go duration, e.g. "24h"). @default none: kept until evicted by size */
+  readonly blobTtl?: string;
+  /** log.level of the server. @default "info" */
+  readonly logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** The time certificate expiry is checked against. @default the time of synth */
+  readonly now?: Date;
+}
+
+const httpsUrl = z.string().refine(
+  (u) => {
+    try {
+      return new URL(u).protocol === 'https:';
+    } catch {
+      return false;
+    }
+  },
+  { message: 'must be an https:// URL, e.g. https://dtr.us.example.com; the cache forwards users’ credentials to it' },
+);
+
+const propsSchema = z.object({
+  datacenter: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, { message: 'must be lower-case letters, digits and dashes, e.g. asia' }),
+  upstreams: z.array(httpsUrl).min(1, { message: 'list the DTR URL, e.g. ["https://dtr.us.example.com"]' }),
+  host: z.string().regex(/^[a-zA-Z0-9.-]+$/, { message: 'must be a host name without scheme or port, e.g. cache.asia.example.com' }),
+});
+
+export class DtrCacheSite extends Construct {
+  public readonly datacenter: string;
+  /** https://host[:port]: what users pull from. */
+  public readonly cacheUrl: string;
+  public readonly nodes: CacheNodes;
+  public readonly storage: SharedStorage;
+  public readonly tls: CacheTls;
+  public readonly config: CacheConfig;
+  public readonly image: CacheImage;
+  public readonly service: CacheService;
+  public readonly connection: SwarmConnection;
+
+  constructor(scope: Construct, id: string, props: DtrCacheSiteProps) {
+    super(scope, id);
+    this.node.addValidation(propsValidation('DtrCacheSite', propsSchema, props));
+    const prefix = `dtr-cache-${props.datacenter}`;
+    const backend = props.storage ?? StorageBackend.localFilesystem();
+    const replicas = props.replicas ?? (backend.shared ? props.nodes.length : 1);
+    const port = props.port ?? 443;
+    const publishMode = props.publishMode ?? PublishMode.INGRESS;
+    this.datacenter = props.datacenter;
+    this.cacheUrl = `https://${props.host}${port === 443 ? '' : `:${port}`}`;
+    this.connection = props.connection ?? SwarmConnection.localSocket();
+    this.node.addValidation(check(() => replicaProblems(props, backend, replicas)));
+
+    if (props.createProvider ?? true) new DockerProvider(this, 'Provider', this.connection.providerConfig());
+    this.nodes = new CacheNodes(this, 'Nodes', { nodes: props.nodes, connection: this.connection });
+    this.storage = new SharedStorage(this, 'Storage', { backend, namePrefix: prefix });
+    const testOnly = props.tls.testOnly ?? false;
+    this.tls = new CacheTls(this, 'Tls', {
+      certificate: props.tls.certificate,
+      key: props.tls.key,
+      dtrCa: props.tls.dtrCa,
+      host: props.host,
+      namePrefix: testOnly ? `${prefix}-test-only` : prefix,
+      testOnly,
+      now: props.now,
+    });
+    this.config = new CacheConfig(this, 'Config', {
+      upstreams: props.upstreams,
+      host: this.cacheUrl,
+      containerPort: 443,
+      storage: this.storage.storageSection,
+      secretValues: [...this.storage.secretValues],
+      tls: { certificate: this.tls.certificatePath, key: this.tls.keyPath },
+      cas: this.tls.dtrCaPath ? [this.tls.dtrCaPath] : [],
+      blobTtl: props.blobTtl,
+      logLevel: props.logLevel,
+      namePrefix: prefix,
+    });
+    this.image = new CacheImage(this, 'Image', props.image);
+    this.service = new CacheService(this, 'Service', {
+      name: prefix,
+      image: this.image.imageRef,
+      config: this.config.mount,
+      secrets: [...this.tls.secrets, ...this.storage.secrets],
+      mounts: [...this.storage.mounts],
+      replicas,
+      placementConstraints: [this.nodes.placementConstraint],
+      workersOnly: props.workersOnly,
+      port,
+      containerPort: 443,
+      publishMode,
+      nodeCount: props.nodes.length,
+      dependsOn: [...this.nodes.labels],
+    });
+
+    const cert = this.tls.certificateInfo;
+    const outputs: Record<string, { value: string | number | boolean | string[]; description: string }> = {
+      cache_url: { value: this.cacheUrl, description: 'URL users pull from' },
+      image: { value: this.image.imageRef, description: 'image the service runs (name@digest when built here)' },
+      replicas: { value: replicas, description: 'number of cache replicas' },
+      storage_kind: { value: backend.label, description: 'where cached content is kept' },
+      summary: {
+        value: JSON.stringify({
+          datacenter: props.datacenter,
+          cacheUrl: this.cacheUrl,
+          upstreams: props.upstreams,
+          replicas,
+          nodes: props.nodes,
+          storage: backend.label,
+          port,
+          publishMode,
+          image: this.image.displayName,
+          swarm: this.connection.describe(),
+          certificate: cert ? { subject: cert.subject, validTo: cert.validTo, selfSigned: cert.selfSigned } : null,
+          testOnly,
+        }),
+        description: 'site summary read by dtr-cache plan',
+      },
+    };
+    const outputPrefix = id.replace(/[^A-Za-z0-9_]/g, '_');
+    for (const [name, { value, description }] of Object.entries(outputs)) {
+      const output = new TerraformOutput(this, `Output-${name}`, {
+        value,
+        description: testOnly && name === 'cache_url' ? `${description} (TEST ONLY certificates)` : description,
+      });
+      output.overrideLogicalId(`${outputPrefix}_${name}`);
+    }
+  }
+}
+
+function replicaProblems(props: DtrCacheSiteProps, backend: StorageBackend, replicas: number): string[] {
+  const problems: string[] = [];
+  if (replicas > 1 && !backend.shared) {
+    problems.push(
+      props.storage === undefined
+        ? `DtrCacheSite: replicas: ${replicas} replicas need shared storage, and none is set; set storage to StorageBackend.nfs({ server }) or an object store (s3, azure, gcs, oss, swift), or set replicas: 1`
+        : `DtrCacheSite: storage: the local filesystem is per container, so ${replicas} replicas would each cache their own copy and lose it on reschedule; use StorageBackend.nfs({ server }) or an object store, or set replicas: 1`,
+    );
+  }
+  if (replicas > props.nodes.length) {
+    problems.push(
+      `DtrCacheSite: replicas: ${replicas} replicas but ${props.nodes.length} node(s); the service runs one replica per node, so list ${replicas} nodes or lower replicas`,
+    );
+  }
+  if (!Number.isInteger(replicas) || replicas < 1) problems.push(`DtrCacheSite: replicas: must be a whole number of at least 1`);
+  return problems;
+}

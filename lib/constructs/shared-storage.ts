@@ -1,0 +1,276 @@
+/**
+ * Where the cache keeps content. Three families:
+ * - NFS (shared): a volume of the local driver with NFS options, declared on the service's mount so that every node
+ *   creates it when a replica starts there. (A `docker_volume` resource would exist only on the node the provider talks
+ *   to, a manager, not on the workers that run replicas.) The cache sees it as a filesystem at its rootdirectory.
+ * - Object storage (shared): s3, azure, gcs, oss, swift, rendered into config.yml's `storage` section with the same keys
+ *   as the registry's drivers. Secret values (keys, passwords) never go into the plain `docker_config`: when a backend
+ *   has any, the whole config.yml is delivered as a swarm secret instead (see CacheConfig), with each secret value read
+ *   from its file by Terraform at deploy time. A GCS key file becomes its own swarm secret, referenced by `keyfile`.
+ * - Local filesystem (not shared): inside the container, lost when a replica is rescheduled; one replica only.
+ */
+import { Construct } from 'constructs';
+import { ServiceTaskSpecContainerSpecMounts } from '@cdktf/provider-docker/lib/service';
+import { StorageKind } from '../config';
+import { SecretSource } from './base/secret-source';
+import { hashedSecret, SecretMount } from './base/hashed-secret';
+
+/** Options of NFS storage. */
+export interface NfsStorageOptions {
+  /** The NFS server's host name or address. */
+  readonly server: string;
+  /**
+   * The exported directory. Export it with `rw,root_squash,no_wdelay` (e.g. `/dtr-cache *(rw,root_squash,no_wdelay)` in
+   * /etc/exports): no_wdelay makes a write visible to other replicas as soon as it is acknowledged (read-after-write).
+   * @default "/dtr-cache"
+   */
+  readonly path?: string;
+  /**
+   * Client mount options after addr=<server>.
+   * @default "rw,nfsvers=4,hard"
+   */
+  readonly mountOptions?: string;
+  /**
+   * Where the volume is mounted in the container (the filesystem driver's rootdirectory).
+   * @default "/var/lib/registry"
+   */
+  readonly rootDirectory?: string;
+}
+
+/** Options of the container-local filesystem. */
+export interface LocalFilesystemOptions {
+  /** @default "/var/lib/registry" */
+  readonly rootDirectory?: string;
+}
+
+/** Options of S3 (or an S3-compatible server). */
+export interface S3StorageOptions {
+  readonly region: string;
+  readonly bucket: string;
+  /** Access key id. @default the default AWS credential chain (with secretKey unset) */
+  readonly accessKey?: string;
+  /** Secret access key. @default the default AWS credential chain (with accessKey unset) */
+  readonly secretKey?: SecretSource;
+  /** Endpoint of an S3-compatible server. @default AWS */
+  readonly regionEndpoint?: string;
+  /** Path-style addressing, for S3-compatible servers. @default false */
+  readonly forcePathStyle?: boolean;
+  /** Key prefix inside the bucket. @default "/" */
+  readonly rootDirectory?: string;
+}
+
+/** Options of Azure Blob Storage. */
+export interface AzureStorageOptions {
+  readonly accountName: string;
+  readonly accountKey: SecretSource;
+  readonly container: string;
+  /** @default "core.windows.net" */
+  readonly realm?: string;
+  /** @default none */
+  readonly rootDirectory?: string;
+}
+
+/** Options of Google Cloud Storage. */
+export interface GcsStorageOptions {
+  readonly bucket: string;
+  /** Service account JSON key; mounted as a swarm secret. @default the instance's default credentials */
+  readonly keyFile?: SecretSource;
+  /** @default none */
+  readonly rootDirectory?: string;
+}
+
+/** Options of Alibaba Cloud OSS. */
+export interface OssStorageOptions {
+  readonly accessKeyId: string;
+  readonly accessKeySecret: SecretSource;
+  readonly region: string;
+  readonly bucket: string;
+  /** @default derived from region */
+  readonly endpoint?: string;
+  /** @default none */
+  readonly rootDirectory?: string;
+}
+
+/** Options of OpenStack Swift. */
+export interface SwiftStorageOptions {
+  readonly authUrl: string;
+  readonly username: string;
+  readonly password: SecretSource;
+  readonly container: string;
+  /** @default none */
+  readonly tenant?: string;
+  /** @default none */
+  readonly domain?: string;
+  /** @default none */
+  readonly region?: string;
+  /** Object name prefix (Swift reads prefix, not rootdirectory). @default none */
+  readonly prefix?: string;
+}
+
+/** A storage choice; build one with the static factories. */
+export class StorageBackend {
+  public static localFilesystem(options: LocalFilesystemOptions = {}): StorageBackend {
+    return new StorageBackend('filesystem', 'filesystem (container-local)', false, {
+      rootdirectory: options.rootDirectory ?? DEFAULT_ROOT,
+    });
+  }
+
+  public static nfs(options: NfsStorageOptions): StorageBackend {
+    const rootdirectory = options.rootDirectory ?? DEFAULT_ROOT;
+    return new StorageBackend('filesystem', 'nfs', true, { rootdirectory }, {}, undefined, {
+      server: options.server,
+      path: options.path ?? '/dtr-cache',
+      mountOptions: options.mountOptions ?? 'rw,nfsvers=4,hard',
+      target: rootdirectory,
+    });
+  }
+
+  public static s3(o: S3StorageOptions): StorageBackend {
+    return new StorageBackend(
+      's3',
+      's3',
+      true,
+      defined({
+        region: o.region,
+        bucket: o.bucket,
+        accesskey: o.accessKey,
+        regionendpoint: o.regionEndpoint,
+        forcepathstyle: o.forcePathStyle,
+        rootdirectory: o.rootDirectory,
+      }),
+      o.secretKey ? { secretkey: o.secretKey } : {},
+    );
+  }
+
+  public static azure(o: AzureStorageOptions): StorageBackend {
+    return new StorageBackend(
+      'azure',
+      'azure',
+      true,
+      defined({ accountname: o.accountName, container: o.container, realm: o.realm, rootdirectory: o.rootDirectory }),
+      { accountkey: o.accountKey },
+    );
+  }
+
+  public static gcs(o: GcsStorageOptions): StorageBackend {
+    return new StorageBackend('gcs', 'gcs', true, defined({ bucket: o.bucket, rootdirectory: o.rootDirectory }), {}, o.keyFile);
+  }
+
+  public static oss(o: OssStorageOptions): StorageBackend {
+    return new StorageBackend(
+      'oss',
+      'oss',
+      true,
+      defined({ accesskeyid: o.accessKeyId, region: o.region, bucket: o.bucket, endpoint: o.endpoint, rootdirectory: o.rootDirectory }),
+      { accesskeysecret: o.accessKeySecret },
+    );
+  }
+
+  public static swift(o: SwiftStorageOptions): StorageBackend {
+    return new StorageBackend(
+      'swift',
+      'swift',
+      true,
+      defined({
+        authurl: o.authUrl,
+        username: o.username,
+        container: o.container,
+        tenant: o.tenant,
+        domain: o.domain,
+        region: o.region,
+        prefix: o.prefix,
+      }),
+      { password: o.password },
+    );
+  }
+
+  private constructor(
+    /** The config.yml driver. */
+    public readonly driver: StorageKind,
+    /** What summaries call it: nfs, s3, filesystem (container-local), … */
+    public readonly label: string,
+    /** Whether every replica sees the same content (required for more than one replica). */
+    public readonly shared: boolean,
+    /** Driver options without secrets. */
+    public readonly options: Readonly<Record<string, string | boolean>>,
+    /** Driver option → secret value, kept out of the plain config. */
+    public readonly secretOptions: Readonly<Record<string, SecretSource>> = {},
+    /** GCS key file, mounted as a swarm secret. */
+    public readonly keyFile?: SecretSource,
+    /** NFS mount details. */
+    public readonly nfsMount?: { readonly server: string; readonly path: string; readonly mountOptions: string; readonly target: string },
+  ) {}
+}
+
+const DEFAULT_ROOT = '/var/lib/registry';
+const GCS_KEY_FILE = 'gcs-key.json';
+
+export interface SharedStorageProps {
+  /** The storage choice. */
+  readonly backend: StorageBackend;
+  /**
+   * Prefix of the names of swarm objects this construct creates.
+   * @default "dtr-cache"
+   */
+  readonly namePrefix?: string;
+}
+
+/** A secret value to splice into config.yml at deploy time, in place of `placeholder`. */
+export interface ConfigSecretValue {
+  readonly placeholder: string;
+  readonly source: SecretSource;
+}
+
+export class SharedStorage extends Construct {
+  public readonly backend: StorageBackend;
+  /** The `storage` section of config.yml; secret values appear as placeholders (see secretValues). */
+  public readonly storageSection: Record<string, unknown>;
+  /** Secret values of the storage section, spliced in by CacheConfig at deploy time. */
+  public readonly secretValues: readonly ConfigSecretValue[];
+  /** Mounts the service needs (the NFS volume). */
+  public readonly mounts: readonly ServiceTaskSpecContainerSpecMounts[];
+  /** Secrets the service needs (the GCS key file). */
+  public readonly secrets: readonly SecretMount[];
+
+  constructor(scope: Construct, id: string, props: SharedStorageProps) {
+    super(scope, id);
+    const backend = props.backend;
+    const prefix = props.namePrefix ?? 'dtr-cache';
+    this.backend = backend;
+    const secretValues = Object.entries(backend.secretOptions).map(([key, source]) => ({
+      key,
+      placeholder: `DTR_CACHE_SECRET_STORAGE_${backend.driver}_${key}`.toUpperCase(),
+      source,
+    }));
+    this.secretValues = secretValues.map(({ placeholder, source }) => ({ placeholder, source }));
+    const driverOptions: Record<string, unknown> = { ...backend.options };
+    for (const { key, placeholder } of secretValues) driverOptions[key] = placeholder;
+    const secrets: SecretMount[] = [];
+    if (backend.keyFile) {
+      const secret = hashedSecret(this, 'GcsKeyFile', { baseName: `${prefix}-${GCS_KEY_FILE}`, source: backend.keyFile });
+      secrets.push({ secret, fileName: GCS_KEY_FILE });
+      driverOptions.keyfile = `/run/secrets/${GCS_KEY_FILE}`;
+    }
+    this.secrets = secrets;
+    this.storageSection = { [backend.driver]: driverOptions };
+    const nfs = backend.nfsMount;
+    this.mounts = nfs
+      ? [
+          {
+            type: 'volume',
+            source: `${prefix}-nfs`,
+            target: nfs.target,
+            volumeOptions: {
+              driverName: 'local',
+              driverOptions: { type: 'nfs', o: `addr=${nfs.server},${nfs.mountOptions}`, device: `:${nfs.path}` },
+              labels: [{ label: 'dtr.cache.managed-by', value: 'dtr-cache-site' }],
+            },
+          },
+        ]
+      : [];
+  }
+}
+
+function defined<T extends Record<string, string | boolean | undefined>>(o: T): Record<string, string | boolean> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Record<string, string | boolean>;
+}
