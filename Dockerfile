@@ -1,0 +1,44 @@
+# The DTR content cache server image: `dtr-cache serve --config /config.yml`, as the DTR cache image runs.
+#   docker build -t registry.example.com/dtr-cache:0.1.0 .
+# Without Docker Hub (CI): scripts/build-base-image.sh makes a FROM-scratch base from the host's node, then
+#   docker build --build-arg BASE_IMAGE=127.0.0.1:5000/dtr-cache-base:local \
+#                --build-arg BUILD_IMAGE=127.0.0.1:5000/dtr-cache-build-base:local .
+# The final stage runs no RUN instruction, so BASE_IMAGE needs only node (no shell, no npm).
+ARG BASE_IMAGE=node:20-bookworm-slim
+ARG BUILD_IMAGE=${BASE_IMAGE}
+
+# Compiles the TypeScript (only what the image runs: no examples, tests or constructs sources are needed).
+FROM ${BUILD_IMAGE} AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"]
+COPY tsconfig.json ./
+COPY lib ./lib
+COPY bin ./bin
+RUN ["npm", "run", "build"]
+# The cache's storage root, owned by the runtime user; a volume mounted there starts with this ownership.
+RUN ["node", "-e", "require('fs').mkdirSync('/out/var/lib/registry', { recursive: true })"]
+
+# Production dependencies only, installed from the same lockfile.
+FROM ${BUILD_IMAGE} AS deps
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN ["npm", "ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"]
+
+FROM ${BASE_IMAGE}
+WORKDIR /app
+ENV NODE_ENV=production
+COPY package.json ./
+COPY --from=deps /src/node_modules ./node_modules
+COPY --from=build /src/dist/lib/config ./dist/lib/config
+COPY --from=build /src/dist/lib/cache ./dist/lib/cache
+COPY --from=build /src/dist/bin ./dist/bin
+COPY --from=build --chown=10001:10001 /out/var/lib/registry /var/lib/registry
+# Non-root; ports below 1024 still bind because Docker sets net.ipv4.ip_unprivileged_port_start=0 in containers.
+USER 10001:10001
+EXPOSE 443
+# Exec form: the FROM-scratch base has no shell. Reads the port and scheme from /config.yml with the server's own
+# config loader (REGISTRY_* overrides included), then asks the health endpoint on loopback.
+HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 CMD ["node", "-e", "HEALTHCHECK_SCRIPT"]
+# The server drains on SIGTERM itself (node as PID 1 gets no default signal handlers, so it must).
+ENTRYPOINT ["node", "/app/dist/bin/dtr-cache.js", "serve", "--config", "/config.yml"]

@@ -1,0 +1,76 @@
+/**
+ * A minimal Docker Engine API client over the unix socket (undici Client with socketPath). Errors carry the
+ * engine's own message and the request that failed.
+ */
+import { Client } from 'undici';
+
+export const TEST_DOCKER_SOCK = process.env.DTR_TEST_DOCKER_SOCK ?? '/run/dtr-cache-test/docker.sock';
+
+export class EngineError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class Engine {
+  private readonly client: Client;
+
+  constructor(readonly socketPath = TEST_DOCKER_SOCK) {
+    this.client = new Client('http://docker', { socketPath, headersTimeout: 120_000, bodyTimeout: 120_000 });
+  }
+
+  async request<T = unknown>(
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<T> {
+    const res = await this.client.request({
+      method,
+      path: `/v1.41${path}`,
+      headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.body.text();
+    if (res.statusCode >= 400) {
+      let message = text;
+      try {
+        message = (JSON.parse(text) as { message?: string }).message ?? text;
+      } catch {
+        /* not JSON: keep the text */
+      }
+      throw new EngineError(res.statusCode, `${method} ${path}: ${res.statusCode} ${message.trim()}`);
+    }
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /** Like request, but a 404 gives undefined. */
+  async find<T>(path: string): Promise<T | undefined> {
+    try {
+      return await this.request<T>('GET', path);
+    } catch (err) {
+      if (err instanceof EngineError && err.status === 404) return undefined;
+      throw err;
+    }
+  }
+
+  close(): Promise<void> {
+    return this.client.close();
+  }
+}
+
+export interface TaskSummary {
+  ID: string;
+  NodeID?: string;
+  DesiredState: string;
+  Status: { State: string; Err?: string; Message?: string; ContainerStatus?: { ContainerID?: string } };
+  Spec: { ContainerSpec?: { Secrets?: { SecretName?: string }[] } };
+}
+
+/** The service's tasks (all desired states). */
+export function serviceTasks(engine: Engine, serviceName: string): Promise<TaskSummary[]> {
+  return engine.request<TaskSummary[]>('GET', `/tasks?filters=${encodeURIComponent(JSON.stringify({ service: [serviceName] }))}`);
+}

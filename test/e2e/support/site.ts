@@ -1,0 +1,49 @@
+/**
+ * Synthesizes a one-site stack with DtrCacheSite, as a platform team would, configured for this machine:
+ * host-mode publishing (no IPVS here), the test engine's socket, a prebuilt image, and the test's certificates.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { App, TerraformStack } from 'cdktf';
+import { DtrCacheSite, PublishMode, SecretSource, SwarmConnection } from '../../../lib/constructs';
+import { TEST_DOCKER_SOCK } from './engine';
+
+export interface SiteOptions {
+  readonly datacenter: string;
+  readonly upstream: string;
+  readonly host: string;
+  readonly port: number;
+  readonly image: string;
+  readonly nodes: string[];
+  readonly certificateFile: string;
+  readonly keyFile: string;
+  readonly dtrCaFile: string;
+  /** Synth output directory; a new temporary one by default. */
+  readonly outdir?: string;
+}
+
+/** Synthesizes and returns the path of the stack's cdk.tf.json. */
+export function synthSite(options: SiteOptions): string {
+  const outdir = options.outdir ?? mkdtempSync(join(tmpdir(), 'dtr-cache-e2e-synth-'));
+  const app = new App({ outdir, skipValidation: false });
+  const stack = new TerraformStack(app, options.datacenter);
+  new DtrCacheSite(stack, 'Site', {
+    datacenter: options.datacenter,
+    upstreams: [options.upstream],
+    host: options.host,
+    nodes: options.nodes,
+    tls: {
+      certificate: SecretSource.fromFile(options.certificateFile),
+      key: SecretSource.fromFile(options.keyFile),
+      dtrCa: SecretSource.fromFile(options.dtrCaFile),
+    },
+    image: { reference: options.image },
+    connection: SwarmConnection.localSocket(TEST_DOCKER_SOCK),
+    port: options.port,
+    publishMode: PublishMode.HOST,
+    workersOnly: false,
+  });
+  app.synth();
+  return join(outdir, 'stacks', options.datacenter, 'cdk.tf.json');
+}
