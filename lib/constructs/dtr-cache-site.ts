@@ -75,7 +75,10 @@ const httpsUrl = z.string().refine(
 );
 
 const propsSchema = z.object({
-  datacenter: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, { message: 'must be lower-case letters, digits and dashes, e.g. asia' }),
+  datacenter: z.string().regex(/^[a-z0-9][a-z0-9-]{0,15}$/, {
+    // Swarm object names are at most 64 characters: dtr-cache-<datacenter>-test-only-cache.cert.pem-<hash> must fit.
+    message: 'must be 1 to 16 lower-case letters, digits and dashes, e.g. asia',
+  }),
   upstreams: z.array(httpsUrl).min(1, { message: 'list the DTR URL, e.g. ["https://dtr.us.example.com"]' }),
   host: z.string().regex(/^[a-zA-Z0-9.-]+$/, { message: 'must be a host name without scheme or port, e.g. cache.asia.example.com' }),
 });

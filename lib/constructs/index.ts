@@ -10,3 +10,4 @@ export * from './cache-image';
 export * from './cache-service';
 export * from './dtr-cache-site';
 export * from './test-certificates';
+export * from './synth-summary';

@@ -1,0 +1,25 @@
+/** A highly available site: three replicas on three dedicated workers sharing an NFS export. */
+import { App, TerraformStack } from 'cdktf';
+import { DtrCacheSite, StorageBackend } from '../../lib/constructs';
+import { DEFAULT_IMAGE, ExampleOptions, newApp, synthIfMain, tlsFor } from '../support';
+
+export function buildHaNfs(options: ExampleOptions = {}): App {
+  const app = newApp(options);
+  const stack = new TerraformStack(app, 'dtr-cache-ha-nfs');
+  new DtrCacheSite(stack, 'site', {
+    datacenter: 'ha-nfs',
+    upstreams: ['https://dtr.us.example.com'],
+    host: 'cache-ha.example.com',
+    nodes: ['cache-1', 'cache-2', 'cache-3'],
+    replicas: 3,
+    // Export on the server: /dtr-cache *(rw,root_squash,no_wdelay)
+    storage: StorageBackend.nfs({ server: '10.0.0.10', path: '/dtr-cache' }),
+    tls: tlsFor('cache-ha.example.com', options),
+    image: { reference: options.image ?? DEFAULT_IMAGE },
+    blobTtl: '24h',
+    now: options.now,
+  });
+  return app;
+}
+
+synthIfMain(module, buildHaNfs);
