@@ -84,8 +84,8 @@ export class BarReporter implements WarmReporter {
   }
 
   private draw(): void {
-    const width = Math.max(40, this.out.columns ?? 80);
-    const height = Math.max(3, (this.out.rows ?? 24) - 2);
+    const width = Math.max(40, this.out.columns || 80); // 0 when the terminal reports no size
+    const height = Math.max(3, (this.out.rows || 24) - 2);
     let rows = [...this.rows.values()];
     const hidden = rows.length > height ? rows.length - (height - 1) : 0;
     if (hidden) rows = [...rows.filter((r) => r.state === 'pulling'), ...rows.filter((r) => r.state !== 'pulling')].slice(0, height - 1);
