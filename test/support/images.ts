@@ -143,7 +143,9 @@ export async function pushBlob(registryUrl: string, repo: string, data: Buffer, 
   location.searchParams.set('digest', digest);
   const put = await fetch(location, {
     method: 'PUT',
-    headers: { ...headers, 'content-type': 'application/octet-stream', 'content-length': String(data.length) },
+    // No explicit content-length: fetch derives it from the Buffer, and an explicit one is refused once undici 7
+    // (loaded by the cache in the same process) is the global dispatcher.
+    headers: { ...headers, 'content-type': 'application/octet-stream' },
     body: data,
   });
   if (put.status !== 201) throw new Error(`uploading ${digest} to ${repo}: ${put.status} ${await put.text()}`);

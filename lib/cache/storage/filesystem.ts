@@ -55,7 +55,9 @@ export class FilesystemDriver implements StorageDriver {
     const temp = join(this.root, UPLOADS, `${randomUUID()}.tmp`);
     await mkdir(dirname(temp), { recursive: true });
     const handle = await open(temp, 'w');
-    const stream = createWriteStream('', { fd: handle, autoClose: false });
+    // The numeric fd, not the FileHandle: a stream given a FileHandle holds a reference on it that autoClose:false
+    // never drops, and handle.close() in commit() would then wait forever.
+    const stream = createWriteStream('', { fd: handle.fd, autoClose: false });
     let settled = false;
     const close = async () => {
       if (!stream.destroyed) stream.destroy();
