@@ -47,9 +47,13 @@ export interface CacheConfigProps {
 
 /** Where the service mounts config.yml from. */
 export interface ConfigMount {
+  /** docker_config, or docker_secret when config.yml carries secret values. */
   readonly kind: 'config' | 'secret';
+  /** ID of the docker_config or docker_secret. */
   readonly id: string;
+  /** Its name (with content hash). */
   readonly name: string;
+  /** Where the service mounts it: /config.yml. */
   readonly fileName: string;
 }
 
@@ -62,6 +66,7 @@ export class CacheConfig extends Construct {
   public readonly input: CacheConfigInput;
   /** The docker_config, or the docker_secret when the config carries secret values. */
   public readonly resource: Config | Secret;
+  /** How the service mounts config.yml. */
   public readonly mount: ConfigMount;
 
   constructor(scope: Construct, id: string, props: CacheConfigProps) {

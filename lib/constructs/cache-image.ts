@@ -15,7 +15,7 @@ export interface CacheImageBuildOptions {
   readonly name: string;
   /** Build context: this repository's root. */
   readonly context: string;
-  /** @default "Dockerfile" */
+  /** Dockerfile path relative to context. @default "Dockerfile" */
   readonly dockerfile?: string;
   /** Source files whose change triggers a rebuild (e.g. the repo's git commit). @default none: rebuild when name changes */
   readonly triggers?: Record<string, string>;
@@ -50,6 +50,7 @@ export class CacheImage extends Construct {
   public readonly imageRef: string;
   /** The image name as given (reference or build name), for summaries. */
   public readonly displayName: string;
+  /** Whether the image is built and pushed by this stack. */
   public readonly built: boolean;
 
   constructor(scope: Construct, id: string, props: CacheImageProps) {

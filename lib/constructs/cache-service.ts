@@ -27,7 +27,7 @@ export interface CacheServiceProps {
   readonly secrets?: SecretMount[];
   /** Extra mounts (SharedStorage.mounts). @default none */
   readonly mounts?: ServiceTaskSpecContainerSpecMounts[];
-  /** @default "dtr-cache" */
+  /** The swarm service name. @default "dtr-cache" */
   readonly name?: string;
   /** Number of replicas, at most one per labelled node. @default 1 */
   readonly replicas?: number;
@@ -39,7 +39,7 @@ export interface CacheServiceProps {
   readonly port?: number;
   /** The port the server listens on in the container. @default 443 */
   readonly containerPort?: number;
-  /** @default PublishMode.INGRESS */
+  /** How the published port reaches replicas. @default PublishMode.INGRESS */
   readonly publishMode?: PublishMode;
   /**
    * Number of labelled nodes. With more nodes than replicas and the routing mesh, updates start the new replica before
@@ -64,10 +64,15 @@ const propsSchema = z.object({
 });
 
 export class CacheService extends Construct {
+  /** The docker_service. */
   public readonly service: Service;
+  /** The published port. */
   public readonly port: number;
+  /** How the published port reaches replicas. */
   public readonly publishMode: PublishMode;
+  /** Number of replicas. */
   public readonly replicas: number;
+  /** Rolling update order: start-first when a spare node and the routing mesh allow it. */
   public readonly updateOrder: 'start-first' | 'stop-first';
 
   constructor(scope: Construct, id: string, props: CacheServiceProps) {

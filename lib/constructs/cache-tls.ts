@@ -53,11 +53,13 @@ export class CacheTls extends Construct {
   public readonly secrets: readonly SecretMount[];
   /** Paths of the certificate and key in the container, for config.yml http.tls. */
   public readonly certificatePath = `/run/secrets/${TLS_FILES.certificate}`;
+  /** Path of the key in the container, for config.yml http.tls.key. */
   public readonly keyPath = `/run/secrets/${TLS_FILES.key}`;
   /** Path of the DTR CA in the container, for the downstream middleware's cas; undefined without dtrCa. */
   public readonly dtrCaPath: string | undefined;
   /** Subject and expiry of the certificate, when it was readable at synth. */
   public readonly certificateInfo: CertificateInfo | undefined;
+  /** Whether the material is generated TEST ONLY certificates. */
   public readonly testOnly: boolean;
 
   constructor(scope: Construct, id: string, props: CacheTlsProps) {

@@ -51,7 +51,7 @@ export interface DtrCacheSiteProps {
   readonly createProvider?: boolean;
   /** The published port. @default 443 */
   readonly port?: number;
-  /** @default PublishMode.INGRESS (the routing mesh) */
+  /** How the published port reaches replicas: the routing mesh, or host mode for an external load balancer. @default PublishMode.INGRESS (the routing mesh) */
   readonly publishMode?: PublishMode;
   /** Run replicas only on worker nodes. @default true */
   readonly workersOnly?: boolean;
@@ -84,15 +84,23 @@ const propsSchema = z.object({
 });
 
 export class DtrCacheSite extends Construct {
+  /** The datacenter name. */
   public readonly datacenter: string;
   /** https://host[:port]: what users pull from. */
   public readonly cacheUrl: string;
+  /** The labelled swarm nodes. */
   public readonly nodes: CacheNodes;
+  /** Where content is kept. */
   public readonly storage: SharedStorage;
+  /** The TLS secrets. */
   public readonly tls: CacheTls;
+  /** config.yml as a swarm config (or secret). */
   public readonly config: CacheConfig;
+  /** The image the service runs. */
   public readonly image: CacheImage;
+  /** The swarm service. */
   public readonly service: CacheService;
+  /** How provider and local-exec reach the swarm. */
   public readonly connection: SwarmConnection;
 
   constructor(scope: Construct, id: string, props: DtrCacheSiteProps) {

@@ -39,13 +39,15 @@ export interface NfsStorageOptions {
 
 /** Options of the container-local filesystem. */
 export interface LocalFilesystemOptions {
-  /** @default "/var/lib/registry" */
+  /** Directory in the container that holds cached content. @default "/var/lib/registry" */
   readonly rootDirectory?: string;
 }
 
 /** Options of S3 (or an S3-compatible server). */
 export interface S3StorageOptions {
+  /** Bucket region, e.g. us-east-1 (any value for an S3-compatible server). */
   readonly region: string;
+  /** Name of an existing bucket. */
   readonly bucket: string;
   /** Access key id. @default the default AWS credential chain (with secretKey unset) */
   readonly accessKey?: string;
@@ -61,47 +63,59 @@ export interface S3StorageOptions {
 
 /** Options of Azure Blob Storage. */
 export interface AzureStorageOptions {
+  /** Storage account name. */
   readonly accountName: string;
+  /** Storage account key; kept out of the plain config. */
   readonly accountKey: SecretSource;
+  /** Blob container name. */
   readonly container: string;
-  /** @default "core.windows.net" */
+  /** Storage endpoint suffix. @default "core.windows.net" */
   readonly realm?: string;
-  /** @default none */
+  /** Blob name prefix. @default none */
   readonly rootDirectory?: string;
 }
 
 /** Options of Google Cloud Storage. */
 export interface GcsStorageOptions {
+  /** Name of an existing bucket. */
   readonly bucket: string;
   /** Service account JSON key; mounted as a swarm secret. @default the instance's default credentials */
   readonly keyFile?: SecretSource;
-  /** @default none */
+  /** Object name prefix. @default none */
   readonly rootDirectory?: string;
 }
 
 /** Options of Alibaba Cloud OSS. */
 export interface OssStorageOptions {
+  /** OSS AccessKey ID. */
   readonly accessKeyId: string;
+  /** OSS AccessKey secret; kept out of the plain config. */
   readonly accessKeySecret: SecretSource;
+  /** OSS region, e.g. oss-cn-beijing. */
   readonly region: string;
+  /** Name of an existing bucket. */
   readonly bucket: string;
-  /** @default derived from region */
+  /** OSS endpoint host. @default derived from region */
   readonly endpoint?: string;
-  /** @default none */
+  /** Object name prefix. @default none */
   readonly rootDirectory?: string;
 }
 
 /** Options of OpenStack Swift. */
 export interface SwiftStorageOptions {
+  /** Keystone or tempauth URL. */
   readonly authUrl: string;
+  /** Swift user name. */
   readonly username: string;
+  /** Swift password; kept out of the plain config. */
   readonly password: SecretSource;
+  /** Container name. */
   readonly container: string;
-  /** @default none */
+  /** Tenant (project) name. @default none */
   readonly tenant?: string;
-  /** @default none */
+  /** Keystone v3 domain name. @default none */
   readonly domain?: string;
-  /** @default none */
+  /** Swift region name. @default none */
   readonly region?: string;
   /** Object name prefix (Swift reads prefix, not rootdirectory). @default none */
   readonly prefix?: string;
@@ -217,11 +231,14 @@ export interface SharedStorageProps {
 
 /** A secret value to splice into config.yml at deploy time, in place of `placeholder`. */
 export interface ConfigSecretValue {
+  /** The text in config.yml that the value replaces. */
   readonly placeholder: string;
+  /** Where the value comes from. */
   readonly source: SecretSource;
 }
 
 export class SharedStorage extends Construct {
+  /** The storage choice. */
   public readonly backend: StorageBackend;
   /** The `storage` section of config.yml; secret values appear as placeholders (see secretValues). */
   public readonly storageSection: Record<string, unknown>;

@@ -7,22 +7,36 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface SiteSummary {
+  /** Datacenter name. */
   readonly datacenter: string;
+  /** URL users pull from. */
   readonly cacheUrl: string;
+  /** DTR (or next cache) URLs. */
   readonly upstreams: string[];
+  /** Number of replicas. */
   readonly replicas: number;
+  /** Labelled nodes. */
   readonly nodes: string[];
+  /** Storage kind (nfs, s3, filesystem (container-local), ...). */
   readonly storage: string;
+  /** Published port. */
   readonly port: number;
+  /** ingress or host. */
   readonly publishMode: string;
+  /** Image reference (as given, or the build name). */
   readonly image: string;
+  /** How the deploy reaches the swarm. */
   readonly swarm: string;
+  /** Certificate subject and expiry; null when not readable at synth. */
   readonly certificate: { subject: string; validTo: string; selfSigned: boolean } | null;
+  /** Whether the certificates are generated TEST ONLY ones. */
   readonly testOnly: boolean;
 }
 
 export interface StackSummary {
+  /** Stack name. */
   readonly stack: string;
+  /** Cache sites in the stack. */
   readonly sites: SiteSummary[];
   /** Warning and error annotations of the stack. */
   readonly warnings: string[];

@@ -10,9 +10,13 @@ import { join, resolve } from 'node:path';
 import { SecretSource } from './base/secret-source';
 
 export interface TestCertificateFiles {
+  /** The certificate, as a file source. */
   readonly certificate: SecretSource;
+  /** The key, as a file source. */
   readonly key: SecretSource;
+  /** Absolute path of the certificate. */
   readonly certificatePath: string;
+  /** Absolute path of the key. */
   readonly keyPath: string;
   /** Always true: pass it as SiteTlsOptions.testOnly. */
   readonly testOnly: true;

@@ -7,15 +7,20 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 export interface CertificateInfo {
   /** Subject, one RDN per line as node prints it, e.g. "CN=cache.asia.example.com". */
   readonly subject: string;
+  /** Issuer, in the same form as subject. */
   readonly issuer: string;
   /** Expiry, ISO 8601. */
   readonly validTo: string;
+  /** Whether subject and issuer are the same. */
   readonly selfSigned: boolean;
 }
 
 export interface CertificateReport {
+  /** Subject and expiry; undefined when the PEM could not be parsed. */
   readonly info?: CertificateInfo;
+  /** Problems that fail synth. */
   readonly errors: string[];
+  /** Problems reported as warnings (expiry within 30 days). */
   readonly warnings: string[];
 }
 

@@ -31,6 +31,8 @@ export function hashedSecret(scope: Construct, id: string, props: HashedSecretPr
 
 /** A secret and the file name it gets under /run/secrets/ in the container. */
 export interface SecretMount {
+  /** The docker_secret. */
   readonly secret: Secret;
+  /** File name under /run/secrets/ (or an absolute path) in the container. */
   readonly fileName: string;
 }
