@@ -63,7 +63,12 @@ export class RegistryClient {
     const header = String(res.headers['content-type'] ?? '')
       .split(';')[0]
       .trim();
-    const declared = (JSON.parse(body.toString('utf8')) as { mediaType?: string }).mediaType;
+    let declared: string | undefined;
+    try {
+      declared = (JSON.parse(body.toString('utf8')) as { mediaType?: string }).mediaType;
+    } catch {
+      throw new CommandError(`manifest ${repository}:${reference} is not JSON (content-type ${header || 'none'})`);
+    }
     return { mediaType: declared ?? header, digest, body };
   }
 

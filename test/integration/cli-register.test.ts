@@ -2,9 +2,14 @@
  * `dtr-cache register` run as a child process (what a deploy step's local-exec runs) against the DTR content
  * caches API fixture: create, idempotent re-run, host change, list, remove, auth failures, TLS trust.
  */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { registerCommandLine } from '../../lib/cli/local-exec';
 import { runCli } from '../fixtures/cli';
 import { FakeDtrApi } from '../fixtures/dtr-api';
 
+const exec = promisify(execFile);
 const ADMIN = { DTR_USERNAME: 'admin', DTR_PASSWORD: 'admin-secret-pw' };
 
 describe('dtr-cache register', () => {
@@ -120,5 +125,45 @@ describe('dtr-cache register', () => {
     expect(trusted.stderr).toBe('');
     expect(trusted.code).toBe(0);
     expect(tlsDtr.caches.map((c) => c.name)).toEqual(['tls-site']);
+  });
+});
+
+describe('registerCommandLine (what a local-exec provisioner runs)', () => {
+  let dtr: FakeDtrApi;
+  beforeAll(async () => {
+    dtr = await FakeDtrApi.start({ deployer: { password: 'tok en', admin: true } });
+  });
+  afterAll(async () => {
+    await dtr?.stop();
+  });
+
+  it('registers and removes through a shell with credentials only in the environment', async () => {
+    const bin = `${process.execPath} -r ts-node/register/transpile-only ${join(__dirname, '..', '..', 'bin', 'dtr-cache.ts')}`;
+    const common = {
+      dtr: dtr.url,
+      name: "eu's cache",
+      host: 'https://cache-eu.example.com',
+      cli: bin,
+      usernameEnv: 'DEPLOY_USER',
+      passwordEnv: 'DEPLOY_TOKEN',
+    };
+    const line = registerCommandLine(common);
+    expect(line).not.toContain('tok en');
+    expect(line).not.toContain('deployer');
+    const env = {
+      ...process.env,
+      DEPLOY_USER: 'deployer',
+      DEPLOY_TOKEN: 'tok en',
+      TS_NODE_PROJECT: join(__dirname, '..', '..', 'tsconfig.json'),
+    };
+    // The name is invalid on purpose first: the quoting must carry it intact to the CLI, which refuses it (exit 2).
+    const bad = await exec('sh', ['-c', line], { env }).catch((err: { code: number; stderr: string }) => err);
+    expect(bad).toMatchObject({ code: 2, stderr: expect.stringContaining(`--name "eu's cache": use letters`) });
+
+    await exec('sh', ['-c', registerCommandLine({ ...common, name: 'region-eu' })], { env });
+    expect(dtr.caches).toEqual([{ id: expect.any(String), name: 'region-eu', host: 'https://cache-eu.example.com' }]);
+    await exec('sh', ['-c', registerCommandLine({ ...common, name: 'region-eu', action: 'remove' })], { env });
+    expect(dtr.caches).toEqual([]);
+    expect(dtr.requests.every((r) => r.user === 'deployer')).toBe(true);
   });
 });
