@@ -1,0 +1,57 @@
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../../lib/config';
+import { Command, UsageError } from './registry';
+
+export const command: Command = {
+  name: 'serve',
+  summary: 'run the cache server',
+  usage: `Usage: dtr-cache serve --config <config.yml>
+
+Runs the pull-through cache described by config.yml (REGISTRY_* environment overrides applied), in front of
+middleware.registry[0].options.upstreams, and prints where it listens. Logs are JSON lines on stdout.
+Exit 2 when the config is invalid (each error names its YAML path and the fix).
+
+Options:
+  --config <file>   the cache's config.yml (default /config.yml, as in the image)`,
+  async run(args) {
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      allowPositionals: true,
+      options: { config: { type: 'string', short: 'c' } },
+    });
+    if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}; pass the file with --config`);
+    const file = values.config ?? '/config.yml';
+    const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      throw new UsageError(`cannot read ${file}: ${err.code ?? err.message}`);
+    });
+    const result = loadConfig(text, process.env, file);
+    if (!result.ok) {
+      for (const line of result.errors) process.stderr.write(`${line}\n`);
+      return 2;
+    }
+    for (const line of result.warnings) process.stderr.write(`warning: ${line}\n`);
+    // Loaded here, not at the top, so `dtr-cache serve --help` does not load the server.
+    const { createCacheServer } = await import('../../lib/cache/server');
+    let server;
+    try {
+      server = await createCacheServer(result.config);
+    } catch (err) {
+      process.stderr.write(`dtr-cache serve: ${(err as Error).message}\n`);
+      return 1;
+    }
+    process.stderr.write(
+      `dtr-cache: serving ${server.url} (upstreams ${result.config.middleware.registry[0].options.upstreams.join(', ')})\n`,
+    );
+    const running = server;
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        running.log.info('stopping', { signal });
+        running.close().then(resolve, resolve);
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    return 0;
+  },
+};

@@ -1,0 +1,145 @@
+/**
+ * The cache never serves a manifest or blob to a client the upstream would refuse. Before cached content is
+ * served, the same manifest or blob is HEADed at the upstream with the client's own Authorization header:
+ * 2xx allows; 401/403/404 are relayed (401 keeps WWW-Authenticate, so the client can get a token and retry).
+ *
+ * Decisions are remembered for `authttl`, keyed by a sha256 of (credential, repository, reference, action):
+ * the raw credential is never a map key, a log field or a file. Only positive decisions are remembered: a user
+ * who was just granted access must not wait for a cached refusal to expire. When the upstream is unreachable,
+ * a positive decision younger than `maxstale` is reused (and logged), so cached images keep pulling during an
+ * outage for clients that were allowed before it; anyone else gets 503 UNAVAILABLE.
+ */
+import { createHash } from 'node:crypto';
+import type { CacheEvents } from './events';
+import type { Logger } from './log';
+import { OciError, OciErrorCode, ociError } from './oci-error';
+import type { Upstream, UpstreamHeaders } from './upstream';
+import { header } from './upstream';
+
+export interface AccessTarget {
+  readonly kind: 'manifest' | 'blob';
+  readonly name: string;
+  /** A digest (`sha256:…`) or a tag. */
+  readonly reference: string;
+}
+
+export type Decision = { readonly allowed: true; readonly stale: boolean } | { readonly allowed: false; readonly error: OciError };
+
+export interface AuthorizerOptions {
+  readonly ttlMs: number;
+  readonly maxStaleMs: number;
+  /** Bound of remembered decisions; the oldest go first. */
+  readonly maxEntries?: number;
+}
+
+/** Response headers of an upstream refusal that the client needs to act on it. */
+const RELAYED_HEADERS = ['www-authenticate', 'docker-distribution-api-version', 'content-type'];
+
+export class Authorizer {
+  private readonly decisions = new Map<string, number>();
+  private readonly pending = new Map<string, Promise<Decision>>();
+
+  constructor(
+    private readonly upstream: Upstream,
+    private readonly options: AuthorizerOptions,
+    private readonly log: Logger,
+    private readonly events?: CacheEvents,
+  ) {}
+
+  /** The decision key: a hash, so credentials never sit in memory maps in clear. */
+  static key(credential: string | undefined, target: AccessTarget, action = 'pull'): string {
+    return createHash('sha256')
+      .update(JSON.stringify([credential ?? '', target.name, target.reference, target.kind, action]))
+      .digest('hex');
+  }
+
+  /** A positive decision younger than `maxstale`: what may be reused while the upstream is unreachable. */
+  allowedWhileOffline(credential: string | undefined, target: AccessTarget): boolean {
+    const at = this.decisions.get(Authorizer.key(credential, target));
+    return at !== undefined && Date.now() - at < this.options.maxStaleMs;
+  }
+
+  /** A positive decision younger than `authttl`. */
+  isFresh(credential: string | undefined, target: AccessTarget): boolean {
+    const at = this.decisions.get(Authorizer.key(credential, target));
+    return at !== undefined && Date.now() - at < this.options.ttlMs;
+  }
+
+  /** Records that the upstream just served `target` to `credential` (a successful GET or HEAD with it). */
+  allow(credential: string | undefined, target: AccessTarget): void {
+    const key = Authorizer.key(credential, target);
+    this.decisions.delete(key); // re-insert so Map order stays oldest-first
+    this.decisions.set(key, Date.now());
+    const max = this.options.maxEntries ?? 100_000;
+    while (this.decisions.size > max) this.decisions.delete(this.decisions.keys().next().value as string);
+  }
+
+  /** Asks the upstream (or a fresh remembered decision) whether `credential` may pull `target`. */
+  async check(credential: string | undefined, target: AccessTarget, accept?: string): Promise<Decision> {
+    const key = Authorizer.key(credential, target);
+    const at = this.decisions.get(key);
+    if (at !== undefined && Date.now() - at < this.options.ttlMs) return { allowed: true, stale: false };
+    // Concurrent requests of one client for one object share one upstream check.
+    const inFlight = this.pending.get(key);
+    if (inFlight) return inFlight;
+    const decision = this.ask(credential, target, accept, key).finally(() => this.pending.delete(key));
+    this.pending.set(key, decision);
+    return decision;
+  }
+
+  private async ask(credential: string | undefined, target: AccessTarget, accept: string | undefined, key: string): Promise<Decision> {
+    const result = await this.upstream.request({
+      method: 'HEAD',
+      path: `/v2/${target.name}/${target.kind === 'manifest' ? 'manifests' : 'blobs'}/${target.reference}`,
+      headers: { authorization: credential, accept: target.kind === 'manifest' ? accept : undefined },
+    });
+    if (result.ok) {
+      result.body.resume();
+      if (result.status >= 200 && result.status < 300) {
+        this.allow(credential, target);
+        return { allowed: true, stale: false };
+      }
+      return { allowed: false, error: refusal(result.status, result.headers, target) };
+    }
+    const at = this.decisions.get(key);
+    if (at !== undefined && Date.now() - at < this.options.maxStaleMs) {
+      this.log.warn('upstream unreachable; reusing an earlier authorization', {
+        repository: target.name,
+        reference: target.reference,
+        ageSeconds: Math.round((Date.now() - at) / 1000),
+        reason: result.reason,
+      });
+      this.events?.emit('stale', { kind: 'authorization', name: target.name });
+      return { allowed: true, stale: true };
+    }
+    return { allowed: false, error: unavailable(result.reason) };
+  }
+}
+
+/** The OCI error for an upstream refusal, carrying the headers the client needs (WWW-Authenticate). */
+export function refusal(status: number, headers: UpstreamHeaders, target: AccessTarget, rawBody?: Buffer): OciError {
+  const relayed: Record<string, string> = {};
+  for (const name of RELAYED_HEADERS) {
+    const value = header(headers, name);
+    if (value !== undefined) relayed[name] = value;
+  }
+  const [code, message]: [OciErrorCode, string] =
+    status === 401
+      ? ['UNAUTHORIZED', 'authentication required by the upstream registry']
+      : status === 403
+        ? ['DENIED', 'the upstream registry denied access']
+        : status === 404
+          ? [target.kind === 'manifest' ? 'MANIFEST_UNKNOWN' : 'BLOB_UNKNOWN', `${target.kind} unknown to the upstream registry`]
+          : ['DENIED', `the upstream registry answered ${status}`];
+  if (!rawBody || rawBody.length === 0) {
+    delete relayed['content-type'];
+    return ociError(status, code, message, { repository: target.name, reference: target.reference }, relayed);
+  }
+  return { status, code, message, headers: relayed, rawBody };
+}
+
+export function unavailable(reason: string): OciError {
+  return ociError(503, 'UNAVAILABLE', 'the upstream registry is unreachable and this content cannot be authorized or fetched', {
+    reason,
+  });
+}

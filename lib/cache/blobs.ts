@@ -1,0 +1,205 @@
+/**
+ * Blob GET/HEAD. A hit streams from storage (with Range) once the client is authorized. A miss joins the
+ * blob's in-flight fill, or starts one with the client's credentials (a successful upstream GET with them is
+ * the authorization); either way the client reads the fill's spool at its own pace. HEAD never starts a fill.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline, type Readable } from 'node:stream';
+import { refusal, unavailable, type AccessTarget } from './authorize';
+import type { BlobFill, FillOpen } from './blob-fill';
+import type { ClientRequest, PullContext } from './context';
+import { ociError, sendError } from './oci-error';
+import { contentRange, parseRange } from './range';
+import { blobKey, type Digest } from './reference';
+import { readCapped, relay } from './relay';
+import type { ByteRange } from './storage';
+
+/** How often a hit records an access in storage, per key: enough for day-scale TTLs, cheap on object stores. */
+const TOUCH_INTERVAL_MS = 60_000;
+/** A joiner whose fill vanished (refused for another client, or finished in between) looks again, this often. */
+const MAX_ATTEMPTS = 4;
+
+export class BlobHandler {
+  private readonly touched = new Map<string, number>();
+
+  constructor(private readonly ctx: PullContext) {}
+
+  async handle(req: IncomingMessage, res: ServerResponse, client: ClientRequest, name: string, digest: Digest): Promise<void> {
+    const head = req.method === 'HEAD';
+    const target: AccessTarget = { kind: 'blob', name, reference: digest.text };
+    const key = blobKey(digest);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      let slot = this.ctx.fills.get(digest);
+      let starter = false;
+      if (!slot) {
+        const info = await this.ctx.storage.stat(key).catch((err) => {
+          client.log.error('storage stat failed; treating as a miss', { digest: digest.text, reason: (err as Error).message });
+          this.ctx.events.emit('storageError', { operation: 'stat' });
+          return undefined;
+        });
+        if (info) {
+          const decision = await this.ctx.authorizer.check(client.credential, target);
+          if (!decision.allowed) return sendError(res, decision.error, head);
+          if (await this.serveStored(req, res, client, digest, info.size)) return;
+          continue; // evicted between stat and read: look again
+        }
+        slot = this.ctx.fills.get(digest);
+        if (!slot) {
+          if (head) return this.headUpstream(res, client, name, digest);
+          slot = this.ctx.fills.begin(digest, key, (signal) => this.openUpstream(client, target, signal));
+          starter = true;
+        }
+      }
+      this.ctx.events.emit('lookup', { kind: 'blob', result: 'miss' });
+      const start = await slot;
+      if (!start.ok) {
+        if (starter) return sendError(res, start.error, head);
+        continue; // the upstream refused the client that started it: this client asks with its own credentials
+      }
+      if (!starter) {
+        // A joiner reads the fill only if the upstream would serve it this blob too.
+        const decision = await this.ctx.authorizer.check(client.credential, target);
+        if (!decision.allowed) return sendError(res, decision.error, head);
+      }
+      if (this.serveFill(req, res, digest, start.fill, head)) return;
+    }
+    sendError(res, ociError(503, 'UNAVAILABLE', 'the blob could not be fetched or read; retry', { digest: digest.text }), head);
+  }
+
+  private async openUpstream(client: ClientRequest, target: AccessTarget, signal: AbortSignal): Promise<FillOpen> {
+    const res = await this.ctx.upstream.request({
+      method: 'GET',
+      path: `/v2/${target.name}/blobs/${target.reference}`,
+      headers: { authorization: client.credential },
+      signal,
+    });
+    if (!res.ok) return { ok: false, error: unavailable(res.reason) };
+    if (res.status !== 200) {
+      const body = await readCapped(res.body, 64 * 1024).catch(() => undefined);
+      return { ok: false, error: refusal(res.status, res.headers, target, body) };
+    }
+    this.ctx.authorizer.allow(client.credential, target);
+    const length = Number(res.headers['content-length']);
+    client.log.info('blob miss; fetching from upstream', {
+      digest: target.reference,
+      bytes: Number.isSafeInteger(length) ? length : undefined,
+    });
+    return { ok: true, body: res.body, size: Number.isSafeInteger(length) && length >= 0 ? length : undefined };
+  }
+
+  /** HEAD of a blob not cached: the upstream's answer, relayed (the client's credentials, its status). */
+  private async headUpstream(res: ServerResponse, client: ClientRequest, name: string, digest: Digest): Promise<void> {
+    const up = await this.ctx.upstream.request({
+      method: 'HEAD',
+      path: `/v2/${name}/blobs/${digest.text}`,
+      headers: { authorization: client.credential },
+    });
+    if (!up.ok) return sendError(res, unavailable(up.reason), true);
+    if (up.status >= 200 && up.status < 300) this.ctx.authorizer.allow(client.credential, { kind: 'blob', name, reference: digest.text });
+    relay(res, up.status, up.headers, up.body, true);
+  }
+
+  /** Streams a stored blob; false when it disappeared before it could be opened. */
+  private async serveStored(
+    req: IncomingMessage,
+    res: ServerResponse,
+    client: ClientRequest,
+    digest: Digest,
+    size: number,
+  ): Promise<boolean> {
+    const key = blobKey(digest);
+    const range = parseRange(req.headers.range, size);
+    if (range.kind === 'unsatisfiable') {
+      sendError(
+        res,
+        ociError(416, 'RANGE_INVALID', `the range is outside the blob's ${size} bytes`, undefined, { 'content-range': `bytes */${size}` }),
+      );
+      return true;
+    }
+    this.ctx.events.emit('lookup', { kind: 'blob', result: 'hit' });
+    this.touch(key);
+    const head = req.method === 'HEAD';
+    const partial = range.kind === 'partial' ? range.range : undefined;
+    if (head) {
+      this.writeHead(res, digest, size, partial);
+      res.end();
+      return true;
+    }
+    const release = this.ctx.busy.hold(key);
+    const stream = await this.ctx.storage.read(key, partial).catch((err) => {
+      client.log.error('storage read failed', { digest: digest.text, reason: (err as Error).message });
+      this.ctx.events.emit('storageError', { operation: 'read' });
+      return undefined;
+    });
+    if (!stream) {
+      release();
+      return false;
+    }
+    this.writeHead(res, digest, size, partial);
+    this.send(stream, res, 'storage', release);
+    return true;
+  }
+
+  /** Streams from an in-flight fill's spool; false when the fill is already gone (then storage has it). */
+  private serveFill(req: IncomingMessage, res: ServerResponse, digest: Digest, fill: BlobFill, head: boolean): boolean {
+    const size = fill.size;
+    let partial: ByteRange | undefined;
+    if (size !== undefined) {
+      const range = parseRange(req.headers.range, size);
+      if (range.kind === 'unsatisfiable') {
+        sendError(
+          res,
+          ociError(416, 'RANGE_INVALID', `the range is outside the blob's ${size} bytes`, undefined, {
+            'content-range': `bytes */${size}`,
+          }),
+          head,
+        );
+        return true;
+      }
+      if (range.kind === 'partial') partial = range.range;
+    }
+    if (head) {
+      this.writeHead(res, digest, size, partial);
+      res.end();
+      return true;
+    }
+    const reader = fill.reader(partial);
+    if (!reader) return false;
+    this.writeHead(res, digest, size, partial);
+    this.send(reader, res, 'upstream', () => undefined);
+    return true;
+  }
+
+  private writeHead(res: ServerResponse, digest: Digest, size: number | undefined, range: ByteRange | undefined): void {
+    const headers: Record<string, string | number> = {
+      'content-type': 'application/octet-stream',
+      'docker-content-digest': digest.text,
+      etag: `"${digest.text}"`,
+      'accept-ranges': 'bytes',
+      'cache-control': 'max-age=31536000',
+    };
+    if (size !== undefined) headers['content-length'] = range ? range.end - range.start + 1 : size;
+    if (range && size !== undefined) headers['content-range'] = contentRange(range, size);
+    res.writeHead(range ? 206 : 200, headers);
+  }
+
+  /** Pipes `stream` to the client; a failure mid-body destroys the socket, so the client sees a cut transfer. */
+  private send(stream: Readable, res: ServerResponse, source: 'storage' | 'upstream', done: () => void): void {
+    stream.on('data', (chunk: Buffer) => this.ctx.events.emit('served', { source, bytes: chunk.length }));
+    pipeline(stream, res, (err) => {
+      done();
+      if (err && !res.destroyed) res.destroy();
+    });
+  }
+
+  private touch(key: string): void {
+    const now = Date.now();
+    if (now - (this.touched.get(key) ?? 0) < TOUCH_INTERVAL_MS) return;
+    if (this.touched.size > 100_000) this.touched.clear();
+    this.touched.set(key, now);
+    this.ctx.storage.touch(key).catch((err) => {
+      this.ctx.log.warn('storage touch failed', { key, reason: (err as Error).message });
+      this.ctx.events.emit('storageError', { operation: 'touch' });
+    });
+  }
+}

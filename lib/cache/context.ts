@@ -1,0 +1,27 @@
+/** What the request handlers share: one instance per server. */
+import type { DownstreamOptions } from '../config';
+import type { Authorizer } from './authorize';
+import type { FillRegistry } from './blob-fill';
+import type { BusyKeys } from './busy';
+import type { CacheEvents } from './events';
+import type { Logger } from './log';
+import type { StorageDriver } from './storage';
+import type { Upstream } from './upstream';
+
+export interface PullContext {
+  readonly options: DownstreamOptions;
+  readonly storage: StorageDriver;
+  readonly upstream: Upstream;
+  readonly authorizer: Authorizer;
+  readonly fills: FillRegistry;
+  readonly busy: BusyKeys;
+  readonly events: CacheEvents;
+  readonly log: Logger;
+}
+
+/** What a handler knows about the client: its credential is only ever forwarded to the upstream. */
+export interface ClientRequest {
+  readonly credential: string | undefined;
+  readonly accept: string | undefined;
+  readonly log: Logger;
+}
