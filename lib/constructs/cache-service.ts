@@ -10,6 +10,12 @@ import { SecretMount } from './base/hashed-secret';
 import { check, port, propsValidation } from './base/validation';
 import { ConfigMount } from './cache-config';
 
+/**
+ * The image's non-root user (the Dockerfile's USER 10001:10001): secrets are mode 0400, so they must be owned by the
+ * user the server runs as, or it cannot read its own key.
+ */
+export const IMAGE_USER = { fileUid: '10001', fileGid: '10001' } as const;
+
 /** How the published port reaches replicas. */
 export enum PublishMode {
   /** The swarm routing mesh: every node answers on the port and forwards to a replica. */
@@ -103,13 +109,22 @@ export class CacheService extends Construct {
               : [],
           secrets: [
             ...(props.config.kind === 'secret'
-              ? [{ secretId: props.config.id, secretName: props.config.name, fileName: props.config.fileName, fileMode: 0o400 }]
+              ? [
+                  {
+                    secretId: props.config.id,
+                    secretName: props.config.name,
+                    fileName: props.config.fileName,
+                    fileMode: 0o400,
+                    ...IMAGE_USER,
+                  },
+                ]
               : []),
             ...(props.secrets ?? []).map((s) => ({
               secretId: s.secret.id,
               secretName: s.secret.name,
               fileName: `/run/secrets/${s.fileName}`,
               fileMode: 0o400,
+              ...IMAGE_USER,
             })),
           ],
           mounts: props.mounts,
