@@ -52,6 +52,8 @@ export interface StorageDriver {
   removeStaleWrites(olderThanMs: number): Promise<number>;
   /** Writes, reads back and deletes a probe object: what /readyz asks. */
   probe(): Promise<void>;
+  /** Releases connections (object-store clients keep sockets alive); optional, the filesystem has none. */
+  close?(): Promise<void>;
 }
 
 /** A storage failure, as a value the server can map to a 503 and a metric rather than a crash. */

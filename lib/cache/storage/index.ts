@@ -12,6 +12,12 @@ export async function createStorage(selection: StorageSelection): Promise<Storag
   switch (selection.kind) {
     case 'filesystem':
       return new FilesystemDriver(selection.options);
+    case 's3':
+      return (await import('./s3')).createS3Driver(selection.options);
+    case 'azure':
+      return (await import('./azure')).createAzureDriver(selection.options);
+    case 'swift':
+      return (await import('./swift')).createSwiftDriver(selection.options);
     default:
       throw new Error(`storage.${selection.kind}: this driver is not built yet; use storage.filesystem`);
   }
