@@ -101,10 +101,15 @@ export class CacheConfig extends Construct {
       });
       this.mount = { kind: 'config', id: this.resource.id, name, fileName: CONFIG_PATH };
     } else {
+      // rawString: the YAML (and a plain-text value) may hold quotes or "${", which Terraform would otherwise interpret.
       const spliced = secretValues.reduce<string>(
         (text, { placeholder, source }) =>
-          Fn.replace(text, placeholder, source.isFile ? Fn.jsonencode(Fn.trimspace(source.plain())) : JSON.stringify(source.plain())),
-        this.text,
+          Fn.replace(
+            text,
+            placeholder,
+            source.isFile ? Fn.jsonencode(Fn.trimspace(source.plain())) : Fn.rawString(JSON.stringify(source.plain())),
+          ),
+        Fn.rawString(this.text),
       );
       const name = `${prefix}-config-${shortHash(this.text)}-${Fn.substr(Fn.sha256(spliced), 0, 8)}`;
       this.resource = new Secret(this, 'Secret', {
