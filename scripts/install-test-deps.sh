@@ -4,6 +4,7 @@ set -euo pipefail
 packages=(
   docker.io containerd docker-registry skopeo   # engine + swarm, distribution 2.8 upstream, pull clients
   openssl curl ca-certificates iproute2 iptables  # certificates, throttled clients, test network namespaces
+  wrk                                            # load generator of npm run bench (bench/load.ts)
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done

@@ -1,0 +1,84 @@
+/**
+ * Every process the benchmark starts is tracked here, so a failure, a signal or the 10-minute bound still
+ * stops all of them: normally through stop(), as a last resort with SIGKILL from the exit handler.
+ */
+import { ChildProcess, spawn, SpawnOptions } from 'node:child_process';
+
+const running = new Set<number>();
+const exitHooks: (() => void)[] = [];
+
+/** A synchronous last-resort cleanup (e.g. removing a temp dir) for when the benchmark is killed. */
+export function atExit(hook: () => void): void {
+  exitHooks.push(hook);
+}
+
+export function track(pid: number | undefined): void {
+  if (pid) running.add(pid);
+}
+
+export function untrack(pid: number | undefined): void {
+  if (pid) running.delete(pid);
+}
+
+/** spawn() whose child is killed when the benchmark exits, whatever the reason. */
+export function spawnTracked(command: string, args: readonly string[], options: SpawnOptions = {}): ChildProcess {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+  track(child.pid);
+  child.once('exit', () => untrack(child.pid));
+  return child;
+}
+
+/** SIGTERM, then SIGKILL if the child has not exited within graceMs. */
+export async function stopChild(child: ChildProcess, graceMs = 5_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Runs a command to completion (bounded by timeoutMs) and returns its stdout; a non-zero exit throws with stderr. */
+export function runToCompletion(command: string, args: readonly string[], timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawnTracked(command, args);
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(stdout);
+      else
+        reject(
+          new Error(
+            `${command} ${signal ? `killed by ${signal} (bound ${timeoutMs} ms)` : `exited ${code}`}: ${stderr.trim().slice(-500)}`,
+          ),
+        );
+    });
+  });
+}
+
+/** Last resort: SIGKILL whatever is still running when the benchmark process exits, then run the atExit hooks. */
+export function killAllSync(): void {
+  for (const pid of running) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  running.clear();
+  for (const hook of exitHooks.splice(0)) {
+    try {
+      hook();
+    } catch {
+      // best effort: the process is exiting
+    }
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * The systems under test, each a separate process on 127.0.0.1 with its own fresh storage: the upstream and
+ * distribution's proxy (test/support TestRegistry), our cache (the CLI, so its RSS is its own), and the raw
+ * static file server baseline.
+ */
+import { ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { renderConfig } from '../lib/config';
+import { TestRegistry } from '../test/support/registry';
+import { freePort, waitFor } from '../test/support/tools';
+import { atExit, spawnTracked, stopChild, track, untrack } from './processes';
+
+export interface System {
+  readonly name: string;
+  readonly url: string;
+  readonly pid: number | undefined;
+  stop(): Promise<void>;
+}
+
+const ROOT = resolve(__dirname, '..');
+
+/** distribution 2.8 as a plain registry (the upstream) or, with proxyOf, as its pull-through cache (the reference). */
+export async function startRegistry(name: string, proxyOf?: string): Promise<System & { registry: TestRegistry }> {
+  // The reference logs at warn without an access log, like our cache; the upstream keeps its access log to count GETs.
+  const quiet = { log: { level: 'warn', formatter: 'json', accesslog: { disabled: true } } };
+  const registry = await TestRegistry.start(proxyOf ? { proxyOf, extra: quiet } : {});
+  track(registry.pid);
+  atExit(() => rmSync(registry.dir, { recursive: true, force: true }));
+  return {
+    name,
+    url: registry.url,
+    pid: registry.pid,
+    registry,
+    stop: async () => {
+      await registry.stop();
+      untrack(registry.pid);
+    },
+  };
+}
+
+/** Our cache through its CLI (`node dist/bin/dtr-cache.js serve --config`), on fresh filesystem storage. */
+export async function startOurCache(upstreamUrl: string, cpuProfDir?: string): Promise<System> {
+  const cli = join(ROOT, 'dist/bin/dtr-cache.js');
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build`);
+  const dir = mkdtempSync(join(tmpdir(), 'dtr-cache-bench-ours-'));
+  atExit(() => rmSync(dir, { recursive: true, force: true }));
+  const port = await freePort();
+  const configPath = join(dir, 'config.yml');
+  writeFileSync(
+    configPath,
+    renderConfig({
+      version: '0.1',
+      log: { level: 'warn' },
+      storage: { filesystem: { rootdirectory: join(dir, 'data') } },
+      http: { addr: `127.0.0.1:${port}` },
+      middleware: { registry: [{ name: 'downstream', options: { upstreams: [upstreamUrl] } }] },
+    }),
+  );
+  const nodeArgs = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [];
+  const child = spawnTracked(process.execPath, [...nodeArgs, cli, 'serve', '--config', configPath]);
+  const output = collect(child);
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    // SIGINT first: node writes the --cpu-prof file only on a clean exit
+    if (cpuProfDir && child.exitCode === null) child.kill('SIGINT');
+    await stopChild(child, 10_000);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitFor(`our cache on ${url}`, async () => {
+      if (child.exitCode !== null) throw new Error(`dtr-cache serve exited with ${child.exitCode}: ${output().trim().slice(-800)}`);
+      const res = await fetch(`${url}/v2/`);
+      return res.status === 200 || res.status === 401;
+    });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { name: 'ours', url, pid: child.pid, stop };
+}
+
+/** The raw baseline: bench/static-server.ts serving `dir` (same runtime as our cache, no cache logic). */
+export async function startStaticServer(dir: string): Promise<System> {
+  const script = join(ROOT, 'bench/static-server.ts');
+  const child = spawnTracked(process.execPath, ['-r', 'ts-node/register/transpile-only', script, dir], { cwd: ROOT });
+  const output = collect(child);
+  let port = 0;
+  await waitFor('static file server', async () => {
+    if (child.exitCode !== null) throw new Error(`static server exited with ${child.exitCode}: ${output()}`);
+    port = Number(output().split('\n')[0]);
+    return Number.isInteger(port) && port > 0 && output().includes('\n');
+  });
+  return { name: 'raw', url: `http://127.0.0.1:${port}`, pid: child.pid, stop: () => stopChild(child) };
+}
+
+/** Keeps the last 64 KiB of a child's stdout+stderr for error messages. */
+function collect(child: ChildProcess): () => string {
+  let text = '';
+  const add = (d: Buffer) => {
+    text = (text + d.toString()).slice(-65_536);
+  };
+  child.stdout?.on('data', add);
+  child.stderr?.on('data', add);
+  return () => text;
+}
