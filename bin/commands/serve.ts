@@ -43,15 +43,14 @@ Options:
     process.stderr.write(
       `dtr-cache: serving ${server.url} (upstreams ${result.config.middleware.registry[0].options.upstreams.join(', ')})\n`,
     );
+    // SIGTERM/SIGINT: stop accepting, let responses and fills finish within http.draintimeout, then exit 0.
+    const { drainOnSignals } = await import('../../lib/cache/drain');
     const running = server;
-    await new Promise<void>((resolve) => {
-      const stop = (signal: string) => {
-        running.log.info('stopping', { signal });
-        running.close().then(resolve, resolve);
-      };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
+    return new Promise<number>((resolve) => {
+      const remove = drainOnSignals(running, result.config.http.draintimeout, (code) => {
+        remove();
+        resolve(code);
+      });
     });
-    return 0;
   },
 };

@@ -15,6 +15,7 @@
  * - `dtr_cache_evictions_total{reason}` — objects removed by the sweeper (`ttl`, `size`, `orphan-tag`).
  * - `dtr_cache_storage_errors_total{operation}` — storage driver failures, by driver operation.
  */
+import type { CacheEvents } from './events';
 
 type Labels = Readonly<Record<string, string>>;
 
@@ -236,4 +237,19 @@ export function createCacheMetrics(): CacheMetrics {
 /** The outcome label of an upstream answer: its status class, or `error` when none came. */
 export function upstreamOutcome(status: number | undefined): string {
   return status === undefined ? 'error' : `${Math.floor(status / 100)}xx`;
+}
+
+/** Subscribes `metrics` to the server's events; returns the unsubscribe function. */
+export function observeEvents(events: CacheEvents, metrics: CacheMetrics): () => void {
+  const offs = [
+    // Status 0: the client went away before the answer was complete.
+    events.on('request', (p) => metrics.requests.inc({ route: p.route, method: p.method, status: String(p.status) })),
+    events.on('lookup', (p) => metrics.lookups.inc({ kind: p.kind, result: p.result })),
+    events.on('served', (p) => metrics.servedBytes.inc({ source: p.source }, p.bytes)),
+    events.on('upstream', (p) => metrics.upstreamLatency.observe({ method: p.method, outcome: upstreamOutcome(p.status) }, p.seconds)),
+    events.on('fillStarted', () => metrics.fillsInFlight.inc({ kind: 'blob' })),
+    events.on('fillEnded', () => metrics.fillsInFlight.dec({ kind: 'blob' })),
+    events.on('storageError', (p) => metrics.storageErrors.inc({ operation: p.operation })),
+  ];
+  return () => offs.forEach((off) => off());
 }

@@ -26,6 +26,7 @@ import { answerManifest } from './manifests';
 import { ociError, sendError } from './oci-error';
 import { parseRoute, type Route } from './reference';
 import { relay } from './relay';
+import { startOperations, type Operations } from './operations';
 import { createStorage, type StorageDriver } from './storage';
 import { Upstream } from './upstream';
 
@@ -53,6 +54,12 @@ export interface CacheServer {
   isBusy(key: string): boolean;
   /** Blob fills in flight. */
   fillsInFlight(): number;
+  /** Client requests not answered (or cut) yet: what a drain waits for. */
+  requestsInFlight(): number;
+  /** Metrics, health and the sweeper (lib/cache/operations.ts). */
+  readonly operations: Operations;
+  /** Fails readiness from now on (drain). */
+  markDraining(): void;
   /** Resolves once every fill in flight has settled. */
   idle(): Promise<void>;
   /** Stops listening and accepting; in-flight responses keep going until `close()`. */
@@ -98,6 +105,7 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
   const blobs = new BlobHandler(ctx);
   const extraRoutes = new Map<string, RouteHandler>();
   const extraHeaders = Object.entries(config.http.headers ?? {});
+  let inFlight = 0;
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = Date.now();
@@ -112,7 +120,9 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
     const extra = extraRoutes.get(path);
     const parsed = extra ? undefined : parseRoute(method, path);
     const routeName = extra ? path.slice(1) : parsed?.ok ? parsed.value.kind : 'invalid';
+    inFlight++;
     res.on('close', () => {
+      inFlight--;
       const status = res.writableFinished ? res.statusCode : 0;
       events.emit('request', { route: routeName, method, status, durationMs: Date.now() - started });
       reqLog[status >= 500 || status === 0 ? 'warn' : 'info']('request', {
@@ -154,6 +164,18 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
   const urlHost = !host || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   const url = `${tls ? 'https' : 'http'}://${urlHost}:${actualPort}`;
   log.info('cache listening', { url, addr: config.http.addr, upstreams: downstream.upstreams, storage: storage.kind });
+  const operations = await startOperations(config, {
+    events,
+    storage,
+    upstream,
+    log,
+    isBusy: (key) => busy.has(key),
+    route: (path, handler) => void extraRoutes.set(path, handler),
+    parseAddr,
+  }).catch(async (err) => {
+    await new Promise((resolve) => server.close(resolve));
+    throw err;
+  });
 
   let closed: Promise<void> | undefined;
   const stopAccepting = () => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
@@ -167,6 +189,9 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
     route: (path, handler) => void extraRoutes.set(path, handler),
     isBusy: (key) => busy.has(key),
     fillsInFlight: () => ctx.fills.size,
+    requestsInFlight: () => inFlight,
+    operations,
+    markDraining: () => operations.markDraining(),
     idle: () => ctx.fills.settled(),
     stopAccepting: async () => {
       if (server.listening) server.close();
@@ -179,6 +204,7 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
         server.closeAllConnections();
         await stopped;
         await ctx.fills.settled();
+        await operations.stop();
         await upstream.close();
         if (ownSpool) await rm(spoolDir, { recursive: true, force: true });
       })()),
