@@ -5,6 +5,7 @@ packages=(
   docker.io containerd docker-registry skopeo   # engine + swarm, distribution 2.8 upstream, pull clients
   openssl curl ca-certificates iproute2 iptables  # certificates, throttled clients, test network namespaces
   wrk                                            # load generator of npm run bench (bench/load.ts)
+  prometheus                                     # promtool and a real Prometheus for the docs' alert rules and dashboard
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
