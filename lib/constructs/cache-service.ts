@@ -106,7 +106,7 @@ export class CacheService extends Construct {
           configs:
             props.config.kind === 'config'
               ? [{ configId: props.config.id, configName: props.config.name, fileName: props.config.fileName, fileMode: 0o444 }]
-              : [],
+              : undefined,
           secrets: [
             ...(props.config.kind === 'secret'
               ? [
