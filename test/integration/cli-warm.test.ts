@@ -3,15 +3,22 @@
  * speaks too): what it pulls (the registry's access log), its plain-line output off a terminal, its bars on a
  * pseudo-terminal, a failing image among good ones, --platform, --file, and the token flow with realm checks.
  */
-import { readdirSync, statSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { Agent, request } from 'undici';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatBytes } from '../../lib/cli/format';
+import { testCertificates } from '../../lib/constructs/test-certificates';
 import { runCli, runCliOnTty } from '../fixtures/cli';
 import { makeImage, makeIndex, pushImage, TestImage } from '../support/images';
 import { TestRegistry } from '../support/registry';
 import { startTokenRegistry, TokenRegistry } from '../support/token-registry';
+import { requireTool, waitFor } from '../support/tools';
+
+const exec = promisify(execFile);
 
 /** Digests whose blob the registry served with 200 since the last clearLog. */
 function servedBlobs(registry: TestRegistry): string[] {
@@ -169,5 +176,59 @@ describe('dtr-cache warm through a token-protected registry', () => {
     expect(res.code).toBe(1);
     expect(res.stdout).toContain(`FAILED: token realm ${up.issuer.url}/token: 401 for user "alice"`);
     expect(res.stdout + res.stderr).not.toContain('nope-wrong');
+  });
+});
+
+describe('dtr-cache warm over TLS', () => {
+  let registry: TestRegistry;
+  let dir: string;
+  let caFile: string;
+  const image = makeImage({ layerSizes: [1024] });
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'cli-warm-tls-'));
+    const certs = testCertificates('localhost', dir);
+    caFile = certs.certificatePath;
+    registry = await TestRegistry.start({ tls: { certificate: certs.certificatePath, key: certs.keyPath } });
+    const trusting = new Agent({ connect: { ca: readFileSync(caFile, 'utf8') } });
+    try {
+      await waitFor(
+        'TLS registry',
+        async () => (await request(`https://localhost:${registry.port}/v2/`, { dispatcher: trusting })).statusCode === 200,
+      );
+    } finally {
+      await trusting.close();
+    }
+    // jest's sandbox keeps the global fetch from using another dispatcher: push over plain HTTP, copy with skopeo.
+    const plain = await TestRegistry.start();
+    try {
+      await pushImage(plain.url, 'team/tls', 'v1', image);
+      await exec(requireTool('skopeo'), [
+        'copy', '--src-tls-verify=false', '--dest-tls-verify=false', '--preserve-digests',
+        `docker://127.0.0.1:${plain.port}/team/tls:v1`, `docker://localhost:${registry.port}/team/tls:v1`,
+      ]); // prettier-ignore
+    } finally {
+      await plain.stop();
+    }
+  });
+  afterAll(async () => {
+    await registry?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses an untrusted certificate, and warms with --ca or --insecure', async () => {
+    const cache = `https://localhost:${registry.port}`;
+    const untrusted = await runCli(['warm', '--cache', cache, 'team/tls:v1']);
+    expect(untrusted.code).toBe(1);
+    expect(untrusted.stdout).toMatch(/FAILED: cannot reach https:\/\/localhost:\d+: its TLS certificate is not trusted \(\w+\): pass --ca/);
+    registry.clearLog();
+    const withCa = await runCli(['warm', '--cache', cache, '--ca', caFile, 'team/tls:v1']);
+    expect(withCa.code).toBe(0);
+    expect(registry.blobGets().filter((e) => e.status === 200)).toHaveLength(2);
+    const insecure = await runCli(['warm', '--cache', cache, '--insecure', 'team/tls:v1']);
+    expect(insecure.code).toBe(0);
+    const missingCa = await runCli(['warm', '--cache', cache, '--ca', join(dir, 'nope.pem'), 'team/tls:v1']);
+    expect(missingCa.code).toBe(2);
+    expect(missingCa.stderr).toContain(`--ca ${join(dir, 'nope.pem')}: cannot read it (ENOENT)`);
   });
 });
