@@ -1,0 +1,228 @@
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Testing } from 'cdktf';
+import { DtrCacheSite, DtrCacheSiteProps, PublishMode, SecretSource, StorageBackend, SwarmConnection } from '../../../lib/constructs';
+import { loadConfig } from '../../../lib/config';
+import { annotations, fixture, fixtureTls, newStack, NOW, onlyResource, resourcesOf, synth, validationErrors } from './helpers';
+
+const props: DtrCacheSiteProps = {
+  datacenter: 'asia',
+  upstreams: ['https://dtr.us.example.com'],
+  host: 'cache.asia.example.com',
+  nodes: ['cache-asia-1', 'cache-asia-2'],
+  storage: StorageBackend.nfs({ server: 'nfs.asia.example.com' }),
+  tls: { ...fixtureTls(), dtrCa: SecretSource.fromFile(fixture('dtr-ca.pem')) },
+  image: { reference: '127.0.0.1:5000/dtr-cache:0.1.0' },
+  now: NOW,
+};
+
+function site(overrides: Partial<DtrCacheSiteProps> = {}) {
+  const stack = newStack('dtr-cache-asia', false);
+  const construct = new DtrCacheSite(stack, 'asia', { ...props, ...overrides });
+  return { stack, construct };
+}
+
+describe('DtrCacheSite', () => {
+  it('composes provider, node labels, TLS secrets, config and service, and passes validation', () => {
+    const { stack } = site();
+    const json = synth(stack);
+    expect(validationErrors(stack)).toEqual([]);
+    expect(Object.keys(json.resource).sort()).toEqual(['docker_config', 'docker_secret', 'docker_service', 'terraform_data']);
+    expect(resourcesOf(json, 'terraform_data')).toHaveLength(2);
+    expect(resourcesOf(json, 'docker_secret')).toHaveLength(3);
+    expect(json.provider.docker).toEqual([{ host: 'unix:///var/run/docker.sock' }]);
+    const service = onlyResource(json, 'docker_service');
+    expect(service.name).toBe('dtr-cache-asia');
+    expect(service.mode.replicated.replicas).toBe(2);
+    expect(service.depends_on).toHaveLength(2);
+    expect(service.task_spec.container_spec.mounts[0].volume_options.driver_options.type).toBe('nfs');
+    expect(service.task_spec.container_spec.secrets.map((s: { file_name: string }) => s.file_name).sort()).toEqual([
+      '/run/secrets/cache.cert.pem',
+      '/run/secrets/cache.key.pem',
+      '/run/secrets/dtr.cert.pem',
+    ]);
+    expect(Testing.synth(stack)).not.toContain('PRIVATE KEY');
+  });
+
+  it('renders config.yml from the site settings, and the server parser accepts it', () => {
+    const { stack } = site({ blobTtl: '24h', port: 8443 });
+    const text = Buffer.from(onlyResource(synth(stack), 'docker_config').data, 'base64').toString();
+    const result = loadConfig(text);
+    if (!result.ok) throw new Error(result.errors.join('\n'));
+    expect(result.config.http.host).toBe('https://cache.asia.example.com:8443');
+    expect(result.config.http.addr).toBe('0.0.0.0:443');
+    expect(result.config.middleware.registry[0].options).toMatchObject({
+      upstreams: ['https://dtr.us.example.com'],
+      cas: ['/run/secrets/dtr.cert.pem'],
+      blobttl: 86_400_000,
+    });
+  });
+
+  it('outputs cache URL, image, replicas, storage kind and a summary', () => {
+    const { stack } = site();
+    const out = synth(stack).output;
+    expect(out.asia_cache_url.value).toBe('https://cache.asia.example.com');
+    expect(out.asia_image.value).toBe('127.0.0.1:5000/dtr-cache:0.1.0');
+    expect(out.asia_replicas.value).toBe(2);
+    expect(out.asia_storage_kind.value).toBe('nfs');
+    const cert = new X509Certificate(readFileSync(fixture('cache.cert.pem')));
+    expect(JSON.parse(out.asia_summary.value)).toEqual({
+      datacenter: 'asia',
+      cacheUrl: 'https://cache.asia.example.com',
+      upstreams: ['https://dtr.us.example.com'],
+      replicas: 2,
+      nodes: ['cache-asia-1', 'cache-asia-2'],
+      storage: 'nfs',
+      port: 443,
+      publishMode: 'ingress',
+      image: '127.0.0.1:5000/dtr-cache:0.1.0',
+      swarm: 'local-socket unix:///var/run/docker.sock',
+      certificate: {
+        subject: 'O=dtr-cache unit-test fixture, CN=cache.example.com',
+        validTo: new Date(cert.validTo).toISOString(),
+        selfSigned: true,
+      },
+      testOnly: false,
+    });
+  });
+
+  it('marks test certificates as TEST ONLY in secret names and outputs', () => {
+    const { stack } = site({ tls: { ...fixtureTls(), testOnly: true } });
+    const json = synth(stack);
+    for (const s of resourcesOf(json, 'docker_secret')) expect(s.name).toMatch(/^dtr-cache-asia-test-only-/);
+    expect(json.output.asia_cache_url.description).toContain('TEST ONLY');
+    expect(JSON.parse(json.output.asia_summary.value).testOnly).toBe(true);
+  });
+
+  it('host mode on a custom port', () => {
+    const { stack } = site({ publishMode: PublishMode.HOST, port: 8443 });
+    const ports = onlyResource(synth(stack), 'docker_service').endpoint_spec.ports;
+    expect(ports).toEqual([{ name: 'https', protocol: 'tcp', target_port: 443, published_port: 8443, publish_mode: 'host' }]);
+  });
+
+  describe('swarm connection: provider and local-exec point at the same swarm', () => {
+    it('client bundle: provider host and PEM files read at deploy time; local-exec gets DOCKER_HOST/TLS/CERT_PATH', () => {
+      const connection = SwarmConnection.clientBundle({ directory: '/etc/ucp/asia', host: 'tcp://ucp.asia.example.com:443' });
+      const { stack } = site({ connection });
+      const json = synth(stack);
+      expect(json.provider.docker).toEqual([
+        {
+          host: 'tcp://ucp.asia.example.com:443',
+          ca_material: '${file("/etc/ucp/asia/ca.pem")}',
+          cert_material: '${file("/etc/ucp/asia/cert.pem")}',
+          key_material: '${file("/etc/ucp/asia/key.pem")}',
+        },
+      ]);
+      for (const label of resourcesOf(json, 'terraform_data')) {
+        for (const p of label.provisioner) {
+          expect(p['local-exec'].environment).toEqual({
+            DOCKER_HOST: 'tcp://ucp.asia.example.com:443',
+            DOCKER_TLS_VERIFY: '1',
+            DOCKER_CERT_PATH: '/etc/ucp/asia',
+          });
+        }
+      }
+    });
+
+    it('ssh: provider host and ssh_opts; local-exec DOCKER_HOST is the same ssh:// URL', () => {
+      const connection = SwarmConnection.ssh({
+        user: 'ops',
+        host: 'manager.asia.example.com',
+        port: 2222,
+        sshOpts: ['-o', 'StrictHostKeyChecking=yes'],
+      });
+      const { stack } = site({ connection });
+      const json = synth(stack);
+      expect(json.provider.docker).toEqual([
+        { host: 'ssh://ops@manager.asia.example.com:2222', ssh_opts: ['-o', 'StrictHostKeyChecking=yes'] },
+      ]);
+      expect(resourcesOf(json, 'terraform_data')[0].provisioner[0]['local-exec'].environment).toEqual({
+        DOCKER_HOST: 'ssh://ops@manager.asia.example.com:2222',
+      });
+    });
+
+    it('createProvider: false leaves the provider to the stack', () => {
+      const stack = newStack('s', true);
+      new DtrCacheSite(stack, 'asia', { ...props, createProvider: false });
+      expect(synth(stack).provider.docker).toEqual([{}]);
+    });
+  });
+
+  describe('validation', () => {
+    it('replicas > 1 without shared storage', () => {
+      const { stack } = site({ storage: undefined, replicas: 2 });
+      expect(validationErrors(stack)).toEqual([
+        'DtrCacheSite: replicas: 2 replicas need shared storage, and none is set; set storage to StorageBackend.nfs({ server }) or an object store (s3, azure, gcs, oss, swift), or set replicas: 1',
+      ]);
+    });
+
+    it('the local filesystem with replicas > 1', () => {
+      const { stack } = site({ storage: StorageBackend.localFilesystem(), replicas: 2 });
+      expect(validationErrors(stack)).toEqual([
+        'DtrCacheSite: storage: the local filesystem is per container, so 2 replicas would each cache their own copy and lose it on reschedule; use StorageBackend.nfs({ server }) or an object store, or set replicas: 1',
+      ]);
+    });
+
+    it('defaults to one replica without shared storage, and to one per node with it', () => {
+      expect(site({ storage: undefined }).construct.service.replicas).toBe(1);
+      expect(site().construct.service.replicas).toBe(2);
+    });
+
+    it('more replicas than nodes', () => {
+      const { stack } = site({ replicas: 3 });
+      expect(validationErrors(stack)).toEqual([
+        'DtrCacheSite: replicas: 3 replicas but 2 node(s); the service runs one replica per node, so list 3 nodes or lower replicas',
+      ]);
+    });
+
+    it('an upstream DTR URL that is not https, and a bad datacenter name and host', () => {
+      const { stack } = site({
+        upstreams: ['http://dtr.us.example.com'],
+        datacenter: 'Asia Pacific',
+        host: 'https://cache.asia.example.com',
+      });
+      expect(validationErrors(stack)).toEqual(
+        expect.arrayContaining([
+          'DtrCacheSite: datacenter: must be 1 to 16 lower-case letters, digits and dashes, e.g. asia',
+          'DtrCacheSite: upstreams.0: must be an https:// URL, e.g. https://dtr.us.example.com; the cache forwards users’ credentials to it',
+          'DtrCacheSite: host: must be a host name without scheme or port, e.g. cache.asia.example.com',
+        ]),
+      );
+    });
+
+    it('a certificate that does not cover the cache host, and one that does not match its key', () => {
+      const { stack } = site({ host: 'cache.example.org', tls: { ...fixtureTls(), key: SecretSource.fromFile(fixture('other.key.pem')) } });
+      expect(validationErrors(stack)).toEqual([
+        'CacheTls: key: does not match CacheTls: certificate (O=dtr-cache unit-test fixture, CN=cache.example.com); give the key the certificate was issued for',
+        expect.stringMatching(
+          /^CacheTls: certificate: does not cover the cache host cache\.example\.org \(.*\); issue a certificate with cache\.example\.org in its subjectAltName$/,
+        ),
+      ]);
+    });
+
+    it('an expired certificate fails; one expiring within 30 days warns', () => {
+      const validTo = new Date(new X509Certificate(readFileSync(fixture('cache.cert.pem'))).validTo);
+      const expired = site({ now: new Date(validTo.getTime() + 86_400_000) });
+      expect(validationErrors(expired.stack)).toEqual([`CacheTls: certificate: expired on ${validTo.toISOString()}; renew it`]);
+      const soon = site({ now: new Date(validTo.getTime() - 20 * 86_400_000) });
+      expect(validationErrors(soon.stack)).toEqual([]);
+      expect(annotations(soon.stack, 'warn')).toEqual([
+        `CacheTls: certificate: expires on ${validTo.toISOString()}, in 20 days; renew it soon`,
+      ]);
+    });
+
+    it('two sites on one port in a stack', () => {
+      const stack = newStack('two', false);
+      new DtrCacheSite(stack, 'a', { ...props, datacenter: 'a' });
+      new DtrCacheSite(stack, 'b', { ...props, datacenter: 'b', createProvider: false });
+      expect(validationErrors(stack)).toEqual([
+        'CacheService: port: 443 is also published by two/b/Service; give each cache site in a stack its own port (or put them in separate stacks, one per swarm)',
+        'CacheService: port: 443 is also published by two/a/Service; give each cache site in a stack its own port (or put them in separate stacks, one per swarm)',
+      ]);
+      const fixed = newStack('two', false);
+      new DtrCacheSite(fixed, 'a', { ...props, datacenter: 'a' });
+      new DtrCacheSite(fixed, 'b', { ...props, datacenter: 'b', createProvider: false, port: 8443 });
+      expect(validationErrors(fixed)).toEqual([]);
+    });
+  });
+});
