@@ -3,11 +3,12 @@
  * for the reference, ours and the baseline, each row on its own scale (its largest value is a full bar), and
  * the target verdict beside our bar.
  */
-import { formatNumber, Row } from './report';
+import { formatNumber, ratio, Row } from './report';
 
-const WIDTH = 960;
-const LABEL_WIDTH = 330;
-const BAR_MAX = 470;
+const WIDTH = 1000;
+const LABEL_WIDTH = 320;
+const BAR_MAX = 400;
+const LABEL_CHARS = 50;
 const BAR_HEIGHT = 14;
 const GAP = 4;
 const COLORS = { reference: '#8c8c8c', ours: '#1f6feb', baseline: '#6fbf73' } as const;
@@ -32,16 +33,31 @@ function barsOf(row: Row): Bar[] {
   return bars;
 }
 
+/** Splits text into lines of at most `width` characters at spaces. */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  return line ? [...lines, line] : lines;
+}
+
 /** An SVG document of the rows; `title` and `subtitle` go on top. */
 export function renderChart(title: string, subtitle: string, rows: readonly Row[]): string {
   const parts: string[] = [];
   let y = 70;
   for (const row of rows) {
     const bars = barsOf(row);
-    const groupHeight = Math.max(1, bars.length) * (BAR_HEIGHT + GAP) + 18;
     const direction = row.higherIsBetter ? 'higher is better' : 'lower is better';
-    parts.push(`<text x="10" y="${y + 12}" class="label">${escapeXml(`${row.id}. ${row.measure}`)}</text>`);
-    parts.push(`<text x="10" y="${y + 27}" class="unit">${escapeXml(`${row.unit}, ${direction}`)}</text>`);
+    const lines = wrap(`${row.id}. ${row.measure}`, LABEL_CHARS);
+    lines.forEach((line, i) => parts.push(`<text x="10" y="${y + 12 + i * 14}" class="label">${escapeXml(line)}</text>`));
+    const ratioText = ratio(row) === '—' ? '' : ` · ours ÷ ref ${ratio(row)}`;
+    parts.push(`<text x="10" y="${y + 13 + lines.length * 14}" class="unit">${escapeXml(`${row.unit}, ${direction}${ratioText}`)}</text>`);
+    const groupHeight = Math.max(bars.length * (BAR_HEIGHT + GAP), lines.length * 14 + 16) + 18;
     const max = Math.max(...bars.map((b) => Math.abs(b.value)), Number.MIN_VALUE);
     bars.forEach((bar, i) => {
       const by = y + i * (BAR_HEIGHT + GAP);

@@ -2,7 +2,7 @@
  * `npm run bench`: our cache side by side with distribution 2.8's proxy mode, on loopback, each on fresh
  * storage, with the same clients; writes bench/results/latest.md and latest.svg.
  * Flags: --quick (small blobs, short runs, for building and debugging), --profile (our cache under
- * node --cpu-prof; profiles in bench/results/prof/).
+ * node --cpu-prof; profiles in bench/results/prof/), --cli=<path> (another build of dist/bin/dtr-cache.js).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -101,6 +101,7 @@ async function main(): Promise<number> {
   const args = process.argv.slice(2);
   const plan = args.includes('--quick') ? QUICK : FULL;
   const profileDir = args.includes('--profile') ? join(ROOT, 'bench/results/prof') : undefined;
+  const cli = args.find((a) => a.startsWith('--cli='))?.slice('--cli='.length);
   for (const tool of ['wrk', 'curl', 'docker-registry']) requireTool(tool);
 
   const work = mkdtempSync(join(tmpdir(), 'dtr-cache-bench-'));
@@ -134,7 +135,7 @@ async function main(): Promise<number> {
     log('starting distribution 2.8 in proxy mode, our cache and the raw static server');
     const reference = await startRegistry('reference', upstream.url);
     started.push(reference);
-    const ours = await collector.step('starting our cache', () => startOurCache(upstream.url, profileDir));
+    const ours = await collector.step('starting our cache', () => startOurCache(upstream.url, profileDir, cli && resolve(cli)));
     if (ours) started.push(ours);
     const raw = await startStaticServer(blobDir);
     started.push(raw);

@@ -63,6 +63,7 @@ export interface RunInfo {
 
 export function formatNumber(value: number | undefined): string {
   if (value === undefined || !Number.isFinite(value)) return '—';
+  if (Number.isInteger(value)) return String(value);
   const abs = Math.abs(value);
   if (abs >= 100) return value.toFixed(0);
   if (abs >= 10) return value.toFixed(1);

@@ -40,9 +40,11 @@ export async function startRegistry(name: string, proxyOf?: string): Promise<Sys
   };
 }
 
-/** Our cache through its CLI (`node dist/bin/dtr-cache.js serve --config`), on fresh filesystem storage. */
-export async function startOurCache(upstreamUrl: string, cpuProfDir?: string): Promise<System> {
-  const cli = join(ROOT, 'dist/bin/dtr-cache.js');
+/**
+ * Our cache through its CLI (`node dist/bin/dtr-cache.js serve --config`), on fresh filesystem storage.
+ * `cli` points at another build of the CLI (before/after comparisons).
+ */
+export async function startOurCache(upstreamUrl: string, cpuProfDir?: string, cli = join(ROOT, 'dist/bin/dtr-cache.js')): Promise<System> {
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build`);
   const dir = mkdtempSync(join(tmpdir(), 'dtr-cache-bench-ours-'));
   atExit(() => rmSync(dir, { recursive: true, force: true }));
