@@ -7,11 +7,14 @@
 ARG BASE_IMAGE=node:20-bookworm-slim
 ARG BUILD_IMAGE=${BASE_IMAGE}
 
-# Compiles the TypeScript (only what the image runs: no examples, tests or constructs sources are needed).
-FROM ${BUILD_IMAGE} AS build
+# Every dependency, from the lockfile (the slow, network-bound step: cached while the lockfile is unchanged).
+FROM ${BUILD_IMAGE} AS deps
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"]
+
+# Compiles the TypeScript (only what the image runs: no examples, tests or benchmarks).
+FROM deps AS build
 COPY tsconfig.json ./
 COPY lib ./lib
 COPY bin ./bin
@@ -19,17 +22,15 @@ RUN ["npm", "run", "build"]
 # The cache's storage root, owned by the runtime user; a volume mounted there starts with this ownership.
 RUN ["node", "-e", "require('fs').mkdirSync('/out/var/lib/registry', { recursive: true })"]
 
-# Production dependencies only, installed from the same lockfile.
-FROM ${BUILD_IMAGE} AS deps
-WORKDIR /src
-COPY package.json package-lock.json ./
-RUN ["npm", "ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"]
+# Production dependencies only: the same lockfile's tree with dev dependencies pruned (no second download).
+FROM deps AS prod-deps
+RUN ["npm", "prune", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"]
 
 FROM ${BASE_IMAGE}
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json ./
-COPY --from=deps /src/node_modules ./node_modules
+COPY --from=prod-deps /src/node_modules ./node_modules
 COPY --from=build /src/dist/lib/config ./dist/lib/config
 COPY --from=build /src/dist/lib/cache ./dist/lib/cache
 COPY --from=build /src/dist/bin ./dist/bin
@@ -39,6 +40,6 @@ USER 10001:10001
 EXPOSE 443
 # Exec form: the FROM-scratch base has no shell. Reads the port and scheme from /config.yml with the server's own
 # config loader (REGISTRY_* overrides included), then asks the health endpoint on loopback.
-HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 CMD ["node", "-e", "HEALTHCHECK_SCRIPT"]
+HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 CMD ["node", "-e", "const f=require('fs'),c=require('/app/dist/lib/config').loadConfig(f.readFileSync('/config.yml','utf8'),process.env,'/config.yml');if(!c.ok)process.exit(1);const h=c.config.http,port=Number(h.addr.slice(h.addr.lastIndexOf(':')+1));const r=require(h.tls?'https':'http').get({host:'127.0.0.1',port,path:'/healthz',rejectUnauthorized:false,timeout:4000},(s)=>{s.resume();process.exit(s.statusCode===200?0:1)});r.on('error',()=>process.exit(1));r.on('timeout',()=>process.exit(1))"]
 # The server drains on SIGTERM itself (node as PID 1 gets no default signal handlers, so it must).
 ENTRYPOINT ["node", "/app/dist/bin/dtr-cache.js", "serve", "--config", "/config.yml"]

@@ -1,0 +1,350 @@
+/**
+ * End to end on the shared dockerd's one-node swarm: build the cache image from the Dockerfile (on a base made
+ * from the host's node, no Docker Hub), push it to a local registry on 127.0.0.1:5000, start a token-protected
+ * TLS upstream standing in for DTR, synthesize a site with DtrCacheSite, apply the synthesized resources through
+ * the Engine API, then pull through the deployed cache with docker and skopeo, check that a client without a
+ * token is refused, rotate the certificate and watch a pulling client during the rolling update, and destroy.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
+import { connect as netConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
+import { TokenIssuer } from '../fixtures/token-issuer';
+import { makeImage, pushImage, TestImage } from '../support/images';
+import { TestRegistry } from '../support/registry';
+import { freePort, requireTool } from '../support/tools';
+import { apply, ApplierState, destroy } from './support/applier';
+import { Engine, serviceTasks, TEST_DOCKER_SOCK } from './support/engine';
+import { createTestCa, TestCa } from './support/pki';
+import { synthSite } from './support/site';
+
+jest.setTimeout(420_000);
+
+const ROOT = resolve(__dirname, '../..');
+const IMAGE = '127.0.0.1:5000/dtr-cache:e2e';
+const BASE = '127.0.0.1:5000/dtr-cache-base:local';
+const BUILD_BASE = '127.0.0.1:5000/dtr-cache-build-base:local';
+const REPO = 'team/app';
+const TAG = 'v1';
+const USER = 'alice';
+const PASSWORD = 'alice-password';
+const DOCKER_ENV = { ...process.env, DOCKER_HOST: `unix://${TEST_DOCKER_SOCK}` };
+const started = Date.now();
+const timings: Record<string, number> = {};
+
+const work = mkdtempSync(join(tmpdir(), 'dtr-cache-e2e-'));
+const engine = new Engine();
+let imageRegistry: TestRegistry | undefined;
+let upstream: TestRegistry | undefined;
+let issuer: TokenIssuer | undefined;
+let state: ApplierState = {};
+let stackDir = work;
+let certsDir: string | undefined;
+let ca: TestCa;
+let cachePort: number;
+let upstreamUrl: string;
+let image: TestImage;
+let nodeId: string;
+const previousDispatcher = getGlobalDispatcher();
+
+function docker(args: string[], env: NodeJS.ProcessEnv = DOCKER_ENV, input?: string): string {
+  const run = spawnSync(requireTool('docker'), args, { env, encoding: 'utf8', input, timeout: 600_000 });
+  if (run.status !== 0) throw new Error(`docker ${args.join(' ')} failed (${run.status}): ${run.stderr}${run.stdout}`);
+  return run.stdout.trim();
+}
+
+function skopeo(args: string[]): { status: number | null; out: string } {
+  const run = spawnSync(requireTool('skopeo'), args, { encoding: 'utf8', timeout: 120_000 });
+  return { status: run.status, out: `${run.stdout}${run.stderr}` };
+}
+
+async function timed<T>(name: string, step: () => Promise<T> | T): Promise<T> {
+  const t0 = Date.now();
+  try {
+    return await step();
+  } finally {
+    timings[name] = Date.now() - t0;
+  }
+}
+
+function portTaken(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const socket = netConnect({ host: '127.0.0.1', port }, () => {
+      socket.destroy();
+      done(true);
+    });
+    socket.on('error', () => done(false));
+  });
+}
+
+/** The leaf certificate the cache serves right now (fingerprint), or the connection error. */
+function servedCertificate(port: number): Promise<string> {
+  return new Promise((done, fail) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ca: readFileSync(ca.caCert) }, () => {
+      const fingerprint = socket.getPeerCertificate().fingerprint256;
+      socket.end();
+      done(fingerprint);
+    });
+    socket.on('error', fail);
+  });
+}
+
+/** One manifest GET on a new connection, verifying TLS with the site CA; status, or the error code. */
+function pullManifest(port: number, authorization?: string): Promise<{ status: number | string; digest?: string; challenge?: string }> {
+  return new Promise((done) => {
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        servername: 'localhost',
+        path: `/v2/${REPO}/manifests/${TAG}`,
+        ca: readFileSync(ca.caCert),
+        agent: false,
+        timeout: 5000,
+        headers: { accept: image.mediaType, ...(authorization ? { authorization } : {}) },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () =>
+          done({
+            status: res.statusCode ?? 0,
+            digest: res.headers['docker-content-digest'] as string | undefined,
+            challenge: res.headers['www-authenticate'] as string | undefined,
+          }),
+        );
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (err: NodeJS.ErrnoException) => done({ status: err.code ?? err.message }));
+    req.end();
+  });
+}
+
+function bearer(): string {
+  return `Bearer ${(issuer as TokenIssuer).tokenFor(USER, [`repository:${REPO}:pull`])}`;
+}
+
+function site(certificate: { certificate: string; key: string }, outdir: string): string {
+  return synthSite({
+    datacenter: 'e2e',
+    upstream: upstreamUrl,
+    host: 'localhost',
+    port: cachePort,
+    image: IMAGE,
+    nodes: [nodeId],
+    certificateFile: certificate.certificate,
+    keyFile: certificate.key,
+    dtrCaFile: ca.caCert,
+    outdir,
+  });
+}
+
+beforeAll(async () => {
+  for (const tool of ['docker', 'docker-registry', 'skopeo', 'openssl']) requireTool(tool);
+  const info = await engine.request<{ Swarm: { LocalNodeState: string; NodeID: string } }>('GET', '/info').catch((err: Error) => {
+    throw new Error(`no test dockerd on ${TEST_DOCKER_SOCK} (${err.message}): run bash scripts/test-services.sh start`);
+  });
+  if (info.Swarm.LocalNodeState !== 'active')
+    throw new Error('the test dockerd is not a swarm manager: run bash scripts/test-services.sh start');
+  nodeId = info.Swarm.NodeID;
+
+  if (await portTaken(5000)) {
+    throw new Error(
+      '127.0.0.1:5000 is taken (a leftover registry?): the e2e test runs its image registry there; stop whatever listens on it',
+    );
+  }
+  imageRegistry = await TestRegistry.start({ port: 5000 });
+
+  await timed('image build and push', () => {
+    execFileSync('bash', [join(ROOT, 'scripts/build-base-image.sh')], { env: DOCKER_ENV, stdio: 'pipe' });
+    docker(['build', '-q', '-t', IMAGE, '--build-arg', `BASE_IMAGE=${BASE}`, '--build-arg', `BUILD_IMAGE=${BUILD_BASE}`, ROOT], {
+      ...DOCKER_ENV,
+      DOCKER_BUILDKIT: '0',
+    });
+    docker(['push', IMAGE]);
+  });
+
+  // The upstream listens on the docker bridge's gateway: the host's own address that task containers can reach.
+  const bridge = await engine.request<{ IPAM: { Config: { Gateway?: string }[] } }>('GET', '/networks/bridge');
+  const gateway = bridge.IPAM.Config.find((c) => c.Gateway)?.Gateway;
+  if (!gateway) throw new Error('the docker bridge network has no gateway address');
+  ca = createTestCa(join(work, 'pki'));
+  const upstreamCert = ca.issue('upstream', [gateway]);
+  issuer = await TokenIssuer.start({ users: { [USER]: PASSWORD }, acl: [{ who: USER, repo: 'team/*', actions: ['pull'] }] });
+  const upstreamPort = await freePort();
+  const tls = { certificate: upstreamCert.certificate, key: upstreamCert.key };
+  upstream = await TestRegistry.start({
+    port: upstreamPort,
+    tls,
+    extra: {
+      http: { addr: `${gateway}:${upstreamPort}`, tls },
+      auth: { token: { realm: issuer.realm, service: issuer.service, issuer: issuer.issuer, rootcertbundle: issuer.rootCertBundle } },
+    },
+  });
+  upstreamUrl = `https://${gateway}:${upstreamPort}`;
+  setGlobalDispatcher(new Agent({ connect: { ca: readFileSync(ca.caCert) } }));
+  image = makeImage({ layerSizes: [4096, 1_500_000] });
+  const pushToken = issuer.mint('pusher', [{ type: 'repository', name: REPO, actions: ['pull', 'push'] }]);
+  await pushImage(upstreamUrl, REPO, TAG, image, { authorization: `Bearer ${pushToken}` });
+
+  cachePort = await freePort();
+  certsDir = `/etc/docker/certs.d/localhost:${cachePort}`;
+  mkdirSync(certsDir, { recursive: true });
+  copyFileSync(ca.caCert, join(certsDir, 'ca.crt'));
+});
+
+afterAll(async () => {
+  const errors: string[] = [];
+  const attempt = async (what: string, step: () => unknown) => {
+    try {
+      await step();
+    } catch (err) {
+      errors.push(`${what}: ${(err as Error).message}`);
+    }
+  };
+  await attempt('destroy', () => destroy(state, { engine, env: { DOCKER_HOST: `unix://${TEST_DOCKER_SOCK}` } }, stackDir));
+  await attempt('upstream', () => upstream?.stop());
+  await attempt('issuer', () => issuer?.stop());
+  await attempt('image registry', () => imageRegistry?.stop());
+  await attempt('pulled image', () => spawnSync('docker', ['rmi', '-f', `localhost:${cachePort}/${REPO}:${TAG}`], { env: DOCKER_ENV }));
+  if (certsDir) rmSync(certsDir, { recursive: true, force: true });
+  rmSync(work, { recursive: true, force: true });
+  setGlobalDispatcher(previousDispatcher);
+  await engine.close();
+  process.stderr.write(`e2e timings (ms): ${JSON.stringify({ ...timings, total: Date.now() - started })}\n`);
+  if (errors.length) throw new Error(`cleanup failed:\n${errors.join('\n')}`);
+});
+
+describe('the synthesized site on a real swarm', () => {
+  it('deploys: the service runs with a passing healthcheck on the labelled node', async () => {
+    const certificate = ca.issue('cache-1', ['localhost', '127.0.0.1']);
+    const stackFile = await timed('synth', () => site(certificate, join(work, 'synth-1')));
+    stackDir = join(stackFile, '..');
+    const result = await timed('apply', () =>
+      apply(stackFile, {}, { engine, env: { DOCKER_HOST: `unix://${TEST_DOCKER_SOCK}` }, log: () => undefined }),
+    );
+    state = result.state;
+    expect(Object.values(result.actions).every((a) => a === 'created')).toBe(true);
+    const node = await engine.request<{ Spec: { Labels: Record<string, string> } }>('GET', `/nodes/${nodeId}`);
+    expect(node.Spec.Labels['dtr.cache']).toBe('true');
+    const tasks = (await serviceTasks(engine, 'dtr-cache-e2e')).filter((t) => t.DesiredState === 'running');
+    expect(tasks).toHaveLength(1);
+    expect(tasks[0].Status.State).toBe('running');
+    expect(tasks[0].NodeID).toBe(nodeId);
+    const container = await engine.request<{ State: { Health: { Status: string } }; Config: { User: string } }>(
+      'GET',
+      `/containers/${tasks[0].Status.ContainerStatus?.ContainerID}/json`,
+    );
+    expect(container.State.Health.Status).toBe('healthy');
+    expect(container.Config.User).toBe('10001:10001');
+    expect(result.outputs.Site_cache_url).toBe(`https://localhost:${cachePort}`);
+  });
+
+  it('serves docker pull and skopeo copy over TLS with a token, with the upstream digests', async () => {
+    const upstreamDigest = skopeo([
+      'inspect',
+      '--format',
+      '{{.Digest}}',
+      '--cert-dir',
+      join(ca.dir),
+      '--creds',
+      `${USER}:${PASSWORD}`,
+      `docker://${upstreamUrl.replace('https://', '')}/${REPO}:${TAG}`,
+    ]);
+    expect(upstreamDigest).toEqual({ status: 0, out: `${image.digest}\n` });
+
+    const certDir = join(work, 'client-certs');
+    mkdirSync(certDir, { recursive: true });
+    copyFileSync(ca.caCert, join(certDir, 'ca.crt'));
+    const layout = join(work, 'oci-layout');
+    const copy = await timed('skopeo copy', () =>
+      skopeo([
+        'copy',
+        '--src-cert-dir',
+        certDir,
+        '--src-creds',
+        `${USER}:${PASSWORD}`,
+        '--preserve-digests',
+        `docker://localhost:${cachePort}/${REPO}:${TAG}`,
+        `oci:${layout}:${TAG}`,
+      ]),
+    );
+    expect(copy.status).toBe(0);
+    const blobs = readdirSync(join(layout, 'blobs', 'sha256')).map((h) => `sha256:${h}`);
+    for (const blob of image.blobs) expect(blobs).toContain(blob.digest);
+    expect(blobs).toContain(image.digest);
+
+    const dockerConfig = join(work, 'docker-config');
+    mkdirSync(dockerConfig, { recursive: true });
+    const clientEnv = { ...DOCKER_ENV, DOCKER_CONFIG: dockerConfig };
+    docker(['login', '-u', USER, '--password-stdin', `localhost:${cachePort}`], clientEnv, PASSWORD);
+    await timed('docker pull', () => docker(['pull', '-q', `localhost:${cachePort}/${REPO}:${TAG}`], clientEnv));
+    const repoDigests = JSON.parse(
+      docker(['image', 'inspect', '-f', '{{json .RepoDigests}}', `localhost:${cachePort}/${REPO}:${TAG}`]),
+    ) as string[];
+    expect(repoDigests).toContain(`localhost:${cachePort}/${REPO}@${image.digest}`);
+  });
+
+  it('refuses a client without a token with 401 and the upstream challenge', async () => {
+    const anonymous = await pullManifest(cachePort);
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.challenge).toContain(issuer!.realm);
+    const withToken = await pullManifest(cachePort, bearer());
+    expect(withToken).toMatchObject({ status: 200, digest: image.digest });
+    const noCreds = skopeo(['inspect', '--cert-dir', ca.dir, '--no-creds', `docker://localhost:${cachePort}/${REPO}:${TAG}`]);
+    expect(noCreds.status).not.toBe(0);
+    expect(noCreds.out).toMatch(/unauthorized|401|authentication required/i);
+  });
+
+  it('rotates the certificate by re-applying, and measures what a pulling client sees', async () => {
+    const before = await servedCertificate(cachePort);
+    const rotated = ca.issue('cache-2', ['localhost', '127.0.0.1']);
+    const stackFile = site(rotated, join(work, 'synth-2'));
+    const samples: { at: number; status: number | string }[] = [];
+    let applying = true;
+    const client = (async () => {
+      const deadline = Date.now() + 300_000;
+      while (applying && Date.now() < deadline) {
+        const r = await pullManifest(cachePort, bearer());
+        samples.push({ at: Date.now(), status: r.status });
+        await new Promise((w) => setTimeout(w, 200));
+      }
+    })();
+    const result = await timed('rotate (re-apply)', () =>
+      apply(stackFile, state, { engine, env: { DOCKER_HOST: `unix://${TEST_DOCKER_SOCK}` } }).finally(() => {
+        applying = false;
+      }),
+    );
+    await client;
+    state = result.state;
+    stackDir = join(stackFile, '..');
+    const secretActions = Object.entries(result.actions).filter(([a]) => a.includes('Tls_Certificate') || a.includes('Tls_Key'));
+    expect(secretActions.map(([, a]) => a)).toEqual(['replaced (old removed)', 'replaced (old removed)']);
+    expect(Object.entries(result.actions).find(([a]) => a.startsWith('docker_service'))?.[1]).toBe('updated');
+    const after = await servedCertificate(cachePort);
+    expect(after).not.toBe(before);
+    expect(await pullManifest(cachePort, bearer())).toMatchObject({ status: 200, digest: image.digest });
+
+    // Downtime: the longest run of failed pulls. With host-mode publishing each node has one replica on a fixed host
+    // port, so the update is stop-first: the new task cannot bind the port until the old one is gone.
+    let longest = 0;
+    let runStart: number | undefined;
+    for (const s of samples) {
+      if (s.status !== 200) runStart ??= s.at;
+      else if (runStart !== undefined) {
+        longest = Math.max(longest, s.at - runStart);
+        runStart = undefined;
+      }
+    }
+    const failed = samples.filter((s) => s.status !== 200);
+    timings['rotation downtime (longest failing run)'] = longest;
+    process.stderr.write(
+      `rotation: ${samples.length} pulls during re-apply, ${failed.length} failed (${[...new Set(failed.map((f) => f.status))].join(', ')}), longest failing run ${longest} ms\n`,
+    );
+    expect(samples.length).toBeGreaterThan(10);
+  });
+});
