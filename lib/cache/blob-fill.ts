@@ -159,17 +159,21 @@ export class BlobFill {
             throw new Error(`upstream sent more than its Content-Length of ${this.size} bytes`);
           }
           hash.update(chunk);
+          // Spool and storage are written side by side; readers wake as soon as the spool has the bytes.
+          const stored = pending
+            ? writeTo(pending.stream, chunk).then(
+                () => undefined,
+                (err: unknown) => err ?? new Error('write failed'),
+              )
+            : undefined;
           await this.spool.write(chunk, 0, chunk.length, this.written);
           this.written += chunk.length;
           this.wake();
-          if (pending) {
-            try {
-              await writeTo(pending.stream, chunk);
-            } catch (err) {
-              this.storageFailed('write', err);
-              await pending.abort().catch(() => undefined);
-              pending = undefined;
-            }
+          const storeError = await stored;
+          if (storeError && pending) {
+            this.storageFailed('write', storeError);
+            await pending.abort().catch(() => undefined);
+            pending = undefined;
           }
         }
         if (this.size !== undefined && this.written !== this.size) {
