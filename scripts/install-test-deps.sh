@@ -4,6 +4,7 @@ set -euo pipefail
 packages=(
   docker.io containerd docker-registry skopeo   # engine + swarm, distribution 2.8 upstream, pull clients
   openssl curl ca-certificates iproute2 iptables  # certificates, throttled clients, test network namespaces
+  swift-proxy swift-account swift-container swift-object memcached  # Swift all-in-one (swift + s3api) for the storage tests
   wrk                                            # load generator of npm run bench (bench/load.ts)
   prometheus                                     # promtool and a real Prometheus for the docs' alert rules and dashboard
 )

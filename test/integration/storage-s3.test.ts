@@ -1,15 +1,50 @@
-/** The S3 driver against a real S3 implementation: OpenStack Swift's s3api middleware (Debian's swift packages). */
+/**
+ * The S3 driver, and the OSS driver through its S3 path, against a real S3 implementation: OpenStack Swift's
+ * s3api middleware (Debian's swift packages), one all-in-one shared by both suites, a bucket each.
+ * (s3rver answers NotImplemented to ListMultipartUploads and AbortMultipartUpload, so it cannot show cleanup.)
+ */
 import { CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
-import type { S3Options } from '../../lib/config';
+import type { OssOptions, S3Options } from '../../lib/config';
 import { createStorage } from '../../lib/cache/storage';
+import { ossToS3Options } from '../../lib/cache/storage/oss';
 import { s3ClientConfig } from '../../lib/cache/storage/s3';
-import { describeConformance } from '../support/storage-conformance';
-import { startSwift } from '../support/storage-servers';
+import { ConformanceBackend, describeConformance } from '../support/storage-conformance';
+import { startSwift, SwiftServer } from '../support/storage-servers';
 
 const PART = 5 * 1024 * 1024;
+let server: Promise<SwiftServer> | undefined;
+let users = 0;
+
+/** One Swift for both suites, stopped when the last one tears down. */
+async function sharedSwift(): Promise<SwiftServer> {
+  users++;
+  server ??= startSwift();
+  return server;
+}
+
+async function backend(options: S3Options, root: string, driverFor: () => ReturnType<typeof createStorage>): Promise<ConformanceBackend> {
+  const client = new S3Client(s3ClientConfig(options));
+  await client.send(new CreateBucketCommand({ Bucket: options.bucket }));
+  const driver = await driverFor();
+  return {
+    driver,
+    partSize: PART,
+    leftovers: async () => (await client.send(new ListMultipartUploadsCommand({ Bucket: options.bucket }))).Uploads?.length ?? 0,
+    // A multipart object's ETag is "<md5 of part md5s>-<part count>".
+    partsOf: async (key) => {
+      const etag = (await client.send(new HeadObjectCommand({ Bucket: options.bucket, Key: `${root}${key}` }))).ETag ?? '';
+      const m = /-(\d+)"?$/.exec(etag);
+      return m ? Number(m[1]) : 1;
+    },
+    teardown: async () => {
+      client.destroy();
+      if (--users === 0) await (await server)?.stop();
+    },
+  };
+}
 
 describeConformance('s3 (swift s3api)', async () => {
-  const swift = await startSwift();
+  const swift = await sharedSwift();
   const options: S3Options = {
     region: 'us-east-1',
     bucket: 'dtr-cache-s3',
@@ -19,21 +54,20 @@ describeConformance('s3 (swift s3api)', async () => {
     chunksize: PART,
     rootdirectory: '/cache/root',
   };
-  const client = new S3Client(s3ClientConfig(options));
-  await client.send(new CreateBucketCommand({ Bucket: options.bucket }));
-  const driver = await createStorage({ kind: 's3', options });
-  return {
-    driver,
-    partSize: PART,
-    leftovers: async () => (await client.send(new ListMultipartUploadsCommand({ Bucket: options.bucket }))).Uploads?.length ?? 0,
-    partsOf: async (key) => {
-      const etag = (await client.send(new HeadObjectCommand({ Bucket: options.bucket, Key: `cache/root/${key}` }))).ETag ?? '';
-      const m = /-(\d+)"?$/.exec(etag);
-      return m ? Number(m[1]) : 1;
-    },
-    teardown: async () => {
-      client.destroy();
-      await swift.stop();
-    },
+  return backend(options, 'cache/root/', () => createStorage({ kind: 's3', options }));
+});
+
+describeConformance('oss (S3 path, swift s3api)', async () => {
+  const swift = await sharedSwift();
+  const oss: OssOptions = {
+    accesskeyid: swift.s3.accesskey,
+    accesskeysecret: swift.s3.secretkey,
+    region: 'oss-cn-beijing',
+    bucket: 'dtr-cache-oss',
+    endpoint: new URL(swift.url).host,
+    secure: false,
+    chunksize: PART,
+    rootdirectory: '/oss',
   };
+  return backend(ossToS3Options(oss), 'oss/', () => createStorage({ kind: 'oss', options: oss }));
 });

@@ -8,6 +8,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { PendingWrite, StorageDriver } from '../../lib/cache/storage';
+import { waitFor } from './tools';
 
 export interface ConformanceBackend {
   readonly driver: StorageDriver;
@@ -80,7 +81,7 @@ export function describeConformance(name: string, setup: () => Promise<Conforman
     beforeAll(async () => {
       backend = await setup();
       driver = backend.driver;
-    }, 120_000);
+    }, 200_000);
     afterAll(async () => {
       await driver?.close?.();
       await backend?.teardown();
@@ -186,7 +187,10 @@ export function describeConformance(name: string, setup: () => Promise<Conforman
       await driver.touch(key('touch/old'));
       const second = await order();
       expect(second[key('touch/old')]).toBeGreaterThan(second[key('touch/new')]);
-      expect((await driver.stat(key('touch/old')))!.lastAccess.getTime()).toBe(second[key('touch/old')]);
+      // stat and list agree, within the one-second resolution some stores give HEAD responses.
+      const viaStat = (await driver.stat(key('touch/old')))!.lastAccess.getTime();
+      expect(Math.abs(viaStat - second[key('touch/old')])).toBeLessThan(1000);
+      expect(viaStat).toBeGreaterThan(second[key('touch/new')]);
       await expect(driver.touch(key('touch/missing'))).resolves.toBeUndefined();
     });
 
@@ -229,7 +233,8 @@ export function describeConformance(name: string, setup: () => Promise<Conforman
       const dead = await driver.write(key('stale/blob'));
       const size = 2 * (backend.partSize ?? 65536) + 1000;
       await pipeline(Readable.from(chunks(randomBytes(size), 64 * 1024)), dead.stream);
-      if (leftovers) expect(await leftovers()).toBeGreaterThan(base);
+      // The server may still be receiving the last bytes when the stream has ended (Swift's streamed PUT).
+      if (leftovers) await waitFor('the unfinished write to show on the server', async () => (await leftovers()) > base, 10_000);
       expect(await driver.removeStaleWrites(3_600_000)).toBe(0); // too young
       await sleep(2100); // servers round upload start times to the second, sometimes up
       const removed = await driver.removeStaleWrites(1000);

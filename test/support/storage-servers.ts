@@ -75,7 +75,17 @@ export async function startAzurite(): Promise<AzuriteServer> {
   const dir = mkdtempSync(join(tmpdir(), 'dtr-cache-azurite-'));
   const port = await freePort();
   const procs = new Processes();
-  procs.spawn('azurite', bin, ['--blobHost', '127.0.0.1', '--blobPort', String(port), '--location', dir, '--disableTelemetry', '--silent']);
+  procs.spawn('azurite', bin, [
+    '--blobHost',
+    '127.0.0.1',
+    '--blobPort',
+    String(port),
+    '--location',
+    dir,
+    '--disableTelemetry',
+    '--skipApiVersionCheck',
+    '--silent',
+  ]);
   const serviceurl = `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
   const stop = async () => {
     await procs.stopAll();

@@ -16,6 +16,8 @@ export async function createStorage(selection: StorageSelection): Promise<Storag
       return (await import('./s3')).createS3Driver(selection.options);
     case 'azure':
       return (await import('./azure')).createAzureDriver(selection.options);
+    case 'oss':
+      return (await import('./oss')).createOssDriver(selection.options);
     case 'swift':
       return (await import('./swift')).createSwiftDriver(selection.options);
     default:
