@@ -1,7 +1,7 @@
 /**
  * `dtr-cache warm` through our real cache server (`dtr-cache serve`) in front of distribution 2.8: the
- * upstream's blob GETs before and after warming, and a real client's pull afterwards served without any
- * upstream blob GET, i.e. from the cache.
+ * upstream's blob GETs before and after warming, a real client's pull afterwards served without any upstream
+ * blob request (from the cache), and warming a token-protected upstream through the cache, the DTR way.
  */
 import { ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,95 +12,149 @@ import { stringify } from 'yaml';
 import { runCli } from '../fixtures/cli';
 import { makeImage, makeIndex, pushImage, TestImage } from '../support/images';
 import { TestRegistry } from '../support/registry';
+import { startTokenRegistry, TokenRegistry } from '../support/token-registry';
 import { freePort, requireTool, waitFor } from '../support/tools';
 
 const exec = promisify(execFile);
 const ROOT = join(__dirname, '..', '..');
 
-describe('dtr-cache warm through the cache server', () => {
-  let upstream: TestRegistry;
-  let cache: ChildProcess;
-  let cacheUrl: string;
-  let dir: string;
-  let cacheLog = '';
-  const app = makeImage({ layerSizes: [512 * 1024, 2 * 1024 * 1024] });
-  const multi = makeIndex(['amd64', 'arm64']);
-  const distinct = (...images: TestImage[]) => new Set(images.flatMap((i) => i.blobs.map((b) => b.digest)));
+const distinct = (...images: TestImage[]) => new Set(images.flatMap((i) => i.blobs.map((b) => b.digest)));
+const fetchedBlobs = (registry: TestRegistry) =>
+  registry
+    .blobGets()
+    .filter((e) => e.status === 200)
+    .map((e) => e.path.replace(/.*\/blobs\//, ''));
 
-  beforeAll(async () => {
-    const skopeo = requireTool('skopeo');
-    expect(skopeo).toBeTruthy();
-    dir = mkdtempSync(join(tmpdir(), 'cli-warm-cache-'));
-    upstream = await TestRegistry.start();
-    await pushImage(upstream.url, 'team/app', 'v1', app);
-    await pushImage(upstream.url, 'team/multi', 'v1', multi);
-    const port = await freePort();
-    cacheUrl = `http://127.0.0.1:${port}`;
-    writeFileSync(
-      join(dir, 'config.yml'),
-      stringify({
-        version: 0.1,
-        log: { level: 'info' },
-        storage: { delete: { enabled: true }, filesystem: { rootdirectory: join(dir, 'data') } },
-        http: { addr: `127.0.0.1:${port}` },
-        middleware: { registry: [{ name: 'downstream', options: { upstreams: [upstream.url] } }] },
-      }),
-    );
-    cache = spawn(
-      process.execPath,
-      ['-r', 'ts-node/register/transpile-only', join(ROOT, 'bin/dtr-cache.ts'), 'serve', '--config', join(dir, 'config.yml')],
-      {
-        cwd: ROOT,
-        env: { PATH: process.env.PATH, HOME: process.env.HOME, TS_NODE_PROJECT: join(ROOT, 'tsconfig.json') },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    cache.stdout?.on('data', (c: Buffer) => (cacheLog += c.toString()));
-    cache.stderr?.on('data', (c: Buffer) => (cacheLog += c.toString()));
-    await waitFor(
-      `dtr-cache serve on ${cacheUrl}`,
-      async () => {
-        if (cache.exitCode !== null) throw new Error(`dtr-cache serve exited with ${cache.exitCode}: ${cacheLog.slice(-2000)}`);
-        const res = await fetch(`${cacheUrl}/v2/`);
-        await res.arrayBuffer(); // an unread body would keep the connection (and jest) alive
-        return res.status === 200 || res.status === 401;
-      },
-      30_000,
-    );
-  });
-  afterAll(async () => {
-    if (cache && cache.exitCode === null) {
-      const exited = new Promise((r) => cache.once('exit', r));
-      cache.kill('SIGTERM');
+interface RunningCache {
+  readonly port: number;
+  readonly dir: string;
+  stop(): Promise<void>;
+}
+
+/** `dtr-cache serve` as its own process (as in the image), on a free loopback port, in front of `upstream`. */
+async function startCache(upstream: string): Promise<RunningCache> {
+  const dir = mkdtempSync(join(tmpdir(), 'cli-warm-cache-'));
+  const port = await freePort();
+  writeFileSync(
+    join(dir, 'config.yml'),
+    stringify({
+      version: 0.1,
+      log: { level: 'info' },
+      storage: { delete: { enabled: true }, filesystem: { rootdirectory: join(dir, 'data') } },
+      http: { addr: `127.0.0.1:${port}` },
+      middleware: { registry: [{ name: 'downstream', options: { upstreams: [upstream] } }] },
+    }),
+  );
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['-r', 'ts-node/register/transpile-only', join(ROOT, 'bin/dtr-cache.ts'), 'serve', '--config', join(dir, 'config.yml')],
+    {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, TS_NODE_PROJECT: join(ROOT, 'tsconfig.json') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let log = '';
+  child.stdout?.on('data', (c: Buffer) => (log = (log + c.toString()).slice(-4000)));
+  child.stderr?.on('data', (c: Buffer) => (log = (log + c.toString()).slice(-4000)));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 10_000)))]);
       clearTimeout(timer);
-      if (cache.exitCode === null) cache.kill('SIGKILL');
+      if (child.exitCode === null) child.kill('SIGKILL');
     }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitFor(
+      `dtr-cache serve on port ${port}`,
+      async () => {
+        if (child.exitCode !== null) throw new Error(`dtr-cache serve exited with ${child.exitCode}: ${log}`);
+        const res = await fetch(`http://127.0.0.1:${port}/v2/`);
+        await res.arrayBuffer(); // an unread body would keep the connection (and jest) alive
+        return res.status === 200 || res.status === 401;
+      },
+      60_000,
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { port, dir, stop };
+}
+
+describe('dtr-cache warm through the cache server', () => {
+  let upstream: TestRegistry;
+  let cache: RunningCache;
+  const app = makeImage({ layerSizes: [512 * 1024, 2 * 1024 * 1024] });
+  const multi = makeIndex(['amd64', 'arm64']);
+
+  beforeAll(async () => {
+    requireTool('skopeo');
+    upstream = await TestRegistry.start();
+    await pushImage(upstream.url, 'team/app', 'v1', app);
+    await pushImage(upstream.url, 'team/multi', 'v1', multi);
+    cache = await startCache(upstream.url);
+  });
+  afterAll(async () => {
+    await cache?.stop();
     await upstream?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('fills the cache once, and a following skopeo pull makes no upstream blob GET', async () => {
+  it('fills the cache once, and a following skopeo pull makes no upstream blob request', async () => {
     upstream.clearLog();
-    expect(upstream.blobGets()).toHaveLength(0); // before: the cache has never asked for a blob
+    const cacheUrl = `http://127.0.0.1:${cache.port}`;
     const res = await runCli(['warm', '--cache', cacheUrl, 'team/app:v1', 'team/multi:v1']);
     expect(res.stderr).toMatch(/warmed {2}team\/app:v1: 3 blobs/);
     expect(res.code).toBe(0);
-    // After: every distinct blob was fetched from the upstream exactly once.
-    const fetched = upstream
-      .blobGets()
-      .filter((e) => e.status === 200)
-      .map((e) => e.path.replace(/.*\/blobs\//, ''));
+    // Before warming the upstream had served no blob; after, every distinct blob exactly once (7 here).
+    const fetched = fetchedBlobs(upstream);
     expect(new Set(fetched)).toEqual(distinct(app, multi));
     expect(fetched).toHaveLength(distinct(app, multi).size);
 
     upstream.clearLog();
-    const host = cacheUrl.replace('http://', '');
-    await exec(requireTool('skopeo'), ['copy', '--src-tls-verify=false', `docker://${host}/team/app:v1`, `oci:${join(dir, 'pulled')}:v1`], {
-      timeout: 60_000,
-    });
-    expect(upstream.blobGets()).toEqual([]); // the real pull was a hit for every blob
-    expect(upstream.requests().filter((e) => e.path.includes('/blobs/'))).toEqual([]); // not even a HEAD
+    await exec(
+      requireTool('skopeo'),
+      ['copy', '--src-tls-verify=false', `docker://127.0.0.1:${cache.port}/team/app:v1`, `oci:${join(cache.dir, 'pulled')}:v1`],
+      { timeout: 60_000 },
+    );
+    expect(upstream.requests().filter((e) => e.path.includes('/blobs/'))).toEqual([]); // a hit for every blob
+  });
+});
+
+describe('dtr-cache warm through the cache in front of a token-protected upstream (the DTR setup)', () => {
+  let up: TokenRegistry;
+  let cache: RunningCache;
+  const image = makeImage({ layerSizes: [256 * 1024] });
+  const alice = { DTR_USERNAME: 'alice', DTR_PASSWORD: 'alice-pw' };
+
+  beforeAll(async () => {
+    up = await startTokenRegistry({ users: { alice: 'alice-pw' }, acl: [{ who: 'alice', repo: 'team/*', actions: ['pull'] }] });
+    await up.push('team/secure', 'v1', image);
+    cache = await startCache(up.registry.url);
+  });
+  afterAll(async () => {
+    await cache?.stop();
+    await up?.stop();
+  });
+
+  it('sends credentials to the relayed realm only when it is --dtr, then fills the cache', async () => {
+    // The cache answers as localhost, DTR's token realm is on 127.0.0.1: another host, as in a real site.
+    const cacheUrl = `http://localhost:${cache.port}`;
+    const before = up.issuer.requests.length;
+    const refused = await runCli(['warm', '--cache', cacheUrl, 'team/secure:v1'], alice);
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toContain(`token realm ${up.issuer.realm}, which is neither the cache's nor --dtr's host: refusing`);
+    expect(up.issuer.requests.slice(before).filter((r) => r.user === 'alice')).toEqual([]);
+
+    up.registry.clearLog();
+    const warmed = await runCli(['warm', '--cache', cacheUrl, '--dtr', up.issuer.url, 'team/secure:v1'], alice);
+    expect(warmed.stderr).toMatch(/warmed {2}team\/secure:v1: 2 blobs/);
+    expect(warmed.code).toBe(0);
+    expect(up.issuer.requests.slice(before).some((r) => r.user === 'alice' && r.status === 200)).toBe(true);
+    expect(new Set(fetchedBlobs(up.registry))).toEqual(distinct(image));
   });
 });
