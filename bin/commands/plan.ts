@@ -67,7 +67,7 @@ function synthesize(app: string, out: string): string | undefined {
       timeout: 120_000,
     });
     if (child.status !== 0 || !existsSync(join(staging, 'manifest.json'))) {
-      const why = child.error ? child.error.message : (child.stderr || child.stdout || '').trim().split('\n').slice(-15).join('\n');
+      const why = child.error ? child.error.message : errorText(child.stderr || child.stdout || '');
       return `dtr-cache plan: synthesizing ${app} failed:\n${why}\n`;
     }
     rmSync(out, { recursive: true, force: true });
@@ -76,4 +76,21 @@ function synthesize(app: string, out: string): string | undefined {
   } finally {
     rmSync(staging, { recursive: true, force: true });
   }
+}
+
+/**
+ * The error of a failed synth without node's source excerpt and stack frames: from the first "Error:" line (cdktf's
+ * validation list follows it), frames removed; at most 40 lines.
+ */
+export function errorText(stderr: string): string {
+  const lines = stderr.split('\n');
+  const start = lines.findIndex((l) => /^\w*Error\b.*:/.test(l));
+  return lines
+    .slice(Math.max(start, 0))
+    .filter((l) => !/^\s+at /.test(l) && !/^\s*\{$|^\s*\}$|^\s+(code|requireStack):/.test(l))
+    .join('\n')
+    .trim()
+    .split('\n')
+    .slice(0, 40)
+    .join('\n');
 }
