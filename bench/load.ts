@@ -32,7 +32,8 @@ export async function wrk(url: string, connections: number, seconds: number, hea
   if (!line) throw new Error(`wrk printed no summary for ${url}: ${out.slice(-500)}`);
   const r = JSON.parse(line.slice('WRK_JSON '.length)) as Record<string, number>;
   const errors = r.connectErrors + r.readErrors + r.writeErrors + r.statusErrors + r.timeouts;
-  if (errors > 0 || r.requests === 0) {
+  // wrk counts every byte read, also of a response still running at the end: bytes, not requests, must be > 0.
+  if (errors > 0 || r.bytes === 0) {
     throw new Error(
       `wrk on ${url}: ${r.requests} requests, errors connect ${r.connectErrors} read ${r.readErrors} write ${r.writeErrors} status ${r.statusErrors} timeout ${r.timeouts}`,
     );
