@@ -145,6 +145,14 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
           cert: readPem(tls.certificate, 'http.tls.certificate'),
           key: readPem(tls.key, 'http.tls.key'),
           minVersion: tls.minimumtls === 'tls1.3' ? 'TLSv1.3' : 'TLSv1.2',
+          // http.tls.clientcas: only clients with a certificate from these CAs get a connection (as in the registry).
+          ...(tls.clientcas?.length
+            ? {
+                ca: tls.clientcas.map((file, i) => readPem(file, `http.tls.clientcas[${i}]`)),
+                requestCert: true,
+                rejectUnauthorized: true,
+              }
+            : {}),
         },
         (req, res) => void serveSafely(handle, req, res, log),
       )

@@ -27,12 +27,14 @@ export async function startCache(
   upstreams: string[],
   options: Partial<DownstreamInput> = {},
   root = mkdtempSync(join(tmpdir(), 'dtr-cache-store-')),
+  /** Merged over `http: { addr: 127.0.0.1:0 }` (e.g. tls). */
+  http: Partial<NonNullable<CacheConfigInput['http']>> = {},
 ): Promise<TestCache> {
   const input: CacheConfigInput = {
     version: '0.1',
     log: { level: 'info' },
     storage: { filesystem: { rootdirectory: root }, delete: { enabled: true } },
-    http: { addr: '127.0.0.1:0' },
+    http: { addr: '127.0.0.1:0', ...http },
     middleware: { registry: [{ name: 'downstream', options: { upstreams, ...options } }] },
   };
   const result = validateConfig(input);

@@ -1,0 +1,77 @@
+/**
+ * The cache over TLS (http.tls) with client certificates required (http.tls.clientcas): a client without a
+ * certificate from those CAs gets no connection, one with it reaches the pull API.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { startCache, type TestCache } from '../support/cache-server';
+import { makeImage, pushImage, sha256 } from '../support/images';
+import { TestRegistry } from '../support/registry';
+import { requireTool } from '../support/tools';
+
+describe('TLS with client certificates', () => {
+  let upstream: TestRegistry;
+  let cache: TestCache;
+  let dir: string;
+  const image = makeImage({ layerSizes: [1024] });
+
+  beforeAll(async () => {
+    const openssl = requireTool('openssl');
+    dir = mkdtempSync(join(tmpdir(), 'dtr-cache-tls-'));
+    const ssl = (...args: string[]) => execFileSync(openssl, args, { cwd: dir, stdio: 'ignore' });
+    ssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=test client CA',
+    );
+    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.pem', '-days', '1',
+      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'); // prettier-ignore
+    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'client.key', '-out', 'client.csr', '-subj', '/CN=puller');
+    ssl('x509', '-req', '-in', 'client.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.pem', '-days', '1');
+    upstream = await TestRegistry.start();
+    await pushImage(upstream.url, 'team/app', 'v1', image);
+    cache = await startCache([upstream.url], {}, undefined, {
+      tls: { certificate: join(dir, 'server.pem'), key: join(dir, 'server.key'), clientcas: [join(dir, 'ca.pem')] },
+    });
+  });
+
+  afterAll(async () => {
+    await cache?.stop();
+    await upstream?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves https and refuses a client without a certificate from clientcas', async () => {
+    expect(cache.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const anonymous = new Agent({ connect: { ca: readFileSync(join(dir, 'server.pem')) } });
+    await expect(request(`${cache.url}/v2/`, { dispatcher: anonymous }).then((r) => r.body.text())).rejects.toThrow();
+    await anonymous.close();
+  });
+
+  it('a client with a certificate from clientcas pulls a manifest', async () => {
+    const client = new Agent({
+      connect: {
+        ca: readFileSync(join(dir, 'server.pem')),
+        cert: readFileSync(join(dir, 'client.pem')),
+        key: readFileSync(join(dir, 'client.key')),
+      },
+    });
+    const res = await request(`${cache.url}/v2/team/app/manifests/v1`, { dispatcher: client, headers: { accept: image.mediaType } });
+    expect(res.statusCode).toBe(200);
+    expect(sha256(Buffer.from(await res.body.arrayBuffer()))).toBe(image.digest);
+    await client.close();
+  });
+});
