@@ -40,17 +40,19 @@ Options:
       process.stderr.write(`dtr-cache serve: ${(err as Error).message}\n`);
       return 1;
     }
-    process.stderr.write(
-      `dtr-cache: serving ${server.url} (upstreams ${result.config.middleware.registry[0].options.upstreams.join(', ')})\n`,
-    );
     // SIGTERM/SIGINT: stop accepting, let responses and fills finish within http.draintimeout, then exit 0.
+    // Installed before "serving" is printed, so a signal right after start is a drain, not a kill.
     const { drainOnSignals } = await import('../../lib/cache/drain');
     const running = server;
-    return new Promise<number>((resolve) => {
+    const exited = new Promise<number>((resolve) => {
       const remove = drainOnSignals(running, result.config.http.draintimeout, (code) => {
         remove();
         resolve(code);
       });
     });
+    process.stderr.write(
+      `dtr-cache: serving ${server.url} (upstreams ${result.config.middleware.registry[0].options.upstreams.join(', ')})\n`,
+    );
+    return exited;
   },
 };
