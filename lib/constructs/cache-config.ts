@@ -16,6 +16,22 @@ import { shortHash } from './base/secret-source';
 import { check } from './base/validation';
 import { ConfigSecretValue } from './shared-storage';
 
+/** log.level of the server. */
+export enum LogLevel {
+  DEBUG = 'debug',
+  INFO = 'info',
+  WARN = 'warn',
+  ERROR = 'error',
+}
+
+/** Paths of the TLS certificate and key in the container. */
+export interface TlsPaths {
+  /** PEM certificate path, e.g. /run/secrets/cache.cert.pem. */
+  readonly certificate: string;
+  /** PEM key path, e.g. /run/secrets/cache.key.pem. */
+  readonly key: string;
+}
+
 export interface CacheConfigProps {
   /** Upstream DTR (or next cache) URLs, https://host[:port]. */
   readonly upstreams: string[];
@@ -28,7 +44,7 @@ export interface CacheConfigProps {
   /** Secret values to splice into the config at deploy time. @default none */
   readonly secretValues?: ConfigSecretValue[];
   /** http.tls certificate and key paths in the container. @default plain HTTP (not for production) */
-  readonly tls?: { readonly certificate: string; readonly key: string };
+  readonly tls?: TlsPaths;
   /** CA files of the upstream, paths in the container. @default none */
   readonly cas?: string[];
   /**
@@ -39,8 +55,8 @@ export interface CacheConfigProps {
   readonly httpSecret?: string;
   /** Remove content not pulled for this long (Go duration); enables storage.delete. @default kept until evicted by size */
   readonly blobTtl?: string;
-  /** log.level. @default "info" */
-  readonly logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** log.level. @default LogLevel.INFO */
+  readonly logLevel?: LogLevel;
   /** Prefix of the swarm object's name. @default "dtr-cache" */
   readonly namePrefix?: string;
 }

@@ -12,7 +12,7 @@ import { check, propsValidation } from './base/validation';
 import { CacheNodes } from './cache-nodes';
 import { SharedStorage, StorageBackend } from './shared-storage';
 import { CacheTls } from './cache-tls';
-import { CacheConfig } from './cache-config';
+import { CacheConfig, LogLevel } from './cache-config';
 import { CacheImage, CacheImageProps } from './cache-image';
 import { CacheService, PublishMode } from './cache-service';
 
@@ -57,8 +57,8 @@ export interface DtrCacheSiteProps {
   readonly workersOnly?: boolean;
   /** Remove content not pulled for this long (Go duration, e.g. "24h"). @default none: kept until evicted by size */
   readonly blobTtl?: string;
-  /** log.level of the server. @default "info" */
-  readonly logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** log.level of the server. @default LogLevel.INFO */
+  readonly logLevel?: LogLevel;
   /** The time certificate expiry is checked against. @default the time of synth */
   readonly now?: Date;
 }

@@ -121,6 +121,18 @@ export interface SwiftStorageOptions {
   readonly prefix?: string;
 }
 
+/** NFS mount details of a backend. */
+export interface NfsMount {
+  /** The NFS server. */
+  readonly server: string;
+  /** The exported directory. */
+  readonly path: string;
+  /** Client mount options after addr=<server>. */
+  readonly mountOptions: string;
+  /** Mount point in the container. */
+  readonly target: string;
+}
+
 /** A storage choice; build one with the static factories. */
 export class StorageBackend {
   public static localFilesystem(options: LocalFilesystemOptions = {}): StorageBackend {
@@ -212,7 +224,7 @@ export class StorageBackend {
     /** GCS key file, mounted as a swarm secret. */
     public readonly keyFile?: SecretSource,
     /** NFS mount details. */
-    public readonly nfsMount?: { readonly server: string; readonly path: string; readonly mountOptions: string; readonly target: string },
+    public readonly nfsMount?: NfsMount,
   ) {}
 }
 
