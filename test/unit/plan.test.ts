@@ -2,7 +2,8 @@
  * `dtr-cache plan` on synthesized example apps: the per-datacenter summary, the diff against a base synth, and the
  * synth-from-an-app-file path that `npm start` uses.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { parse } from 'yaml';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -123,5 +124,19 @@ app.synth();
     await expect(plan(['--app', join(work, 'three'), '--base', work])).rejects.toThrow(
       `--base ${work} is not a cdktf synth output directory (no manifest.json)`,
     );
+  });
+
+  it('the example CI workflow runs this plan command on an app that exists, against the base synth', () => {
+    const workflow = parse(readFileSync(join(REPO, 'examples', 'ci', 'plan-preview.yml'), 'utf8')) as {
+      on: Record<string, unknown>;
+      env: { APP: string };
+      jobs: { plan: { steps: { run?: string; uses?: string }[] } };
+    };
+    expect(Object.keys(workflow.on)).toEqual(['pull_request']);
+    expect(existsSync(join(REPO, workflow.env.APP))).toBe(true);
+    const runs = workflow.jobs.plan.steps.map((s) => s.run ?? '').join('\n');
+    expect(runs).toContain('node dist/bin/dtr-cache.js plan --app "$APP" --out ../head.out $base_flag > ../plan.md');
+    expect(runs).toContain('base_flag="--base ../base.out"');
+    expect(workflow.jobs.plan.steps.some((s) => s.uses?.startsWith('actions/github-script'))).toBe(true);
   });
 });
