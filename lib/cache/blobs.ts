@@ -44,6 +44,7 @@ export class BlobHandler {
           continue; // evicted between stat and read: look again
         }
         slot = this.ctx.fills.get(digest);
+        if (!slot && this.ctx.notFound.has(client.credential, target)) return sendError(res, refusal(404, {}, target), head);
         if (!slot) {
           if (head) return this.headUpstream(res, client, name, digest);
           slot = this.ctx.fills.begin(digest, key, (signal) => this.openUpstream(client, target, signal));
@@ -75,6 +76,7 @@ export class BlobHandler {
     });
     if (!res.ok) return { ok: false, error: unavailable(res.reason) };
     if (res.status !== 200) {
+      if (res.status === 404) this.ctx.notFound.remember(client.credential, target);
       const body = await readCapped(res.body, 64 * 1024).catch(() => undefined);
       return { ok: false, error: refusal(res.status, res.headers, target, body) };
     }
@@ -95,7 +97,9 @@ export class BlobHandler {
       headers: { authorization: client.credential },
     });
     if (!up.ok) return sendError(res, unavailable(up.reason), true);
-    if (up.status >= 200 && up.status < 300) this.ctx.authorizer.allow(client.credential, { kind: 'blob', name, reference: digest.text });
+    const target: AccessTarget = { kind: 'blob', name, reference: digest.text };
+    if (up.status >= 200 && up.status < 300) this.ctx.authorizer.allow(client.credential, target);
+    if (up.status === 404) this.ctx.notFound.remember(client.credential, target);
     relay(res, up.status, up.headers, up.body, true);
   }
 

@@ -5,6 +5,7 @@ import type { FillRegistry } from './blob-fill';
 import type { BusyKeys } from './busy';
 import type { CacheEvents } from './events';
 import type { Logger } from './log';
+import type { NotFoundCache } from './not-found';
 import type { StorageDriver } from './storage';
 import type { Upstream } from './upstream';
 
@@ -15,6 +16,8 @@ export interface PullContext {
   readonly authorizer: Authorizer;
   readonly fills: FillRegistry;
   readonly busy: BusyKeys;
+  /** Upstream 404s remembered for `notfoundttl`. */
+  readonly notFound: NotFoundCache;
   readonly events: CacheEvents;
   readonly log: Logger;
 }

@@ -49,6 +49,7 @@ async function byDigest(ctx: PullContext, client: ClientRequest, name: string, d
     return decision.allowed ? { ok: true, manifest: stored } : { ok: false, error: decision.error };
   }
   ctx.events.emit('lookup', { kind: 'manifest', result: 'miss' });
+  if (ctx.notFound.has(client.credential, target)) return { ok: false, error: refusal(404, {}, target) };
   return shared(ctx, client, name, digest.text, () => fetchManifest(ctx, client, name, digest.text, digest));
 }
 
@@ -65,6 +66,7 @@ async function byTag(ctx: PullContext, client: ClientRequest, name: string, tag:
     }
   }
   ctx.events.emit('lookup', { kind: 'tag', result: 'miss' });
+  if (ctx.notFound.has(client.credential, target)) return { ok: false, error: refusal(404, {}, target) };
   return shared(ctx, client, name, tag, () => revalidateTag(ctx, client, name, tag, usable));
 }
 
@@ -84,7 +86,10 @@ async function revalidateTag(
   });
   if (!head.ok) return serveStale(ctx, client, name, tag, record, head.reason);
   head.body.resume();
-  if (head.status === 404) await deleteTag(ctx.storage, name, tag).catch(() => undefined);
+  if (head.status === 404) {
+    ctx.notFound.remember(client.credential, target);
+    await deleteTag(ctx.storage, name, tag).catch(() => undefined);
+  }
   if (head.status !== 200) {
     // HEAD answers carry no body; GET the tag for the upstream's own error body when the client should see it.
     return { ok: false, error: refusal(head.status, head.headers, target) };
@@ -153,6 +158,7 @@ async function fetchManifest(
   });
   if (!res.ok) return { ok: false, error: unavailable(res.reason) };
   if (res.status !== 200) {
+    if (res.status === 404) ctx.notFound.remember(client.credential, target);
     const body = await readCapped(res.body, 64 * 1024).catch(() => undefined);
     return { ok: false, error: refusal(res.status, res.headers, target, body) };
   }

@@ -26,6 +26,7 @@ import { answerManifest } from './manifests';
 import { ociError, sendError } from './oci-error';
 import { parseRoute, type Route } from './reference';
 import { relay } from './relay';
+import { NotFoundCache } from './not-found';
 import { startOperations, type Operations } from './operations';
 import { createStorage, type StorageDriver } from './storage';
 import { Upstream } from './upstream';
@@ -99,6 +100,7 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
     authorizer: new Authorizer(upstream, { ttlMs: downstream.authttl, maxStaleMs: downstream.maxstale }, log, events),
     fills: new FillRegistry({ storage, spoolDir, timeoutMs: downstream.filltimeout, busy, log, events }),
     busy,
+    notFound: new NotFoundCache(downstream.notfoundttl),
     events,
     log,
   };

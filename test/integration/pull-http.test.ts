@@ -216,6 +216,29 @@ describe('cache HTTP surface', () => {
     expect(createHash('sha256').update(stored.body).digest('hex')).toBe(otherDigest.slice(7));
   });
 
+  it('upstream 404s are remembered for notfoundttl: a storm of pulls of a missing tag or blob reaches the upstream once', async () => {
+    await settleLog();
+    upstream.clearLog();
+    const missingBlob = `sha256:${'0'.repeat(64)}`;
+    for (let i = 0; i < 5; i++) {
+      const tag = await get(`${cache.url}/v2/team/app/manifests/missing-tag`, { headers: { accept: image.mediaType } });
+      expect(tag.status).toBe(404);
+      expect(errorCode(tag)).toBe('MANIFEST_UNKNOWN');
+      const blob = await get(`${cache.url}/v2/team/app/blobs/${missingBlob}`);
+      expect(blob.status).toBe(404);
+      expect(errorCode(blob)).toBe('BLOB_UNKNOWN');
+    }
+    await settleLog();
+    expect(upstream.requests({ pathIncludes: 'missing-tag' })).toHaveLength(1);
+    expect(upstream.requests({ pathIncludes: missingBlob })).toHaveLength(1);
+    // Another client (another credential) is asked about separately: one client's 404 never answers another.
+    await get(`${cache.url}/v2/team/app/manifests/missing-tag`, {
+      headers: { accept: image.mediaType, authorization: 'Basic b3RoZXI6eA==' },
+    });
+    await settleLog();
+    expect(upstream.requests({ pathIncludes: 'missing-tag' })).toHaveLength(2);
+  });
+
   it('manifests by tag and digest carry Docker-Content-Digest and the upstream Content-Type; HEAD has no body', async () => {
     const byTag = await get(`${cache.url}/v2/team/app/manifests/v1`, { headers: { accept: image.mediaType } });
     expect(byTag.status).toBe(200);
