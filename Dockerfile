@@ -7,30 +7,28 @@
 ARG BASE_IMAGE=node:20-bookworm-slim
 ARG BUILD_IMAGE=${BASE_IMAGE}
 
-# Every dependency, from the lockfile (the slow, network-bound step: cached while the lockfile is unchanged).
+# Production dependencies, exactly from the lockfile: this tree is what the final image gets.
 FROM ${BUILD_IMAGE} AS deps
 WORKDIR /src
 COPY package.json package-lock.json ./
-RUN ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"]
+RUN ["npm", "ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"]
 
-# Compiles the TypeScript (only what the image runs: no examples, tests or benchmarks).
+# Compiles the TypeScript. Of the dev dependencies only the compiler and node's types are needed (jest, cdktf-cli and
+# the other dev tools are not), so just those two are installed beside the tree, at the versions the lockfile pins.
 FROM deps AS build
+RUN ["node", "-e", "const p=require('./package-lock.json').packages,v=(n)=>n+'@'+p['node_modules/'+n].version;require('child_process').execFileSync('npm',['install','--prefix','/tools','--no-save','--no-package-lock','--ignore-scripts','--no-audit','--no-fund',v('typescript'),v('@types/node')],{stdio:'inherit'})"]
 COPY tsconfig.json ./
 COPY lib ./lib
 COPY bin ./bin
-RUN ["npm", "run", "build"]
+RUN ["node", "/tools/node_modules/typescript/bin/tsc", "-p", "tsconfig.json", "--typeRoots", "/tools/node_modules/@types"]
 # The cache's storage root, owned by the runtime user; a volume mounted there starts with this ownership.
 RUN ["node", "-e", "require('fs').mkdirSync('/out/var/lib/registry', { recursive: true })"]
-
-# Production dependencies only: the same lockfile's tree with dev dependencies pruned (no second download).
-FROM deps AS prod-deps
-RUN ["npm", "prune", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"]
 
 FROM ${BASE_IMAGE}
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json ./
-COPY --from=prod-deps /src/node_modules ./node_modules
+COPY --from=deps /src/node_modules ./node_modules
 COPY --from=build /src/dist/lib/config ./dist/lib/config
 COPY --from=build /src/dist/lib/cache ./dist/lib/cache
 COPY --from=build /src/dist/bin ./dist/bin

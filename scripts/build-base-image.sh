@@ -14,6 +14,14 @@ npm_dir=$(readlink -f "$(dirname "$(readlink -f "$(command -v npm)")")/..")
 major=$("$node_bin" -p 'process.versions.node.split(".")[0]')
 [ "$major" -ge 20 ] || { echo "host node is $major; the cache needs node >= 20" >&2; exit 1; }
 
+# Same inputs, same images: skip the import when both exist with this key, so the image build's layer cache holds.
+key=$({ cat "$0"; "$node_bin" -v; sha256sum "$node_bin"; cat /etc/ssl/certs/ca-certificates.crt 2>/dev/null; } | sha256sum | cut -c1-16)
+label() { docker image inspect -f '{{index .Config.Labels "dtr-cache.base-key"}}' "$1" 2>/dev/null || true; }
+if [ "$(label "$RUNTIME_IMAGE")" = "$key" ] && [ "$(label "$BUILD_IMAGE")" = "$key" ]; then
+  echo "$RUNTIME_IMAGE and $BUILD_IMAGE are up to date ($key)"
+  exit 0
+fi
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -45,11 +53,11 @@ mkdir -p "$build/usr/lib/node_modules"
 cp -a "$npm_dir" "$build/usr/lib/node_modules/npm"
 ln -s ../lib/node_modules/npm/bin/npm-cli.js "$build/usr/bin/npm"
 ln -s ../lib/node_modules/npm/bin/npx-cli.js "$build/usr/bin/npx"
-[ -f /etc/ssl/certs/ca-certificates.crt ] && printf 'cafile=/etc/ssl/certs/ca-certificates.crt\n' >"$build/etc/npmrc"
-mkdir -p "$build/usr/etc" && ln -sf /etc/npmrc "$build/usr/etc/npmrc"
+# npm reads its builtin npmrc whatever --prefix says: trust the host's CA bundle (which may hold a proxy's CA).
+[ -f /etc/ssl/certs/ca-certificates.crt ] && printf 'cafile=/etc/ssl/certs/ca-certificates.crt\n' >"$build/usr/lib/node_modules/npm/npmrc"
 
 env_path='ENV PATH=/usr/local/bin:/usr/bin:/bin'
-tar -C "$runtime" -c . | docker import -c "$env_path" -m "node $("$node_bin" -v) from the host" - "$RUNTIME_IMAGE" >/dev/null
-tar -C "$build" -c . | docker import -c "$env_path" -m "node $("$node_bin" -v) and npm from the host" - "$BUILD_IMAGE" >/dev/null
+tar -C "$runtime" -c . | docker import -c "$env_path" -c "LABEL dtr-cache.base-key=$key" -m "node $("$node_bin" -v) from the host" - "$RUNTIME_IMAGE" >/dev/null
+tar -C "$build" -c . | docker import -c "$env_path" -c "LABEL dtr-cache.base-key=$key" -m "node $("$node_bin" -v) and npm from the host" - "$BUILD_IMAGE" >/dev/null
 echo "$RUNTIME_IMAGE $(docker image inspect -f '{{.Size}}' "$RUNTIME_IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
 echo "$BUILD_IMAGE $(docker image inspect -f '{{.Size}}' "$BUILD_IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"

@@ -16,7 +16,7 @@ import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
 import { TokenIssuer } from '../fixtures/token-issuer';
 import { makeImage, pushImage, TestImage } from '../support/images';
 import { TestRegistry } from '../support/registry';
-import { freePort, requireTool } from '../support/tools';
+import { freePort, requireTool, waitFor } from '../support/tools';
 import { apply, ApplierState, destroy } from './support/applier';
 import { Engine, serviceTasks, TEST_DOCKER_SOCK } from './support/engine';
 import { createTestCa, TestCa } from './support/pki';
@@ -45,6 +45,7 @@ let state: ApplierState = {};
 let stackDir = work;
 let certsDir: string | undefined;
 let ca: TestCa;
+let clientCerts: string;
 let cachePort: number;
 let upstreamUrl: string;
 let image: TestImage;
@@ -52,7 +53,7 @@ let nodeId: string;
 const previousDispatcher = getGlobalDispatcher();
 
 function docker(args: string[], env: NodeJS.ProcessEnv = DOCKER_ENV, input?: string): string {
-  const run = spawnSync(requireTool('docker'), args, { env, encoding: 'utf8', input, timeout: 600_000 });
+  const run = spawnSync(requireTool('docker'), args, { env, encoding: 'utf8', input, timeout: 840_000 });
   if (run.status !== 0) throw new Error(`docker ${args.join(' ')} failed (${run.status}): ${run.stderr}${run.stdout}`);
   return run.stdout.trim();
 }
@@ -187,6 +188,11 @@ beforeAll(async () => {
   });
   upstreamUrl = `https://${gateway}:${upstreamPort}`;
   setGlobalDispatcher(new Agent({ connect: { ca: readFileSync(ca.caCert) } }));
+  await waitFor('the TLS upstream', async () => (await fetch(`${upstreamUrl}/v2/`)).status === 401);
+  // skopeo reads every *.crt of a --cert-dir as a CA (and wants a .cert for any .key): a directory with ca.crt only.
+  clientCerts = join(work, 'client-certs');
+  mkdirSync(clientCerts, { recursive: true });
+  copyFileSync(ca.caCert, join(clientCerts, 'ca.crt'));
   image = makeImage({ layerSizes: [4096, 1_500_000] });
   const pushToken = issuer.mint('pusher', [{ type: 'repository', name: REPO, actions: ['pull', 'push'] }]);
   await pushImage(upstreamUrl, REPO, TAG, image, { authorization: `Bearer ${pushToken}` });
@@ -195,7 +201,7 @@ beforeAll(async () => {
   certsDir = `/etc/docker/certs.d/localhost:${cachePort}`;
   mkdirSync(certsDir, { recursive: true });
   copyFileSync(ca.caCert, join(certsDir, 'ca.crt'));
-});
+}, 900_000); // a cold image build downloads the production dependencies
 
 afterAll(async () => {
   const errors: string[] = [];
@@ -250,22 +256,19 @@ describe('the synthesized site on a real swarm', () => {
       '--format',
       '{{.Digest}}',
       '--cert-dir',
-      join(ca.dir),
+      clientCerts,
       '--creds',
       `${USER}:${PASSWORD}`,
       `docker://${upstreamUrl.replace('https://', '')}/${REPO}:${TAG}`,
     ]);
     expect(upstreamDigest).toEqual({ status: 0, out: `${image.digest}\n` });
 
-    const certDir = join(work, 'client-certs');
-    mkdirSync(certDir, { recursive: true });
-    copyFileSync(ca.caCert, join(certDir, 'ca.crt'));
     const layout = join(work, 'oci-layout');
     const copy = await timed('skopeo copy', () =>
       skopeo([
         'copy',
         '--src-cert-dir',
-        certDir,
+        clientCerts,
         '--src-creds',
         `${USER}:${PASSWORD}`,
         '--preserve-digests',
@@ -295,7 +298,7 @@ describe('the synthesized site on a real swarm', () => {
     expect(anonymous.challenge).toContain(issuer!.realm);
     const withToken = await pullManifest(cachePort, bearer());
     expect(withToken).toMatchObject({ status: 200, digest: image.digest });
-    const noCreds = skopeo(['inspect', '--cert-dir', ca.dir, '--no-creds', `docker://localhost:${cachePort}/${REPO}:${TAG}`]);
+    const noCreds = skopeo(['inspect', '--cert-dir', clientCerts, '--no-creds', `docker://localhost:${cachePort}/${REPO}:${TAG}`]);
     expect(noCreds.status).not.toBe(0);
     expect(noCreds.out).toMatch(/unauthorized|401|authentication required/i);
   });
