@@ -81,7 +81,7 @@ export function describeConformance(name: string, setup: () => Promise<Conforman
     beforeAll(async () => {
       backend = await setup();
       driver = backend.driver;
-    }, 200_000);
+    }, 300_000);
     afterAll(async () => {
       await driver?.close?.();
       await backend?.teardown();

@@ -15,6 +15,10 @@ export interface StorageServer {
   stop(): Promise<void>;
 }
 
+/** Every server child still running: killed if the test process exits without stopping them (a hook timeout). */
+const running = new Set<ChildProcess>();
+process.once('exit', () => running.forEach((c) => c.kill('SIGKILL')));
+
 class Processes {
   private readonly children: ChildProcess[] = [];
   private readonly output: string[] = [];
@@ -28,6 +32,8 @@ class Processes {
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
     this.children.push(child);
+    running.add(child);
+    child.once('exit', () => running.delete(child));
     return child;
   }
 
@@ -95,7 +101,7 @@ export async function startAzurite(): Promise<AzuriteServer> {
     await waitFor(`azurite on ${serviceurl}`, async () => {
       const dead = procs.exited();
       if (dead) throw new Error(dead);
-      const res = await fetch(`${serviceurl}?comp=list`);
+      const res = await fetch(`${serviceurl}?comp=list`, { signal: AbortSignal.timeout(5000) });
       await res.arrayBuffer();
       return res.status > 0;
     });
@@ -174,17 +180,20 @@ export async function startSwift(): Promise<SwiftServer> {
       async () => {
         const dead = procs.exited();
         if (dead) throw new Error(dead);
-        const res = await fetch(`${url}/auth/v1.0`, { headers: { 'x-auth-user': 'test:tester', 'x-auth-key': 'testing' } });
+        const res = await fetch(`${url}/auth/v1.0`, {
+          headers: { 'x-auth-user': 'test:tester', 'x-auth-key': 'testing' },
+          signal: AbortSignal.timeout(10_000),
+        });
         const token = res.headers.get('x-auth-token');
         const storage = res.headers.get('x-storage-url');
         if (res.status !== 200 || !token || !storage) return false;
         // The account answers only once the account server is up too.
-        const account = await fetch(storage, { headers: { 'x-auth-token': token } });
+        const account = await fetch(storage, { headers: { 'x-auth-token': token }, signal: AbortSignal.timeout(10_000) });
         await account.arrayBuffer();
         return account.status === 204 || account.status === 200;
       },
-      // Five Python servers importing at once take 10-20 s on a busy 2-core machine.
-      90_000,
+      // Four Python servers importing at once: ~15 s on a quiet 2-core machine, minutes on a saturated one.
+      240_000,
     );
     return {
       authurl: `${url}/auth/v1.0`,
