@@ -23,6 +23,8 @@ export function buildThreeDatacenters(options: ExampleOptions = {}): App {
     image: { reference: options.image ?? DEFAULT_IMAGE },
     connection: SwarmConnection.localSocket(),
     blobTtl: '24h',
+    // cdktf deploy registers the cache with DTR (DTR_USERNAME/DTR_PASSWORD of an admin in the deploy environment).
+    registration: { name: 'region-asia' },
     now: options.now,
   });
 
@@ -37,6 +39,7 @@ export function buildThreeDatacenters(options: ExampleOptions = {}): App {
     image: { reference: options.image ?? DEFAULT_IMAGE },
     connection: SwarmConnection.localSocket(),
     blobTtl: '24h',
+    registration: { name: 'region-europe' },
     now: options.now,
   });
   return app;

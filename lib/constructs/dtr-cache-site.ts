@@ -15,6 +15,23 @@ import { CacheTls } from './cache-tls';
 import { CacheConfig, LogLevel } from './cache-config';
 import { CacheImage, CacheImageProps } from './cache-image';
 import { CacheService, PublishMode } from './cache-service';
+import { DtrRegistration } from './dtr-registration';
+
+/** Registering the site's cache with DTR on deploy. */
+export interface SiteRegistrationOptions {
+  /** The cache's name in DTR, e.g. region-asia. @default "dtr-cache-<datacenter>" */
+  readonly name?: string;
+  /** DTR base URL. @default the first upstream */
+  readonly dtr?: string;
+  /** PEM CA file of DTR on the deploy machine. @default the system trust store */
+  readonly caFile?: string;
+  /** Environment variable holding a DTR admin's user name. @default "DTR_USERNAME" */
+  readonly usernameEnv?: string;
+  /** Environment variable holding the password or access token. @default "DTR_PASSWORD" */
+  readonly passwordEnv?: string;
+  /** How the deploy machine runs the CLI. @default "npx dtr-cache" */
+  readonly cli?: string;
+}
 
 /** TLS material of a site. */
 export interface SiteTlsOptions {
@@ -61,6 +78,8 @@ export interface DtrCacheSiteProps {
   readonly logLevel?: LogLevel;
   /** The time certificate expiry is checked against. @default the time of synth */
   readonly now?: Date;
+  /** Register the cache with DTR on deploy and remove it on destroy (dtr-cache register). @default not registered */
+  readonly registration?: SiteRegistrationOptions;
 }
 
 const httpsUrl = z.string().refine(
@@ -102,6 +121,8 @@ export class DtrCacheSite extends Construct {
   public readonly service: CacheService;
   /** How provider and local-exec reach the swarm. */
   public readonly connection: SwarmConnection;
+  /** The DTR registration, when requested. */
+  public readonly registration: DtrRegistration | undefined;
 
   constructor(scope: Construct, id: string, props: DtrCacheSiteProps) {
     super(scope, id);
@@ -157,6 +178,17 @@ export class DtrCacheSite extends Construct {
       nodeCount: props.nodes.length,
       dependsOn: [...this.nodes.labels],
     });
+
+    const reg = props.registration;
+    this.registration = reg
+      ? new DtrRegistration(this, 'Registration', {
+          ...reg,
+          dtr: reg.dtr ?? props.upstreams[0],
+          name: reg.name ?? prefix,
+          cacheUrl: this.cacheUrl,
+          dependsOn: [this.service.service],
+        })
+      : undefined;
 
     const cert = this.tls.certificateInfo;
     const outputs: Record<string, { value: string | number | boolean | string[]; description: string }> = {

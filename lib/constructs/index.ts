@@ -9,5 +9,6 @@ export * from './cache-config';
 export * from './cache-image';
 export * from './cache-service';
 export * from './dtr-cache-site';
+export * from './dtr-registration';
 export * from './test-certificates';
 export * from './synth-summary';

@@ -1,0 +1,55 @@
+/**
+ * Registers a cache with DTR on deploy (`dtr-cache register`, idempotent) and removes it on destroy, from a
+ * `terraform_data` local-exec. The command line comes from lib/cli's `registerCommandLine`, which puts only the names
+ * of the credential variables in it: the values stay in the deploy environment, out of the synthesized JSON and state.
+ */
+import { Construct } from 'constructs';
+import { DataResource, ITerraformDependable } from 'cdktf';
+import { registerCommandLine } from '../cli/local-exec';
+
+export interface DtrRegistrationProps {
+  /** DTR base URL, e.g. https://dtr.us.example.com. */
+  readonly dtr: string;
+  /** The cache's name in DTR (what users pick in their settings), e.g. region-asia. */
+  readonly name: string;
+  /** The cache URL users reach, https://host[:port]. */
+  readonly cacheUrl: string;
+  /** PEM CA file of DTR on the machine running the deploy. @default the system trust store */
+  readonly caFile?: string;
+  /** Environment variable holding a DTR admin's user name. @default "DTR_USERNAME" */
+  readonly usernameEnv?: string;
+  /** Environment variable holding the password or access token. @default "DTR_PASSWORD" */
+  readonly passwordEnv?: string;
+  /** How the deploy machine runs the CLI. @default "npx dtr-cache" */
+  readonly cli?: string;
+  /** Resources to wait for (the service). @default none */
+  readonly dependsOn?: ITerraformDependable[];
+}
+
+export class DtrRegistration extends Construct {
+  /** The terraform_data that runs the register and remove steps. */
+  public readonly resource: DataResource;
+
+  constructor(scope: Construct, id: string, props: DtrRegistrationProps) {
+    super(scope, id);
+    const common = {
+      dtr: props.dtr,
+      name: props.name,
+      host: props.cacheUrl,
+      caFile: props.caFile,
+      usernameEnv: props.usernameEnv,
+      passwordEnv: props.passwordEnv,
+      cli: props.cli,
+    };
+    this.resource = new DataResource(this, 'Registration', {
+      input: { dtr: props.dtr, name: props.name, host: props.cacheUrl },
+      // A new DTR, name or URL replaces the resource: the old entry is removed, the new one registered.
+      triggersReplace: { dtr: props.dtr, name: props.name, host: props.cacheUrl },
+      dependsOn: props.dependsOn,
+      provisioners: [
+        { type: 'local-exec', command: registerCommandLine({ ...common, action: 'register' }) },
+        { type: 'local-exec', when: 'destroy', command: registerCommandLine({ ...common, action: 'remove' }) },
+      ],
+    });
+  }
+}
