@@ -6,7 +6,7 @@
  * token is refused, rotate the certificate and watch a pulling client during the rolling update, and destroy.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { connect as netConnect } from 'node:net';
@@ -52,8 +52,10 @@ let image: TestImage;
 let nodeId: string;
 const previousDispatcher = getGlobalDispatcher();
 
-function docker(args: string[], env: NodeJS.ProcessEnv = DOCKER_ENV, input?: string): string {
-  const run = spawnSync(requireTool('docker'), args, { env, encoding: 'utf8', input, timeout: 840_000 });
+function docker(args: string[], env: NodeJS.ProcessEnv = DOCKER_ENV, input?: string, stdinFile?: string): string {
+  const stdin = stdinFile ? openSync(stdinFile, 'r') : 'pipe';
+  const run = spawnSync(requireTool('docker'), args, { env, encoding: 'utf8', input, stdio: [stdin, 'pipe', 'pipe'], timeout: 840_000 });
+  if (typeof stdin === 'number') closeSync(stdin);
   if (run.status !== 0) throw new Error(`docker ${args.join(' ')} failed (${run.status}): ${run.stderr}${run.stdout}`);
   return run.stdout.trim();
 }
@@ -162,10 +164,16 @@ beforeAll(async () => {
 
   await timed('image build and push', () => {
     execFileSync('bash', [join(ROOT, 'scripts/build-base-image.sh')], { env: DOCKER_ENV, stdio: 'pipe' });
-    docker(['build', '-q', '-t', IMAGE, '--build-arg', `BASE_IMAGE=${BASE}`, '--build-arg', `BUILD_IMAGE=${BUILD_BASE}`, ROOT], {
-      ...DOCKER_ENV,
-      DOCKER_BUILDKIT: '0',
-    });
+    const buildArgs = ['build', '-q', '-t', IMAGE, '--build-arg', `BASE_IMAGE=${BASE}`, '--build-arg', `BUILD_IMAGE=${BUILD_BASE}`];
+    const buildEnv = { ...DOCKER_ENV, DOCKER_BUILDKIT: '0' };
+    if (process.env.DTR_E2E_BUILD_FROM === 'HEAD') {
+      // The committed tree only (git archive), e.g. while others edit the shared checkout.
+      const context = join(work, 'context.tar');
+      execFileSync('git', ['-C', ROOT, 'archive', '--format=tar', '-o', context, 'HEAD']);
+      docker([...buildArgs, '-'], buildEnv, undefined, context);
+    } else {
+      docker([...buildArgs, ROOT], buildEnv);
+    }
     docker(['push', IMAGE]);
   });
 
