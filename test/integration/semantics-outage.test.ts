@@ -18,6 +18,7 @@ describe('serving through an upstream outage', () => {
   const images: Record<string, TestImage> = { 'team/a': makeImage(), 'team/b': makeImage({ format: 'oci', layerSizes: [5000] }) };
   const tokens: Record<string, string> = {};
   let warmedAt = 0;
+  let upstreamStopped = false; // TestRegistry.stop() must not be called twice (a signalled child never exits again)
 
   beforeAll(async () => {
     up = await startTokenRegistry({
@@ -32,7 +33,8 @@ describe('serving through an upstream outage', () => {
   });
   afterAll(async () => {
     await cache?.stop();
-    await up?.stop();
+    if (upstreamStopped) await up.issuer.stop();
+    else await up?.stop();
   });
 
   async function pullAll(repo: string, authorization: string | undefined) {
@@ -60,6 +62,7 @@ describe('serving through an upstream outage', () => {
   });
 
   it('within maxstale: serves every cached image by tag (with Warning) and by digest to clients authorized before', async () => {
+    upstreamStopped = true;
     await up.registry.stop();
     await new Promise((r) => setTimeout(r, 1200)); // past tagttl and authttl: only the stale path can answer now
     for (const [repo, image] of Object.entries(images)) {
