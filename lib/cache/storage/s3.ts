@@ -33,6 +33,7 @@ import { partWriter } from './part-writer';
 /** distribution's default s3 chunksize. */
 const DEFAULT_PART_SIZE = 10 * 1024 * 1024;
 const PARTS_IN_FLIGHT = 2;
+const MAX_PARTS = 10_000;
 
 /** The SDK client options the registry keys select. Pure, so the mapping is testable without a server. */
 export function s3ClientConfig(options: S3Options): S3ClientConfig {
@@ -103,8 +104,10 @@ export class S3Bucket implements Bucket {
     }
   }
 
-  async upload(name: string): Promise<BucketUpload> {
+  async upload(name: string, sizeHint?: number): Promise<BucketUpload> {
     const { client, bucket, params } = this;
+    // S3 allows 10,000 parts: a blob known to be larger than that many chunks gets larger parts.
+    const partSize = Math.max(this.partSize, Math.ceil((sizeHint ?? 0) / MAX_PARTS));
     let uploadId: Promise<string> | undefined;
     const parts: CompletedPart[] = [];
     let small: Buffer | undefined;
@@ -118,7 +121,7 @@ export class S3Bucket implements Bucket {
       parts.push({ PartNumber: index + 1, ETag: r.ETag });
     };
     const stream = partWriter({
-      partSize: this.partSize,
+      partSize,
       concurrency: PARTS_IN_FLIGHT,
       sendPart,
       finish: async (tail, sent) => {
