@@ -32,7 +32,14 @@ import { readCapped, TooLargeError } from './relay';
 import { header } from './upstream';
 
 export type ManifestAnswer =
-  { readonly ok: true; readonly manifest: StoredManifest; readonly stale?: boolean } | { readonly ok: false; readonly error: OciError };
+  | {
+      readonly ok: true;
+      readonly manifest: StoredManifest;
+      /** Where the bytes came from this time (for the served-bytes metric). */
+      readonly source: 'storage' | 'upstream';
+      readonly stale?: boolean;
+    }
+  | { readonly ok: false; readonly error: OciError };
 
 const inFlight = new WeakMap<PullContext, Map<string, Promise<ManifestAnswer>>>();
 
@@ -46,7 +53,7 @@ async function byDigest(ctx: PullContext, client: ClientRequest, name: string, d
   if (stored) {
     ctx.events.emit('lookup', { kind: 'manifest', result: 'hit' });
     const decision = await ctx.authorizer.check(client.credential, target, client.accept);
-    return decision.allowed ? { ok: true, manifest: stored } : { ok: false, error: decision.error };
+    return decision.allowed ? { ok: true, manifest: stored, source: 'storage' } : { ok: false, error: decision.error };
   }
   ctx.events.emit('lookup', { kind: 'manifest', result: 'miss' });
   if (ctx.notFound.has(client.credential, target)) return { ok: false, error: refusal(404, {}, target) };
@@ -62,7 +69,7 @@ async function byTag(ctx: PullContext, client: ClientRequest, name: string, tag:
     const stored = digest.ok ? await readStored(ctx, digest.value) : undefined;
     if (stored) {
       ctx.events.emit('lookup', { kind: 'tag', result: 'hit' });
-      return { ok: true, manifest: stored };
+      return { ok: true, manifest: stored, source: 'storage' };
     }
   }
   ctx.events.emit('lookup', { kind: 'tag', result: 'miss' });
@@ -110,7 +117,7 @@ async function revalidateTag(
 /** The manifest `digest` of a tag just revalidated: from storage, or fetched. */
 async function manifestFor(ctx: PullContext, client: ClientRequest, name: string, digest: Digest): Promise<ManifestAnswer> {
   const stored = await readStored(ctx, digest);
-  if (stored) return { ok: true, manifest: stored };
+  if (stored) return { ok: true, manifest: stored, source: 'storage' };
   return fetchManifest(ctx, client, name, digest.text, digest);
 }
 
@@ -138,7 +145,7 @@ function serveStale(
       reason,
     });
     ctx.events.emit('stale', { kind: 'tag', name });
-    return { ok: true, manifest: stored, stale: true };
+    return { ok: true, manifest: stored, source: 'storage', stale: true };
   });
 }
 
@@ -193,7 +200,7 @@ async function fetchManifest(
   };
   ctx.authorizer.allow(client.credential, target);
   await writeManifest(ctx.storage, manifest).catch((err) => storageFailed(ctx, client, 'write', err));
-  return { ok: true, manifest };
+  return { ok: true, manifest, source: 'upstream' };
 }
 
 async function readStored(ctx: PullContext, digest: Digest): Promise<StoredManifest | undefined> {

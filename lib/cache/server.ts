@@ -250,7 +250,7 @@ async function dispatch(
         ...(answer.stale ? { warning: '110 - "Response is Stale"' } : {}),
       });
       res.end(head ? undefined : manifest.bytes);
-      if (!head) ctx.events.emit('served', { source: 'storage', bytes: manifest.bytes.length });
+      if (!head) ctx.events.emit('served', { source: answer.source, bytes: manifest.bytes.length });
       return;
     }
   }
