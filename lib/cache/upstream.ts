@@ -109,10 +109,6 @@ export class Upstream {
           method: req.method,
           headers,
           signal: req.signal,
-          // Up to 1 MiB buffered per response (default 64 KiB): a fill then gets ~1 MiB chunks instead of ~120 KiB,
-          // 8x fewer spool and storage writes; a 64 MiB GET consumed with an awaited file write per chunk took
-          // 0.6 s instead of 1.6-1.8 s here (bench/, issue 8).
-          highWaterMark: 1 << 20,
         });
       } catch (err) {
         this.events?.emit('upstream', { method: req.method, seconds: elapsed(started) });
