@@ -8,7 +8,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -35,7 +34,7 @@ export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => void |
 
 export interface CacheServerOptions {
   readonly logger?: Logger;
-  /** Where fills spool; default a fresh directory under the OS temp dir, removed on close. */
+  /** Where fills spool; default `<OS temp dir>/dtr-cache-spool`. */
   readonly spoolDir?: string;
   /** Use this storage instead of creating one from config.storage. */
   readonly storage?: StorageDriver;
@@ -65,7 +64,7 @@ export interface CacheServer {
   idle(): Promise<void>;
   /** Stops listening and accepting; in-flight responses keep going until `close()`. */
   stopAccepting(): Promise<void>;
-  /** Stops now: closes connections, aborts fills (nothing partial is committed), removes the spool. */
+  /** Stops now: closes connections, aborts fills (nothing partial is committed). */
   close(): Promise<void>;
 }
 
@@ -80,8 +79,9 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
     return 0;
   });
   if (stale > 0) log.info('removed stale writes of an earlier process', { count: stale });
-  const ownSpool = !options.spoolDir;
-  const spoolDir = options.spoolDir ?? (await mkdtemp(join(tmpdir(), 'dtr-cache-spool-')));
+  // One shared directory, never removed: spool files are unlinked as soon as they are opened, so it stays empty
+  // and even a killed process leaves nothing in it (a per-process directory would leak on kill -9).
+  const spoolDir = options.spoolDir ?? join(tmpdir(), 'dtr-cache-spool');
   const upstream = new Upstream(
     {
       upstreams: downstream.upstreams,
@@ -216,7 +216,6 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
         await ctx.fills.settled();
         await operations.stop();
         await upstream.close();
-        if (ownSpool) await rm(spoolDir, { recursive: true, force: true });
       })()),
   };
 }
