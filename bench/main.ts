@@ -41,7 +41,7 @@ const FULL: Plan = {
   coldBytes: 1024 * MiB,
   stormBytes: 64 * MiB,
   stormClients: 100,
-  wrkSeconds: 8,
+  wrkSeconds: 5,
   pacedSeconds: 10,
 };
 const QUICK: Plan = {
