@@ -10,7 +10,7 @@ import { closeSync, mkdirSync, openSync, mkdtempSync, readdirSync, readFileSync,
 import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { connect as netConnect } from 'node:net';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
 import { TokenIssuer } from '../fixtures/token-issuer';
@@ -178,9 +178,14 @@ beforeAll(async () => {
   });
 
   // The upstream listens on the docker bridge's gateway: the host's own address that task containers can reach.
-  const bridge = await engine.request<{ IPAM: { Config: { Gateway?: string }[] } }>('GET', '/networks/bridge');
-  const gateway = bridge.IPAM.Config.find((c) => c.Gateway)?.Gateway;
-  if (!gateway) throw new Error('the docker bridge network has no gateway address');
+  const bridge = await engine.request<{ IPAM: { Config: { Gateway?: string }[] }; Options: Record<string, string> }>(
+    'GET',
+    '/networks/bridge',
+  );
+  const bridgeIf = bridge.Options['com.docker.network.bridge.name'] ?? 'docker0';
+  const gateway =
+    bridge.IPAM.Config.find((c) => c.Gateway)?.Gateway ?? networkInterfaces()[bridgeIf]?.find((a) => a.family === 'IPv4')?.address;
+  if (!gateway) throw new Error(`the docker bridge network (${bridgeIf}) has no IPv4 gateway address`);
   ca = createTestCa(join(work, 'pki'));
   const upstreamCert = ca.issue('upstream', [gateway]);
   issuer = await TokenIssuer.start({ users: { [USER]: PASSWORD }, acl: [{ who: USER, repo: 'team/*', actions: ['pull'] }] });

@@ -6,7 +6,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App, TerraformStack } from 'cdktf';
-import { DtrCacheSite, PublishMode, SecretSource, SwarmConnection } from '../../../lib/constructs';
+import { DtrCacheSite, LoadBalancer, SecretSource, SwarmConnection } from '../../../lib/constructs';
 import { TEST_DOCKER_SOCK } from './engine';
 
 export interface SiteOptions {
@@ -41,7 +41,7 @@ export function synthSite(options: SiteOptions): string {
     image: { reference: options.image },
     connection: SwarmConnection.localSocket(TEST_DOCKER_SOCK),
     port: options.port,
-    publishMode: PublishMode.HOST,
+    loadBalancer: LoadBalancer.external({ kind: 'haproxy', nodeAddresses: options.nodes.map(() => '127.0.0.1') }),
     workersOnly: false,
   });
   app.synth();
