@@ -14,15 +14,21 @@ import { blobKey, type Digest } from './reference';
 import { readCapped, relay } from './relay';
 import type { ByteRange } from './storage';
 
-/** How often a hit records an access in storage, per key: enough for day-scale TTLs, cheap on object stores. */
+/**
+ * How often a hit records an access in storage, per key: enough for day-scale TTLs, cheap on object stores. A
+ * shorter `blobttl` touches at a quarter of it, or a blob pulled all the time would expire between two touches.
+ */
 const TOUCH_INTERVAL_MS = 60_000;
 /** A joiner whose fill vanished (refused for another client, or finished in between) looks again, this often. */
 const MAX_ATTEMPTS = 4;
 
 export class BlobHandler {
   private readonly touched = new Map<string, number>();
+  private readonly touchIntervalMs: number;
 
-  constructor(private readonly ctx: PullContext) {}
+  constructor(private readonly ctx: PullContext) {
+    this.touchIntervalMs = Math.min(TOUCH_INTERVAL_MS, (ctx.options.blobttl ?? Infinity) / 4);
+  }
 
   async handle(req: IncomingMessage, res: ServerResponse, client: ClientRequest, name: string, digest: Digest): Promise<void> {
     const head = req.method === 'HEAD';
@@ -198,7 +204,7 @@ export class BlobHandler {
 
   private touch(key: string): void {
     const now = Date.now();
-    if (now - (this.touched.get(key) ?? 0) < TOUCH_INTERVAL_MS) return;
+    if (now - (this.touched.get(key) ?? 0) < this.touchIntervalMs) return;
     if (this.touched.size > 100_000) this.touched.clear();
     this.touched.set(key, now);
     this.ctx.storage.touch(key).catch((err) => {
