@@ -183,7 +183,9 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
     route: (path, handler) => void extraRoutes.set(path, handler),
     parseAddr,
   }).catch(async (err) => {
+    // E.g. http.debug.addr taken: leave nothing running behind the error.
     await new Promise((resolve) => server.close(resolve));
+    await upstream.close();
     throw err;
   });
 
