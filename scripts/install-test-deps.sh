@@ -7,6 +7,7 @@ packages=(
   swift-proxy swift-account swift-container swift-object memcached  # Swift all-in-one (swift + s3api) for the storage tests
   wrk                                            # load generator of npm run bench (bench/load.ts)
   prometheus                                     # promtool and a real Prometheus for the docs' alert rules and dashboard
+  haproxy nginx libnginx-mod-stream              # validate and run the rendered external load balancer configs
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done

@@ -3,7 +3,7 @@
  * file by Terraform at deploy time and delivered inside config.yml as a swarm secret; synth does not need the file.
  */
 import { App, TerraformStack } from 'cdktf';
-import { DtrCacheSite, PublishMode, SecretSource, StorageBackend } from '../../lib/constructs';
+import { DtrCacheSite, LoadBalancer, SecretSource, StorageBackend } from '../../lib/constructs';
 import { DEFAULT_IMAGE, ExampleOptions, newApp, synthIfMain, tlsFor } from '../support';
 
 export function buildHaS3(options: ExampleOptions = {}): App {
@@ -21,7 +21,7 @@ export function buildHaS3(options: ExampleOptions = {}): App {
       secretKey: SecretSource.fromFile('/etc/dtr-cache/s3-secret-key'),
       rootDirectory: '/dtr-cache',
     }),
-    publishMode: PublishMode.HOST,
+    loadBalancer: LoadBalancer.external({ kind: 'haproxy' }),
     port: 8443,
     tls: tlsFor('cache-s3.example.com', options),
     image: { reference: options.image ?? DEFAULT_IMAGE },

@@ -14,7 +14,8 @@ import { SharedStorage, StorageBackend } from './shared-storage';
 import { CacheTls } from './cache-tls';
 import { CacheConfig, LogLevel } from './cache-config';
 import { CacheImage, CacheImageProps } from './cache-image';
-import { CacheService, PublishMode } from './cache-service';
+import { CacheService } from './cache-service';
+import { LoadBalancer } from './load-balancer';
 import { DtrRegistration } from './dtr-registration';
 
 /** Registering the site's cache with DTR on deploy. */
@@ -68,8 +69,12 @@ export interface DtrCacheSiteProps {
   readonly createProvider?: boolean;
   /** The published port. @default 443 */
   readonly port?: number;
-  /** How the published port reaches replicas: the routing mesh, or host mode for an external load balancer. @default PublishMode.INGRESS (the routing mesh) */
-  readonly publishMode?: PublishMode;
+  /**
+   * How clients reach the replicas on `port`: the routing mesh, or host-mode publishing behind an external HAProxy or
+   * nginx whose configuration the site renders (output `<id>_load_balancer_config`).
+   * @default LoadBalancer.routingMesh()
+   */
+  readonly loadBalancer?: LoadBalancer;
   /** Run replicas only on worker nodes. @default true */
   readonly workersOnly?: boolean;
   /** Remove content not pulled for this long (Go duration, e.g. "24h"). @default none: kept until evicted by size */
@@ -131,11 +136,14 @@ export class DtrCacheSite extends Construct {
     const backend = props.storage ?? StorageBackend.localFilesystem();
     const replicas = props.replicas ?? (backend.shared ? props.nodes.length : 1);
     const port = props.port ?? 443;
-    const publishMode = props.publishMode ?? PublishMode.INGRESS;
+    const loadBalancer = props.loadBalancer ?? LoadBalancer.routingMesh();
+    const publishMode = loadBalancer.publishMode;
+    const balanced = { name: prefix, host: props.host, port, nodes: props.nodes };
     this.datacenter = props.datacenter;
     this.cacheUrl = `https://${props.host}${port === 443 ? '' : `:${port}`}`;
     this.connection = props.connection ?? SwarmConnection.localSocket();
     this.node.addValidation(check(() => replicaProblems(props, backend, replicas)));
+    this.node.addValidation(check(() => loadBalancer.problems(balanced)));
 
     if (props.createProvider ?? true) new DockerProvider(this, 'Provider', this.connection.providerConfig());
     this.nodes = new CacheNodes(this, 'Nodes', { nodes: props.nodes, connection: this.connection });
@@ -214,6 +222,13 @@ export class DtrCacheSite extends Construct {
         description: 'site summary read by dtr-cache plan',
       },
     };
+    const lbConfig = loadBalancer.render(balanced);
+    if (lbConfig) {
+      outputs.load_balancer_config = {
+        value: lbConfig.text,
+        description: `${lbConfig.kind} configuration (${lbConfig.fileName}), TCP passthrough`,
+      };
+    }
     const outputPrefix = id.replace(/[^A-Za-z0-9_]/g, '_');
     for (const [name, { value, description }] of Object.entries(outputs)) {
       const output = new TerraformOutput(this, `Output-${name}`, {

@@ -8,6 +8,8 @@ export * from './cache-tls';
 export * from './cache-config';
 export * from './cache-image';
 export * from './cache-service';
+export * from './load-balancer';
+export * from './load-balancer-config';
 export * from './dtr-cache-site';
 export * from './dtr-registration';
 export * from './test-certificates';

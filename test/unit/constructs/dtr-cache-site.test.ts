@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Testing } from 'cdktf';
-import { DtrCacheSite, DtrCacheSiteProps, PublishMode, SecretSource, StorageBackend, SwarmConnection } from '../../../lib/constructs';
+import { DtrCacheSite, DtrCacheSiteProps, LoadBalancer, SecretSource, StorageBackend, SwarmConnection } from '../../../lib/constructs';
 import { loadConfig } from '../../../lib/config';
 import { annotations, fixture, fixtureTls, newStack, NOW, onlyResource, resourcesOf, synth, validationErrors } from './helpers';
 
@@ -95,7 +95,7 @@ describe('DtrCacheSite', () => {
   });
 
   it('host mode on a custom port', () => {
-    const { stack } = site({ publishMode: PublishMode.HOST, port: 8443 });
+    const { stack } = site({ loadBalancer: LoadBalancer.external({ kind: 'haproxy' }), port: 8443 });
     const ports = onlyResource(synth(stack), 'docker_service').endpoint_spec.ports;
     expect(ports).toEqual([{ name: 'https', protocol: 'tcp', target_port: 443, published_port: 8443, publish_mode: 'host' }]);
   });
