@@ -12,15 +12,19 @@ import { ConformanceBackend, describeConformance } from '../support/storage-conf
 import { startSwift, SwiftServer } from '../support/storage-servers';
 
 const PART = 5 * 1024 * 1024;
+const REGION = 'oss-cn-beijing';
 let server: Promise<SwiftServer> | undefined;
-let users = 0;
 
-/** One Swift for both suites, stopped when the last one tears down. */
-async function sharedSwift(): Promise<SwiftServer> {
-  users++;
-  server ??= startSwift();
+/** One Swift for both suites (jest runs them one after the other), stopped after the last. */
+function sharedSwift(): Promise<SwiftServer> {
+  // s3api checks the SigV4 region against its one location: both suites sign for the OSS region.
+  server ??= startSwift({ s3Region: REGION });
   return server;
 }
+
+afterAll(async () => {
+  await (await server?.catch(() => undefined))?.stop();
+}, 60_000);
 
 async function backend(options: S3Options, root: string, driverFor: () => ReturnType<typeof createStorage>): Promise<ConformanceBackend> {
   const client = new S3Client(s3ClientConfig(options));
@@ -38,7 +42,6 @@ async function backend(options: S3Options, root: string, driverFor: () => Return
     },
     teardown: async () => {
       client.destroy();
-      if (--users === 0) await (await server)?.stop();
     },
   };
 }
@@ -46,7 +49,7 @@ async function backend(options: S3Options, root: string, driverFor: () => Return
 describeConformance('s3 (swift s3api)', async () => {
   const swift = await sharedSwift();
   const options: S3Options = {
-    region: 'us-east-1',
+    region: REGION,
     bucket: 'dtr-cache-s3',
     accesskey: swift.s3.accesskey,
     secretkey: swift.s3.secretkey,
@@ -62,7 +65,7 @@ describeConformance('oss (S3 path, swift s3api)', async () => {
   const oss: OssOptions = {
     accesskeyid: swift.s3.accesskey,
     accesskeysecret: swift.s3.secretkey,
-    region: 'oss-cn-beijing',
+    region: REGION,
     bucket: 'dtr-cache-oss',
     endpoint: new URL(swift.url).host,
     secure: false,

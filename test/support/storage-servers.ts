@@ -120,7 +120,7 @@ export interface SwiftServer extends StorageServer {
   readonly account: string;
   readonly user: string;
   readonly password: string;
-  /** S3 credentials for s3api: access key `account:user`, secret the password. */
+  /** S3 credentials for s3api: access key `account:user`, secret the password; SigV4 region `s3Region`. */
   readonly s3: { accesskey: string; secretkey: string };
 }
 
@@ -128,7 +128,7 @@ export interface SwiftServer extends StorageServer {
  * A Swift all-in-one: one device per server in a temp dir (xattrs of the temp filesystem hold object
  * metadata), rings built with swift-ring-builder, memcached for tempauth tokens, everything on loopback.
  */
-export async function startSwift(): Promise<SwiftServer> {
+export async function startSwift(options: { s3Region?: string } = {}): Promise<SwiftServer> {
   const tools = ['swift-ring-builder', 'swift-account-server', 'swift-container-server', 'swift-object-server', 'swift-proxy-server'];
   const bins = Object.fromEntries(tools.map((t) => [t, requireTool(t)]));
   const memcached = requireTool('memcached');
@@ -166,7 +166,7 @@ export async function startSwift(): Promise<SwiftServer> {
         '[app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n\n' +
         '[filter:tempauth]\nuse = egg:swift#tempauth\nuser_test_tester = testing .admin\n\n' +
         `[filter:cache]\nuse = egg:swift#memcache\nmemcache_servers = 127.0.0.1:${memcachePort}\n\n` +
-        '[filter:s3api]\nuse = egg:swift#s3api\nlocation = us-east-1\n\n' +
+        `[filter:s3api]\nuse = egg:swift#s3api\nlocation = ${options.s3Region ?? 'us-east-1'}\n\n` +
         ['catch_errors', 'gatekeeper', 'healthcheck', 'proxy-logging', 'listing_formats', 'bulk', 'copy', 'slo', 'dlo']
           .map((f) => `[filter:${f}]\nuse = egg:swift#${f.replace('-', '_')}\n`)
           .join('\n'),

@@ -21,6 +21,6 @@ export async function createStorage(selection: StorageSelection): Promise<Storag
     case 'swift':
       return (await import('./swift')).createSwiftDriver(selection.options);
     default:
-      throw new Error(`storage.${selection.kind}: this driver is not built yet; use storage.filesystem`);
+      throw new Error(`storage.${selection.kind}: this driver is not built yet; use filesystem, s3, azure, oss or swift`);
   }
 }

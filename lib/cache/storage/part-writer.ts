@@ -2,8 +2,9 @@
  * A Writable that cuts a byte stream into fixed-size parts and hands each to `sendPart` as soon as it is full,
  * with at most `concurrency` parts in flight. The bytes held at once are bounded by (concurrency + 1) × partSize,
  * whatever the object's size: this is how the object-store drivers stream multipart/block uploads without ever
- * holding a whole blob. The last, short part (the tail) is given to `finish` when the stream ends, so each
- * backend decides whether it is one more part (S3, Azure) or the bytes that finalize the upload at commit (GCS).
+ * holding a whole blob. Bytes are copied once, into the part being filled, so little garbage piles up between
+ * collections. The last, short part (the tail) is given to `finish` when the stream ends, so each backend
+ * decides whether it is one more part (S3, Azure) or the bytes that finalize the upload at commit.
  */
 import { Writable } from 'node:stream';
 
@@ -17,14 +18,14 @@ export interface PartSink {
 }
 
 export function partWriter(sink: PartSink): Writable {
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
+  let part: Buffer | undefined;
+  let filled = 0;
   let index = 0;
   const inFlight = new Set<Promise<void>>();
   let failure: unknown;
 
-  const launch = (part: Buffer) => {
-    const p = sink.sendPart(part, index++).then(
+  const launch = (full: Buffer) => {
+    const p = sink.sendPart(full, index++).then(
       () => void inFlight.delete(p),
       (err) => {
         inFlight.delete(p);
@@ -34,28 +35,30 @@ export function partWriter(sink: PartSink): Writable {
     inFlight.add(p);
   };
 
-  const takePart = (): Buffer => {
-    const all = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
-    const part = all.subarray(0, sink.partSize);
-    const rest = all.subarray(sink.partSize);
-    pending = rest.length > 0 ? [Buffer.from(rest)] : [];
-    pendingBytes = rest.length;
-    return Buffer.from(part); // a copy, so the part does not pin the caller's larger buffer
+  const fill = async (chunk: Buffer) => {
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (!part) {
+        while (inFlight.size >= sink.concurrency) await Promise.race(inFlight);
+        if (failure) throw failure;
+        part = Buffer.allocUnsafe(sink.partSize);
+        filled = 0;
+      }
+      const n = chunk.copy(part, filled, offset);
+      filled += n;
+      offset += n;
+      if (filled === sink.partSize) {
+        launch(part);
+        part = undefined;
+      }
+    }
   };
 
   return new Writable({
     highWaterMark: 64 * 1024,
     write(chunk: Buffer, _encoding, callback) {
       if (failure) return callback(asError(failure));
-      pending.push(chunk);
-      pendingBytes += chunk.length;
-      (async () => {
-        while (pendingBytes >= sink.partSize) {
-          while (inFlight.size >= sink.concurrency) await Promise.race(inFlight);
-          if (failure) throw failure;
-          launch(takePart());
-        }
-      })().then(
+      fill(chunk).then(
         () => callback(),
         (err) => callback(asError(err)),
       );
@@ -64,9 +67,8 @@ export function partWriter(sink: PartSink): Writable {
       (async () => {
         await Promise.all(inFlight);
         if (failure) throw failure;
-        const tail = pending.length === 0 ? Buffer.alloc(0) : Buffer.concat(pending, pendingBytes);
-        pending = [];
-        pendingBytes = 0;
+        const tail = part ? part.subarray(0, filled) : Buffer.alloc(0);
+        part = undefined;
         await sink.finish(tail, index);
       })().then(
         () => callback(),
@@ -74,8 +76,7 @@ export function partWriter(sink: PartSink): Writable {
       );
     },
     destroy(err, callback) {
-      pending = [];
-      pendingBytes = 0;
+      part = undefined;
       // Parts already in flight finish or fail on their own; the driver's abort() discards them.
       callback(err);
     },

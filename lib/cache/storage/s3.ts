@@ -46,6 +46,10 @@ export function s3ClientConfig(options: S3Options): S3ClientConfig {
     // v2.7 addresses a custom regionendpoint path-style; v3's forcepathstyle makes it explicit.
     forcePathStyle: options.forcepathstyle ?? endpoint !== undefined,
     tls: secure,
+    // Only the checksums S3 requires: S3-compatible servers (OSS, older Ceph/MinIO) reject the SDK's default CRC
+    // trailers, and the cache verifies each blob's sha256 itself.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
     useDualstackEndpoint: options.usedualstack ?? false,
     useAccelerateEndpoint: options.accelerate ?? false,
     ...(options.useragent ? { customUserAgent: options.useragent } : {}),
