@@ -10,7 +10,7 @@ import { closeSync, mkdirSync, openSync, mkdtempSync, readdirSync, readFileSync,
 import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { connect as netConnect } from 'node:net';
-import { networkInterfaces, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
 import { TokenIssuer } from '../fixtures/token-issuer';
@@ -178,14 +178,13 @@ beforeAll(async () => {
   });
 
   // The upstream listens on the docker bridge's gateway: the host's own address that task containers can reach.
-  const bridge = await engine.request<{ IPAM: { Config: { Gateway?: string }[] }; Options: Record<string, string> }>(
-    'GET',
-    '/networks/bridge',
-  );
-  const bridgeIf = bridge.Options['com.docker.network.bridge.name'] ?? 'docker0';
-  const gateway =
-    bridge.IPAM.Config.find((c) => c.Gateway)?.Gateway ?? networkInterfaces()[bridgeIf]?.find((a) => a.family === 'IPv4')?.address;
-  if (!gateway) throw new Error(`the docker bridge network (${bridgeIf}) has no IPv4 gateway address`);
+  const bridge = await engine.request<{ IPAM: { Config: { Gateway?: string; Subnet?: string }[] } }>('GET', '/networks/bridge');
+  // dockerd gives the bridge the subnet's first address when IPAM names no gateway (docker0: 172.17.0.1).
+  const firstAddress = (subnet?: string) => subnet?.replace(/^(\d+\.\d+\.\d+\.)\d+\/\d+$/, (_, prefix: string) => `${prefix}1`);
+  const ipv4 = bridge.IPAM.Config.find((c) => c.Subnet?.includes('.'));
+  const gateway = ipv4?.Gateway ?? firstAddress(ipv4?.Subnet);
+  if (!gateway || !/^[\d.]+$/.test(gateway))
+    throw new Error(`the docker bridge network has no IPv4 gateway address (${JSON.stringify(bridge.IPAM)})`);
   ca = createTestCa(join(work, 'pki'));
   const upstreamCert = ca.issue('upstream', [gateway]);
   issuer = await TokenIssuer.start({ users: { [USER]: PASSWORD }, acl: [{ who: USER, repo: 'team/*', actions: ['pull'] }] });
