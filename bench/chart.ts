@@ -8,7 +8,7 @@ import { formatNumber, ratio, Row } from './report';
 const WIDTH = 1000;
 const LABEL_WIDTH = 320;
 const BAR_MAX = 400;
-const LABEL_CHARS = 50;
+const LABEL_CHARS = 44;
 const BAR_HEIGHT = 14;
 const GAP = 4;
 const COLORS = { reference: '#8c8c8c', ours: '#1f6feb', baseline: '#6fbf73' } as const;
