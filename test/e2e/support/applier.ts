@@ -41,6 +41,8 @@ export interface StackDocument {
   readonly outputs: Record<string, unknown>;
   /** The docker provider's `host`, when set: for the report; the applier talks to its own engine. */
   readonly dockerHost?: string;
+  /** The provider's ca/cert/key_material (client bundle), unevaluated: a test builds its TLS engine from them. */
+  readonly dockerTls?: { readonly ca: Value; readonly cert: Value; readonly key: Value };
 }
 
 interface StateEntry {
@@ -90,10 +92,17 @@ export function readStack(file: string): StackDocument {
     terraform.done();
   }
   let dockerHost: string | undefined;
+  let dockerTls: StackDocument['dockerTls'];
   const providers = top.block('provider');
   if (providers) {
     for (const p of providers.blocks('docker')) {
       dockerHost = p.str('host');
+      if (p.has('ca_material') || p.has('cert_material') || p.has('key_material')) {
+        const [ca, cert, key] = ['ca_material', 'cert_material', 'key_material'].map((k) => p.raw(k));
+        if (ca === undefined || cert === undefined || key === undefined)
+          throw p.error('ca_material', 'needs cert_material and key_material too');
+        dockerTls = { ca, cert, key };
+      }
       if (p.has('registry_auth')) throw p.error('registry_auth', 'is not supported by the applier (the test registry needs no auth)');
       p.done();
     }
@@ -120,7 +129,7 @@ export function readStack(file: string): StackDocument {
   }
   const outputs = (top.raw('output') ?? {}) as Record<string, unknown>;
   top.done();
-  return { resources: orderByDependencies(resources), outputs, dockerHost };
+  return { resources: orderByDependencies(resources), outputs, dockerHost, dockerTls };
 }
 
 /** Topological order by `${...}` references and depends_on; a cycle or a reference to a missing resource throws. */

@@ -1,10 +1,18 @@
 /**
- * A minimal Docker Engine API client over the unix socket (undici Client with socketPath). Errors carry the
- * engine's own message and the request that failed.
+ * A minimal Docker Engine API client over the unix socket (undici Client with socketPath), or over TCP with TLS
+ * client authentication as a client bundle gives it. Errors carry the engine's own message and the request that failed.
  */
 import { Client } from 'undici';
 
 export const TEST_DOCKER_SOCK = process.env.DTR_TEST_DOCKER_SOCK ?? '/run/dtr-cache-test/docker.sock';
+
+/** A Docker API endpoint on TCP with --tlsverify: DOCKER_HOST=tcp://host:port and the bundle's PEM contents. */
+export interface EngineTlsEndpoint {
+  readonly host: string;
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
+}
 
 export class EngineError extends Error {
   constructor(
@@ -18,8 +26,14 @@ export class EngineError extends Error {
 export class Engine {
   private readonly client: Client;
 
-  constructor(readonly socketPath = TEST_DOCKER_SOCK) {
-    this.client = new Client('http://docker', { socketPath, headersTimeout: 120_000, bodyTimeout: 120_000 });
+  constructor(
+    readonly socketPath = TEST_DOCKER_SOCK,
+    tls?: EngineTlsEndpoint,
+  ) {
+    const timeouts = { headersTimeout: 120_000, bodyTimeout: 120_000 };
+    this.client = tls
+      ? new Client(`https://${new URL(tls.host).host}`, { ...timeouts, connect: { ca: tls.ca, cert: tls.cert, key: tls.key } })
+      : new Client('http://docker', { socketPath, ...timeouts });
   }
 
   async request<T = unknown>(
