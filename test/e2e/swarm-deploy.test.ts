@@ -12,7 +12,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { TokenIssuer } from '../fixtures/token-issuer';
 import { makeImage, pushImage, TestImage } from '../support/images';
 import { TestRegistry } from '../support/registry';
@@ -50,7 +50,7 @@ let cachePort: number;
 let upstreamUrl: string;
 let image: TestImage;
 let nodeId: string;
-const previousDispatcher = getGlobalDispatcher();
+const originalFetch = globalThis.fetch;
 
 function docker(args: string[], env: NodeJS.ProcessEnv = DOCKER_ENV, input?: string, stdinFile?: string): string {
   const stdin = stdinFile ? openSync(stdinFile, 'r') : 'pipe';
@@ -199,7 +199,10 @@ beforeAll(async () => {
     },
   });
   upstreamUrl = `https://${gateway}:${upstreamPort}`;
-  setGlobalDispatcher(new Agent({ connect: { ca: readFileSync(ca.caCert) } }));
+  // The shared push helper uses the global fetch: point it at an undici Agent that trusts the test CA, for this file only.
+  const agent = new Agent({ connect: { ca: readFileSync(ca.caCert) } });
+  globalThis.fetch = ((input: Parameters<typeof undiciFetch>[0], init?: Parameters<typeof undiciFetch>[1]) =>
+    undiciFetch(input, { ...init, dispatcher: agent })) as unknown as typeof fetch;
   await waitFor('the TLS upstream', async () => (await fetch(`${upstreamUrl}/v2/`)).status === 401);
   // skopeo reads every *.crt of a --cert-dir as a CA (and wants a .cert for any .key): a directory with ca.crt only.
   clientCerts = join(work, 'client-certs');
@@ -231,7 +234,7 @@ afterAll(async () => {
   await attempt('pulled image', () => spawnSync('docker', ['rmi', '-f', `localhost:${cachePort}/${REPO}:${TAG}`], { env: DOCKER_ENV }));
   if (certsDir) rmSync(certsDir, { recursive: true, force: true });
   rmSync(work, { recursive: true, force: true });
-  setGlobalDispatcher(previousDispatcher);
+  globalThis.fetch = originalFetch;
   await engine.close();
   process.stderr.write(`e2e timings (ms): ${JSON.stringify({ ...timings, total: Date.now() - started })}\n`);
   if (errors.length) throw new Error(`cleanup failed:\n${errors.join('\n')}`);
