@@ -12,6 +12,7 @@ import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { FilesystemOptions } from '../../config';
 import { ByteRange, ObjectInfo, PendingWrite, StorageDriver, StorageError } from './driver';
+import { writerGone, writerId } from './writer-id';
 
 const UPLOADS = '_uploads';
 
@@ -54,7 +55,8 @@ export class FilesystemDriver implements StorageDriver {
 
   async write(key: string): Promise<PendingWrite> {
     const target = this.path(key);
-    const temp = join(this.root, UPLOADS, `${randomUUID()}.tmp`);
+    // Named after its writer, so a restart removes what a killed process left (see writer-id.ts).
+    const temp = join(this.root, UPLOADS, `${writerId()}.${randomUUID()}.tmp`);
     await mkdir(dirname(temp), { recursive: true });
     const handle = await open(temp, 'w');
     // The numeric fd, not the FileHandle: a stream given a FileHandle holds a reference on it that autoClose:false
@@ -133,7 +135,7 @@ export class FilesystemDriver implements StorageDriver {
     let removed = 0;
     for (const name of names) {
       const s = await stat(join(dir, name)).catch(() => undefined);
-      if (s && Date.now() - s.mtimeMs >= olderThanMs) {
+      if (s && (Date.now() - s.mtimeMs >= olderThanMs || writerGone(name.split('.')[0]))) {
         await rm(join(dir, name), { force: true });
         removed++;
       }
