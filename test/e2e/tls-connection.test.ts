@@ -1,0 +1,285 @@
+/**
+ * End to end through a client bundle, the way a UCP swarm is reached: a second dockerd (own network namespace, data
+ * and exec roots, pidfile, unix socket) listens on tcp://10.98.N.2:2376 with --tlsverify; a bundle directory holds
+ * ca.pem, cert.pem, key.pem and env.sh as UCP writes them. A site synthesized with SwarmConnection.clientBundle is
+ * applied through the engine the provider block describes (its host and file() materials, over TLS, not the unix
+ * socket); its node-label local-execs run the docker CLI with the bundle's DOCKER_HOST/DOCKER_TLS_VERIFY/
+ * DOCKER_CERT_PATH. Then: the service runs there (and not on the shared engine), the node carries the label, the
+ * cache answers over TLS, and destroy removes both. Everything started here is stopped in afterAll.
+ *
+ * The cache image is taken from the shared test engine (127.0.0.1:5000/dtr-cache:e2e, built by swarm-deploy.test.ts)
+ * with docker save/load, so this test needs no registry inside the namespace.
+ */
+import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { App, TerraformStack } from 'cdktf';
+import { DtrCacheSite, LoadBalancer, SecretSource, SwarmConnection } from '../../lib/constructs';
+import { requireTool, waitFor } from '../support/tools';
+import { apply, ApplierState, destroy, readStack } from './support/applier';
+import { Engine, serviceTasks, TEST_DOCKER_SOCK } from './support/engine';
+import { evaluate } from './support/expressions';
+import { createTestCa } from './support/pki';
+
+jest.setTimeout(300_000);
+
+const IMAGE = process.env.DTR_E2E_IMAGE ?? '127.0.0.1:5000/dtr-cache:e2e';
+const SERVICE = 'dtr-cache-tls';
+const CACHE_HOST = 'cache.tls.test';
+const CACHE_PORT = 8443;
+// One /30 per test process, so parallel runs on one machine do not collide.
+const NET = `10.98.${process.pid % 250}`;
+const HOST_IP = `${NET}.1`;
+const NODE_IP = `${NET}.2`;
+const NETNS = `dtrtls${process.pid}`;
+const VETH = `dtl${process.pid}h`;
+const DOCKER_HOST = `tcp://${NODE_IP}:2376`;
+const SHARED_ENV = { ...process.env, DOCKER_HOST: `unix://${TEST_DOCKER_SOCK}` };
+
+const work = mkdtempSync(join(tmpdir(), 'dtr-cache-tls-e2e-'));
+const bundle = join(work, 'bundle');
+let dockerd: ChildProcess | undefined;
+let dockerdLog = '';
+let engine: Engine | undefined;
+let state: ApplierState = {};
+let stackFile = '';
+let nodeId = '';
+let cacheCert = { certificate: '', key: '' };
+const shared = new Engine();
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): string {
+  const r = spawnSync(cmd, args, { env, encoding: 'utf8', timeout: 180_000, maxBuffer: 16 * 1024 * 1024 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr}${r.stdout}`);
+  return r.stdout.trim();
+}
+
+/** The environment env.sh of the bundle gives a shell: what an operator would `eval`. */
+function bundleEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, DOCKER_HOST, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: bundle };
+}
+
+/** A client certificate (clientAuth, as UCP issues them) signed by the test CA. */
+function issueClientCertificate(caDir: string, caCert: string, out: string): void {
+  const openssl = requireTool('openssl');
+  const ext = join(out, 'client-ext.cnf');
+  writeFileSync(ext, 'extendedKeyUsage=clientAuth\n');
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  execFileSync(openssl, ['req', ...ec, '-keyout', join(out, 'key.pem'), '-out', join(out, 'client.csr'), '-subj', '/CN=ucp-user'], {
+    stdio: 'pipe',
+  });
+  execFileSync(
+    openssl,
+    ['x509', '-req', '-in', join(out, 'client.csr'), '-CA', caCert, '-CAkey', join(caDir, 'ca.key'), '-CAcreateserial'].concat([
+      '-out',
+      join(out, 'cert.pem'),
+      '-days',
+      '2',
+      '-extfile',
+      ext,
+    ]),
+    { stdio: 'pipe' },
+  );
+  rmSync(join(out, 'client.csr'));
+  rmSync(ext);
+}
+
+function healthz(): Promise<number | string> {
+  return new Promise((done) => {
+    const req = httpsRequest(
+      {
+        host: NODE_IP,
+        port: CACHE_PORT,
+        path: '/healthz',
+        servername: CACHE_HOST,
+        ca: readFileSync(join(bundle, 'ca.pem')),
+        agent: false,
+        timeout: 5000,
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => done(res.statusCode ?? 0));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message));
+    req.end();
+  });
+}
+
+beforeAll(async () => {
+  for (const tool of ['dockerd', 'docker', 'openssl', 'ip', 'nsenter', 'unshare']) requireTool(tool);
+  const docker = requireTool('docker');
+  try {
+    run(docker, ['image', 'inspect', '--format', '{{.Id}}', IMAGE], SHARED_ENV);
+  } catch {
+    throw new Error(
+      `${IMAGE} is not in the shared test engine (unix://${TEST_DOCKER_SOCK}): run npx jest test/e2e/swarm-deploy.test.ts once (it builds and keeps it), or set DTR_E2E_IMAGE`,
+    );
+  }
+
+  // PKI: the engine's server certificate (for its namespace address) and the bundle's client certificate.
+  const ca = createTestCa(join(work, 'pki'));
+  const server = ca.issue('dockerd', [NODE_IP, 'localhost']);
+  const cache = ca.issue('cache', [CACHE_HOST]);
+  mkdirSync(bundle, { mode: 0o700 });
+  copyFileSync(ca.caCert, join(bundle, 'ca.pem'));
+  issueClientCertificate(ca.dir, ca.caCert, bundle);
+  writeFileSync(
+    join(bundle, 'env.sh'),
+    `export DOCKER_TLS_VERIFY=1\nexport COMPOSE_TLS_VERSION=TLSv1_2\nexport DOCKER_CERT_PATH="$(pwd)"\nexport DOCKER_HOST=${DOCKER_HOST}\n`,
+  );
+  cacheCert = cache;
+
+  // The engine's own network namespace: its bridges, iptables rules and swarm ports never meet the shared engine's.
+  run('ip', ['netns', 'add', NETNS]);
+  run('ip', ['link', 'add', VETH, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', NETNS]);
+  run('ip', ['addr', 'add', `${HOST_IP}/30`, 'dev', VETH]);
+  run('ip', ['link', 'set', VETH, 'up']);
+  run('ip', ['-n', NETNS, 'addr', 'add', `${NODE_IP}/30`, 'dev', 'eth0']);
+  run('ip', ['-n', NETNS, 'link', 'set', 'eth0', 'up']);
+  run('ip', ['-n', NETNS, 'link', 'set', 'lo', 'up']);
+
+  const root = join(work, 'engine');
+  mkdirSync(root);
+  const dockerdArgs = [
+    '--storage-driver=overlay2',
+    `--data-root=${join(root, 'data')}`,
+    `--exec-root=${join(root, 'exec')}`,
+    `--pidfile=${join(root, 'dockerd.pid')}`,
+    `-H=unix://${join(root, 'docker.sock')}`,
+    `-H=${DOCKER_HOST}`,
+    '--tlsverify',
+    `--tlscacert=${ca.caCert}`,
+    `--tlscert=${server.certificate}`,
+    `--tlskey=${server.key}`,
+  ];
+  // nsenter + unshare --uts, not `ip netns exec` (which breaks dockerd's cgroup setup); exec keeps the pid dockerd's.
+  dockerd = spawn(
+    'nsenter',
+    [`--net=/run/netns/${NETNS}`, 'unshare', '--uts', 'sh', '-c', `hostname dtr-tls-node && exec dockerd ${dockerdArgs.join(' ')}`],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  dockerd.stdout?.on('data', (c: Buffer) => (dockerdLog += c.toString()));
+  dockerd.stderr?.on('data', (c: Buffer) => (dockerdLog = (dockerdLog + c.toString()).slice(-20_000)));
+  await waitFor(
+    `dockerd on ${DOCKER_HOST} (log tail: ${dockerdLog.slice(-500)})`,
+    async () => {
+      if (dockerd?.exitCode !== null) throw new Error(`dockerd exited ${dockerd?.exitCode}: ${dockerdLog.slice(-2000)}`);
+      return spawnSync(docker, ['version', '--format', '{{.Server.Version}}'], { env: bundleEnv(), timeout: 10_000 }).status === 0;
+    },
+    60_000,
+  );
+  run(docker, ['swarm', 'init', '--advertise-addr', NODE_IP], bundleEnv());
+  nodeId = run(docker, ['info', '--format', '{{.Swarm.NodeID}}'], bundleEnv());
+  // The image, over the TLS connection too.
+  const tar = join(work, 'image.tar');
+  run(docker, ['save', '-o', tar, IMAGE], SHARED_ENV);
+  run(docker, ['load', '-i', tar], bundleEnv());
+  rmSync(tar);
+}, 240_000);
+
+afterAll(async () => {
+  const problems: string[] = [];
+  if (engine && Object.keys(state).length > 0) {
+    await destroy(state, { engine }, dirname(stackFile)).catch((err: Error) => problems.push(err.message));
+  }
+  await engine?.close();
+  await shared.close();
+  if (dockerd && dockerd.exitCode === null) {
+    const exited = new Promise((r) => dockerd?.once('exit', r));
+    dockerd.kill('SIGTERM');
+    const timer = setTimeout(() => dockerd?.kill('SIGKILL'), 30_000);
+    await exited;
+    clearTimeout(timer);
+  }
+  spawnSync('ip', ['netns', 'delete', NETNS]);
+  spawnSync('ip', ['link', 'delete', VETH]);
+  // dockerd unmounts its layers on a clean stop; anything left mounted under work would make rm fail.
+  const mounts = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1])
+    .filter((m) => m?.startsWith(work))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) spawnSync('umount', ['-l', m]);
+  rmSync(work, { recursive: true, force: true });
+  if (problems.length) throw new Error(problems.join('\n'));
+}, 120_000);
+
+test('a site deployed through a client bundle to a --tlsverify TCP engine: service and node label there, gone after destroy', async () => {
+  const outdir = join(work, 'synth');
+  const app = new App({ outdir, skipValidation: false });
+  const stack = new TerraformStack(app, 'tls');
+  const connection = SwarmConnection.clientBundle({ directory: bundle }); // host read from env.sh
+  expect(connection.host).toBe(DOCKER_HOST);
+  new DtrCacheSite(stack, 'Site', {
+    datacenter: 'tls',
+    upstreams: ['https://dtr.tls.test'],
+    host: CACHE_HOST,
+    nodes: [nodeId],
+    tls: {
+      certificate: SecretSource.fromFile(cacheCert.certificate),
+      key: SecretSource.fromFile(cacheCert.key),
+      dtrCa: SecretSource.fromFile(join(bundle, 'ca.pem')),
+    },
+    image: { reference: IMAGE },
+    connection,
+    port: CACHE_PORT,
+    // No IPVS on these machines: host-mode publishing, the external load balancer mode.
+    loadBalancer: LoadBalancer.external({ kind: 'haproxy', nodeAddresses: [NODE_IP] }),
+    workersOnly: false,
+  });
+  app.synth();
+  stackFile = join(outdir, 'stacks', 'tls', 'cdk.tf.json');
+  const synthesized = readFileSync(stackFile, 'utf8');
+  expect(synthesized).not.toContain('PRIVATE KEY');
+  for (const line of readFileSync(join(bundle, 'key.pem'), 'utf8')
+    .split('\n')
+    .filter((l) => l.length > 20 && !l.startsWith('-----'))) {
+    expect(synthesized).not.toContain(line);
+  }
+
+  // The engine the provider block describes: its host and its file() materials, evaluated as Terraform would.
+  const doc = readStack(stackFile);
+  expect(doc.dockerHost).toBe(DOCKER_HOST);
+  if (!doc.dockerHost || !doc.dockerTls) throw new Error('the provider block has no host or no ca/cert/key_material');
+  const ctx = { baseDir: dirname(stackFile), resolve: () => null };
+  const pem = (v: unknown, what: string) => String(evaluate(v, ctx, `provider.docker.${what}`));
+  expect(pem(doc.dockerTls.key, 'key_material')).toBe(readFileSync(join(bundle, 'key.pem'), 'utf8'));
+  engine = new Engine(undefined, {
+    host: doc.dockerHost,
+    ca: pem(doc.dockerTls.ca, 'ca_material'),
+    cert: pem(doc.dockerTls.cert, 'cert_material'),
+    key: pem(doc.dockerTls.key, 'key_material'),
+  });
+  const info = await engine.request<{ Swarm: { NodeID: string } }>('GET', '/info');
+  expect(info.Swarm.NodeID).toBe(nodeId);
+
+  const t0 = Date.now();
+  // No env override: the label local-execs run with the environment the connection synthesized (the bundle's).
+  const result = await apply(stackFile, {}, { engine, convergeTimeoutMs: 150_000 });
+  state = result.state;
+  console.log(`tls connection: applied ${Object.keys(result.actions).length} resources through ${DOCKER_HOST} in ${Date.now() - t0} ms`);
+
+  const service = await engine.request<{ Spec: { Name: string; EndpointSpec: { Ports: { PublishMode: string }[] } } }>(
+    'GET',
+    `/services/${SERVICE}`,
+  );
+  expect(service.Spec.Name).toBe(SERVICE);
+  expect(service.Spec.EndpointSpec.Ports[0].PublishMode).toBe('host');
+  expect((await serviceTasks(engine, SERVICE)).filter((t) => t.Status.State === 'running')).toHaveLength(1);
+  const node = await engine.request<{ Spec: { Labels: Record<string, string> } }>('GET', `/nodes/${nodeId}`);
+  expect(node.Spec.Labels['dtr.cache']).toBe('true');
+  // Deployed there, not on the shared engine behind the unix socket.
+  expect(await shared.find(`/services/${SERVICE}`)).toBeUndefined();
+  // The cache answers on the node's address over TLS, verified with the bundle's CA.
+  await waitFor('the cache /healthz over TLS', async () => (await healthz()) === 200, 30_000);
+
+  await destroy(state, { engine }, dirname(stackFile));
+  state = {};
+  expect(await engine.find(`/services/${SERVICE}`)).toBeUndefined();
+  const after = await engine.request<{ Spec: { Labels: Record<string, string> } }>('GET', `/nodes/${nodeId}`);
+  expect(after.Spec.Labels['dtr.cache']).toBeUndefined();
+  expect(existsSync(stackFile)).toBe(true);
+});
