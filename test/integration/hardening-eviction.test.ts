@@ -110,7 +110,8 @@ describe('hardening: eviction from last access, never under a reader', () => {
     expect(sha(readFileSync(file))).toBe(digests.large);
     expect(busyUntil - busySince).toBeGreaterThan(TTL_MS + 1000); // the sweeper had several chances to evict it
     expect(missingWhileRead).toBe(0);
-    expect(evictions()).not.toContain(key);
+    // (Not "never evicted during curl": the server's read ends, and frees the blob, while curl still drains the
+    // loopback socket buffers; from then on the expired blob may rightly go.)
     process.stdout.write(`slow reader: curl ${readMs} ms, server read busy ${busyUntil - busySince} ms, blob present throughout\n`);
     // Once nobody reads it and the TTL has passed since that read, it goes (bounded wait).
     const deadline = Date.now() + 4 * TTL_MS;
