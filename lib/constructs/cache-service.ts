@@ -57,6 +57,10 @@ export interface CacheServiceProps {
   readonly tls?: boolean;
   /** Resources the service waits for (node labels). @default none */
   readonly dependsOn?: ITerraformDependable[];
+  /** Overlay networks (IDs) the replicas join, e.g. the one a load-balancer service reaches them on. @default none */
+  readonly networks?: string[];
+  /** Publish `port` at all; false when only a load-balancer service on `networks` reaches the replicas. @default true */
+  readonly publish?: boolean;
 }
 
 const propsSchema = z.object({
@@ -137,6 +141,7 @@ export class CacheService extends Construct {
           },
           stopGracePeriod: '40s',
         },
+        networksAdvanced: props.networks?.map((name) => ({ name })),
         placement: { constraints, maxReplicas: 1 },
         restartPolicy: { condition: 'on-failure', delay: '5s', window: '120s' },
       },
@@ -144,8 +149,11 @@ export class CacheService extends Construct {
       rollbackConfig: { ...update, failureAction: 'pause' },
       endpointSpec: {
         // Host-mode publishing needs no virtual IP; dnsrr also works where IPVS is missing.
-        mode: this.publishMode === PublishMode.HOST ? 'dnsrr' : 'vip',
-        ports: [{ name: 'https', protocol: 'tcp', targetPort: containerPort, publishedPort: this.port, publishMode: this.publishMode }],
+        mode: this.publishMode === PublishMode.HOST || props.publish === false ? 'dnsrr' : 'vip',
+        ports:
+          props.publish === false
+            ? undefined
+            : [{ name: 'https', protocol: 'tcp', targetPort: containerPort, publishedPort: this.port, publishMode: this.publishMode }],
       },
     });
   }

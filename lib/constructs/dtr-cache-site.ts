@@ -16,6 +16,7 @@ import { CacheConfig, LogLevel } from './cache-config';
 import { CacheImage, CacheImageProps } from './cache-image';
 import { CacheService } from './cache-service';
 import { LoadBalancer } from './load-balancer';
+import { LoadBalancerService } from './load-balancer-service';
 import { DtrRegistration } from './dtr-registration';
 
 /** Registering the site's cache with DTR on deploy. */
@@ -126,6 +127,8 @@ export class DtrCacheSite extends Construct {
   public readonly service: CacheService;
   /** How provider and local-exec reach the swarm. */
   public readonly connection: SwarmConnection;
+  /** The load-balancer service, with LoadBalancer.service(). */
+  public readonly loadBalancerService: LoadBalancerService | undefined;
   /** The DTR registration, when requested. */
   public readonly registration: DtrRegistration | undefined;
 
@@ -171,6 +174,18 @@ export class DtrCacheSite extends Construct {
       namePrefix: prefix,
     });
     this.image = new CacheImage(this, 'Image', props.image);
+    const lbOptions = loadBalancer.serviceOptions;
+    this.loadBalancerService = lbOptions
+      ? new LoadBalancerService(this, 'LoadBalancer', {
+          ...lbOptions,
+          namePrefix: prefix,
+          cacheService: prefix,
+          host: props.host,
+          port,
+          containerPort: 443,
+          cacheReplicas: replicas,
+        })
+      : undefined;
     this.service = new CacheService(this, 'Service', {
       name: prefix,
       image: this.image.imageRef,
@@ -185,6 +200,9 @@ export class DtrCacheSite extends Construct {
       publishMode,
       nodeCount: props.nodes.length,
       dependsOn: [...this.nodes.labels],
+      // With a load-balancer service, replicas are reached on its overlay network only.
+      networks: this.loadBalancerService ? [this.loadBalancerService.network.id] : undefined,
+      publish: this.loadBalancerService === undefined,
     });
 
     const reg = props.registration;
@@ -222,7 +240,9 @@ export class DtrCacheSite extends Construct {
         description: 'site summary read by dtr-cache plan',
       },
     };
-    const lbConfig = loadBalancer.render(balanced);
+    const lbConfig = this.loadBalancerService
+      ? { kind: 'haproxy', fileName: 'haproxy.cfg (swarm config of the load-balancer service)', text: this.loadBalancerService.text }
+      : loadBalancer.render(balanced);
     if (lbConfig) {
       outputs.load_balancer_config = {
         value: lbConfig.text,

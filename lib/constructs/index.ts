@@ -10,6 +10,7 @@ export * from './cache-image';
 export * from './cache-service';
 export * from './load-balancer';
 export * from './load-balancer-config';
+export * from './load-balancer-service';
 export * from './dtr-cache-site';
 export * from './dtr-registration';
 export * from './test-certificates';

@@ -43,14 +43,53 @@ function hostPort(address: string, port: number): string {
  * (check-ssl on the check only; traffic itself passes through untouched).
  */
 export function renderHaproxyConfig(options: LoadBalancerConfigOptions): string {
+  const servers = options.backends.map((b, i) => `  server ${configName(`replica-${i + 1}-${b.address}`)} ${hostPort(b.address, b.port)}`);
+  return haproxyConfig(options, [], servers);
+}
+
+/** Options of HAProxy run as a swarm service next to the replicas, finding them through swarm DNS. */
+export interface SwarmHaproxyConfigOptions extends Omit<LoadBalancerConfigOptions, 'backends'> {
+  /** The cache service's name: `tasks.<service>` resolves to every replica on the shared overlay network. */
+  readonly service: string;
+  /** The port the replicas listen on inside their containers. */
+  readonly port: number;
+  /** Server slots HAProxy keeps for replicas (at least the replica count, with room for a rolling update). */
+  readonly slots: number;
+}
+
+/**
+ * haproxy.cfg for a load-balancer service on the replicas' overlay network: servers come and go with the tasks, found
+ * through the swarm's embedded DNS (127.0.0.11) by `server-template`; same checks and passthrough as the external one.
+ */
+export function renderHaproxySwarmConfig(options: SwarmHaproxyConfigOptions): string {
+  const resolvers = [
+    // Swarm's embedded DNS; short holds so a rescheduled replica is found within seconds.
+    'resolvers swarm',
+    '  nameserver dns 127.0.0.11:53',
+    '  resolve_retries 3',
+    '  timeout resolve 1s',
+    '  timeout retry 1s',
+    '  hold valid 5s',
+    '  hold nx 5s',
+    '  hold other 5s',
+    '',
+  ];
+  const servers = [
+    // init-addr none: HAProxy starts (all servers down) before any replica exists and picks them up as DNS answers.
+    `  server-template replica- ${options.slots} tasks.${options.service}:${options.port} resolvers swarm init-addr none`,
+  ];
+  return haproxyConfig(options, resolvers, servers);
+}
+
+function haproxyConfig(options: Omit<LoadBalancerConfigOptions, 'backends'>, sections: string[], servers: string[]): string {
   const name = configName(options.name);
   const path = options.healthPath ?? '/readyz';
-  const servers = options.backends.map((b, i) => `  server ${configName(`replica-${i + 1}-${b.address}`)} ${hostPort(b.address, b.port)}`);
   return [
     `# ${options.name}: TCP passthrough to the cache replicas; TLS ends at the caches.`,
     'global',
     '  maxconn 4096',
     '',
+    ...sections,
     'defaults',
     '  mode tcp',
     '  timeout connect 5s',

@@ -1,7 +1,7 @@
 /**
- * How clients reach a site's replicas: the swarm routing mesh, or an external load balancer (HAProxy or nginx) in
- * front of host-mode replicas, whose configuration the site renders. Both keep TLS end to end: the load balancer
- * passes TCP through, only the caches hold the certificate and key.
+ * How clients reach a site's replicas: the swarm routing mesh, an external load balancer (HAProxy or nginx) in front
+ * of host-mode replicas, whose configuration the site renders, or an HAProxy service the site deploys itself. All keep
+ * TLS end to end: the load balancer passes TCP through, only the caches hold the certificate and key.
  */
 import { PublishMode } from './cache-service';
 import { LoadBalancerBackend, renderHaproxyConfig, renderNginxStreamConfig } from './load-balancer-config';
@@ -25,6 +25,18 @@ export interface ExternalLoadBalancerOptions {
   readonly listen?: string;
 }
 
+/** Options of a load-balancer service the site deploys (LoadBalancerService). */
+export interface ServiceLoadBalancerOptions {
+  /** An HAProxy image with its registry host, e.g. registry.example.com/library/haproxy:2.8. */
+  readonly image: string;
+  /** Load balancer replicas. @default 1 */
+  readonly replicas?: number;
+  /** How its port is published: the routing mesh, or host mode on the nodes it runs on. @default PublishMode.INGRESS */
+  readonly publishMode?: PublishMode;
+  /** Where the image reads haproxy.cfg. @default "/usr/local/etc/haproxy/haproxy.cfg" */
+  readonly configPath?: string;
+}
+
 /** What a site tells its load balancer about itself. */
 export interface LoadBalancedSite {
   /** Name of the frontend/upstream, e.g. dtr-cache-asia. */
@@ -45,12 +57,12 @@ export interface RenderedLoadBalancerConfig {
   readonly text: string;
 }
 
-export type LoadBalancerMode = 'routing-mesh' | 'external';
+export type LoadBalancerMode = 'routing-mesh' | 'external' | 'service';
 
 export class LoadBalancer {
   /** The swarm routing mesh: every node answers on the published port (default). */
   public static routingMesh(): LoadBalancer {
-    return new LoadBalancer('routing-mesh', undefined);
+    return new LoadBalancer('routing-mesh', undefined, undefined);
   }
 
   /**
@@ -58,22 +70,47 @@ export class LoadBalancer {
    * HAProxy or nginx stream configuration (output `<id>_load_balancer_config`).
    */
   public static external(options: ExternalLoadBalancerOptions): LoadBalancer {
-    return new LoadBalancer('external', options);
+    return new LoadBalancer('external', options, undefined);
+  }
+
+  /**
+   * An HAProxy service deployed by the site from `image`, on an overlay network shared with the replicas, which then
+   * publish nothing; its haproxy.cfg is a swarm config (and output `<id>_load_balancer_config`).
+   */
+  public static service(options: ServiceLoadBalancerOptions): LoadBalancer {
+    return new LoadBalancer('service', undefined, options);
   }
 
   private constructor(
     /** Which mode. */
     public readonly mode: LoadBalancerMode,
     private readonly external: ExternalLoadBalancerOptions | undefined,
+    /** The load-balancer service's options, in mode service. */
+    public readonly serviceOptions: ServiceLoadBalancerOptions | undefined,
   ) {}
 
-  /** How the cache service publishes its port in this mode. */
+  /** How the site's port is published: by the cache service, or in mode service by the load balancer's. */
   public get publishMode(): PublishMode {
+    if (this.serviceOptions) return this.serviceOptions.publishMode ?? PublishMode.INGRESS;
     return this.mode === 'routing-mesh' ? PublishMode.INGRESS : PublishMode.HOST;
   }
 
   /** Problems with these options for `site`, as validation messages naming the field and the fix. */
   public problems(site: LoadBalancedSite): string[] {
+    const svc = this.serviceOptions;
+    if (svc) {
+      const problems: string[] = [];
+      // Without a registry host the engine would ask Docker Hub, which a datacenter's swarm may not reach.
+      if (!/^[^/]*[.:][^/]*\/|^localhost\//.test(svc.image)) {
+        problems.push(
+          `DtrCacheSite: loadBalancer.image: "${svc.image}" has no registry host; name it in full, e.g. registry.example.com/library/haproxy:2.8`,
+        );
+      }
+      if (svc.replicas !== undefined && (!Number.isInteger(svc.replicas) || svc.replicas < 1)) {
+        problems.push('DtrCacheSite: loadBalancer.replicas: must be a whole number of at least 1');
+      }
+      return problems;
+    }
     const ext = this.external;
     if (!ext) return [];
     const problems: string[] = [];
@@ -111,6 +148,7 @@ export class LoadBalancer {
 
   /** One line for summaries. */
   public describe(): string {
+    if (this.serviceOptions) return `haproxy service ${this.serviceOptions.image}`;
     return this.external ? `external ${this.external.kind} (host-mode publishing)` : 'routing mesh';
   }
 }

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LoadBalancerConfigOptions, renderHaproxyConfig, renderNginxStreamConfig } from '../../../lib/constructs';
+import { LoadBalancerConfigOptions, renderHaproxyConfig, renderHaproxySwarmConfig, renderNginxStreamConfig } from '../../../lib/constructs';
 import { requireTool } from '../../support/tools';
 
 const TWO_NODES: LoadBalancerConfigOptions = {
@@ -84,6 +84,56 @@ describe('load balancer configuration renderers', () => {
     );
   });
 
+  const SWARM = {
+    name: 'dtr-cache-asia',
+    host: 'cache.asia.example.com',
+    listen: '*:8443',
+    service: 'dtr-cache-asia',
+    port: 443,
+    slots: 4,
+  };
+
+  it('HAProxy as a swarm service: replicas found as tasks.<service> through swarm DNS, same checks', () => {
+    const text = renderHaproxySwarmConfig(SWARM);
+    expect(text).toBe(
+      [
+        '# dtr-cache-asia: TCP passthrough to the cache replicas; TLS ends at the caches.',
+        'global',
+        '  maxconn 4096',
+        '',
+        'resolvers swarm',
+        '  nameserver dns 127.0.0.11:53',
+        '  resolve_retries 3',
+        '  timeout resolve 1s',
+        '  timeout retry 1s',
+        '  hold valid 5s',
+        '  hold nx 5s',
+        '  hold other 5s',
+        '',
+        'defaults',
+        '  mode tcp',
+        '  timeout connect 5s',
+        '  timeout client 10m',
+        '  timeout server 10m',
+        '',
+        'frontend dtr-cache-asia',
+        '  bind *:8443',
+        '  default_backend dtr-cache-asia-replicas',
+        '',
+        'backend dtr-cache-asia-replicas',
+        '  balance leastconn',
+        '  option httpchk',
+        '  http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host cache.asia.example.com',
+        '  http-check expect status 200',
+        '  default-server check check-ssl check-sni cache.asia.example.com verify none inter 2s fall 2 rise 2',
+        '  option redispatch',
+        '  retries 2',
+        '  server-template replica- 4 tasks.dtr-cache-asia:443 resolvers swarm init-addr none',
+        '',
+      ].join('\n'),
+    );
+  });
+
   it('IPv6 node addresses are bracketed, odd node names made safe as server names', () => {
     const text = renderHaproxyConfig({ ...TWO_NODES, backends: [{ address: 'fd00::11', port: 443 }] });
     expect(text).toContain('  server replica-1-fd00__11 [fd00::11]:443\n');
@@ -94,6 +144,15 @@ describe('load balancer configuration renderers', () => {
     const haproxy = requireTool('haproxy');
     const file = join(dir, 'haproxy.cfg');
     writeFileSync(file, renderHaproxyConfig(TWO_NODES));
+    const run = spawnSync(haproxy, ['-c', '-f', file], { encoding: 'utf8', timeout: 30_000 });
+    expect(`${run.stdout}${run.stderr}`).toContain('Configuration file is valid');
+    expect(run.status).toBe(0);
+  });
+
+  it('haproxy -c accepts the swarm service configuration', () => {
+    const haproxy = requireTool('haproxy');
+    const file = join(dir, 'haproxy-swarm.cfg');
+    writeFileSync(file, renderHaproxySwarmConfig(SWARM));
     const run = spawnSync(haproxy, ['-c', '-f', file], { encoding: 'utf8', timeout: 30_000 });
     expect(`${run.stdout}${run.stderr}`).toContain('Configuration file is valid');
     expect(run.status).toBe(0);

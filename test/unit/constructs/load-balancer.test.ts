@@ -58,6 +58,7 @@ describe('DtrCacheSite: connection kinds × load balancer modes', () => {
     'routing mesh (default)': () => undefined,
     'external haproxy': () => LoadBalancer.external({ kind: 'haproxy', nodeAddresses: ['10.0.0.11', '10.0.0.12'] }),
     'external nginx': () => LoadBalancer.external({ kind: 'nginx', listen: '10.0.0.5:443' }),
+    'haproxy service': () => LoadBalancer.service({ image: 'registry.example.com/library/haproxy:2.8' }),
   };
 
   for (const [connectionName, connection] of Object.entries(connections)) {
@@ -93,15 +94,42 @@ describe('DtrCacheSite: connection kinds × load balancer modes', () => {
         if (conn.kind === 'client-bundle') expect(execs[0].environment).toMatchObject({ DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: bundle });
 
         // Publishing and outputs per mode.
-        const service = onlyResource(json, 'docker_service');
         const lbConfig = json.output.asia_load_balancer_config;
-        if (modeName.startsWith('routing')) {
+        if (modeName === 'haproxy service') {
+          const [cache, lb] = ['dtr-cache-asia', 'dtr-cache-asia-lb'].map(
+            (n) => resourcesOf(json, 'docker_service').find((r) => r.name === n) as TfJson,
+          );
+          const network = onlyResource(json, 'docker_network');
+          expect(network).toMatchObject({ name: 'dtr-cache-asia-lb', driver: 'overlay' });
+          // The replicas publish nothing: they are reached on the shared overlay network only.
+          expect(cache.endpoint_spec).toEqual({ mode: 'dnsrr' });
+          expect(cache.task_spec.networks_advanced).toEqual([
+            { name: `\${docker_network.${Object.keys(json.resource.docker_network)[0]}.id}` },
+          ]);
+          expect(lb.task_spec.networks_advanced).toEqual(cache.task_spec.networks_advanced);
+          expect(lb.task_spec.container_spec.image).toBe('registry.example.com/library/haproxy:2.8');
+          expect(lb.endpoint_spec).toEqual({
+            mode: 'vip',
+            ports: [{ name: 'https', protocol: 'tcp', target_port: 8443, published_port: 8443, publish_mode: 'ingress' }],
+          });
+          const config = resourcesOf(json, 'docker_config').find((c) => /^dtr-cache-asia-haproxy-/.test(c.name));
+          expect(lb.task_spec.container_spec.configs[0]).toMatchObject({
+            config_name: config?.name,
+            file_name: '/usr/local/etc/haproxy/haproxy.cfg',
+          });
+          const text = Buffer.from(String(config?.data), 'base64').toString('utf8');
+          expect(text).toBe(lbConfig.value);
+          expect(text).toContain('  server-template replica- 4 tasks.dtr-cache-asia:443 resolvers swarm init-addr none\n');
+          expect(JSON.parse(json.output.asia_summary.value).publishMode).toBe('ingress');
+        } else if (modeName.startsWith('routing')) {
+          const service = onlyResource(json, 'docker_service');
           expect(service.endpoint_spec).toEqual({
             mode: 'vip',
             ports: [{ name: 'https', protocol: 'tcp', target_port: 443, published_port: 8443, publish_mode: 'ingress' }],
           });
           expect(lbConfig).toBeUndefined();
         } else {
+          const service = onlyResource(json, 'docker_service');
           expect(service.endpoint_spec).toEqual({
             mode: 'dnsrr',
             ports: [{ name: 'https', protocol: 'tcp', target_port: 443, published_port: 8443, publish_mode: 'host' }],
@@ -129,6 +157,15 @@ describe('DtrCacheSite: connection kinds × load balancer modes', () => {
       });
     }
   }
+
+  it('service mode: the image needs a registry host', () => {
+    const stack = newStack('dtr-cache-asia', false);
+    new DtrCacheSite(stack, 'asia', { ...props, loadBalancer: LoadBalancer.service({ image: 'haproxy:2.8', replicas: 0 }) });
+    expect(validationErrors(stack)).toEqual([
+      'DtrCacheSite: loadBalancer.image: "haproxy:2.8" has no registry host; name it in full, e.g. registry.example.com/library/haproxy:2.8',
+      'DtrCacheSite: loadBalancer.replicas: must be a whole number of at least 1',
+    ]);
+  });
 
   it('external mode: node addresses must match the nodes, listen must be address:port', () => {
     const stack = newStack('dtr-cache-asia', false);
