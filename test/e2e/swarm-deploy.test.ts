@@ -5,7 +5,7 @@
  * the Engine API, then pull through the deployed cache with docker and skopeo, check that a client without a
  * token is refused, rotate the certificate and watch a pulling client during the rolling update, and destroy.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
@@ -60,9 +60,37 @@ function docker(args: string[], env: NodeJS.ProcessEnv = DOCKER_ENV, input?: str
   return run.stdout.trim();
 }
 
-function skopeo(args: string[]): { status: number | null; out: string } {
-  const run = spawnSync(requireTool('skopeo'), args, { encoding: 'utf8', timeout: 120_000 });
-  return { status: run.status, out: `${run.stdout}${run.stderr}` };
+/** Runs skopeo without blocking the event loop: the token issuer it talks to lives in this process. */
+function skopeo(args: string[]): Promise<{ status: number | null; out: string }> {
+  return new Promise((done) => {
+    const child = spawn(requireTool('skopeo'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      done({ status, out });
+    });
+  });
+}
+
+/** docker CLI, asynchronously (login and pull fetch tokens from the in-process issuer). */
+function dockerAsync(args: string[], env: NodeJS.ProcessEnv, input?: string): Promise<string> {
+  return new Promise((done, fail) => {
+    const child = spawn(requireTool('docker'), args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.stdin.end(input ?? '');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      if (status === 0) done(out.trim());
+      else fail(new Error(`docker ${args.join(' ')} failed (${status}): ${err}${out}`));
+    });
+  });
 }
 
 async function timed<T>(name: string, step: () => Promise<T> | T): Promise<T> {
@@ -266,7 +294,7 @@ describe('the synthesized site on a real swarm', () => {
   });
 
   it('serves docker pull and skopeo copy over TLS with a token, with the upstream digests', async () => {
-    const upstreamDigest = skopeo([
+    const upstreamDigest = await skopeo([
       'inspect',
       '--format',
       '{{.Digest}}',
@@ -299,8 +327,8 @@ describe('the synthesized site on a real swarm', () => {
     const dockerConfig = join(work, 'docker-config');
     mkdirSync(dockerConfig, { recursive: true });
     const clientEnv = { ...DOCKER_ENV, DOCKER_CONFIG: dockerConfig };
-    docker(['login', '-u', USER, '--password-stdin', `localhost:${cachePort}`], clientEnv, PASSWORD);
-    await timed('docker pull', () => docker(['pull', '-q', `localhost:${cachePort}/${REPO}:${TAG}`], clientEnv));
+    await dockerAsync(['login', '-u', USER, '--password-stdin', `localhost:${cachePort}`], clientEnv, PASSWORD);
+    await timed('docker pull', () => dockerAsync(['pull', '-q', `localhost:${cachePort}/${REPO}:${TAG}`], clientEnv));
     const repoDigests = JSON.parse(
       docker(['image', 'inspect', '-f', '{{json .RepoDigests}}', `localhost:${cachePort}/${REPO}:${TAG}`]),
     ) as string[];
@@ -313,7 +341,7 @@ describe('the synthesized site on a real swarm', () => {
     expect(anonymous.challenge).toContain(issuer!.realm);
     const withToken = await pullManifest(cachePort, bearer());
     expect(withToken).toMatchObject({ status: 200, digest: image.digest });
-    const noCreds = skopeo(['inspect', '--cert-dir', clientCerts, '--no-creds', `docker://localhost:${cachePort}/${REPO}:${TAG}`]);
+    const noCreds = await skopeo(['inspect', '--cert-dir', clientCerts, '--no-creds', `docker://localhost:${cachePort}/${REPO}:${TAG}`]);
     expect(noCreds.status).not.toBe(0);
     expect(noCreds.out).toMatch(/unauthorized|401|authentication required/i);
   });

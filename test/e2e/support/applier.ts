@@ -178,7 +178,7 @@ export async function apply(stackFile: string, previous: ApplierState, options: 
   const state: ApplierState = {};
   const actions: Record<string, string> = {};
   const retired: [string, StateEntry][] = [];
-  const touchedServices: { name: string; id: string; translation: ServiceTranslation }[] = [];
+  const touchedServices: { name: string; id: string; translation: ServiceTranslation; updated: boolean }[] = [];
   let order = Math.max(0, ...Object.values(previous).map((e) => e.order)) + 1;
 
   for (const r of stack.resources) {
@@ -257,7 +257,7 @@ export async function apply(stackFile: string, previous: ApplierState, options: 
         } else {
           id = (await options.engine.request<{ ID: string }>('POST', '/services/create', translation.spec, headers)).ID;
         }
-        touchedServices.push({ name: String(translation.spec.Name), id, translation });
+        touchedServices.push({ name: String(translation.spec.Name), id, translation, updated: Boolean(existing && !unchanged) });
         break;
       }
       case 'terraform_data':
@@ -284,7 +284,8 @@ export async function apply(stackFile: string, previous: ApplierState, options: 
     log(`${r.address}: ${actions[r.address]}`);
   }
 
-  for (const s of touchedServices) await waitConverged(options.engine, s.name, s.translation, options.convergeTimeoutMs ?? 120_000);
+  for (const s of touchedServices)
+    await waitConverged(options.engine, s.name, s.translation, options.convergeTimeoutMs ?? 180_000, s.updated);
 
   const gone = Object.entries(previous).filter(([address]) => !state[address]);
   for (const [address, entry] of [...retired, ...gone].sort((a, b) => b[1].order - a[1].order)) {
@@ -460,7 +461,13 @@ interface ServiceInspect {
 }
 
 /** Waits until the service's update (if any) completed and each desired task runs with a passing health check. */
-async function waitConverged(engine: Engine, name: string, translation: ServiceTranslation, defaultTimeoutMs: number): Promise<void> {
+async function waitConverged(
+  engine: Engine,
+  name: string,
+  translation: ServiceTranslation,
+  defaultTimeoutMs: number,
+  updated: boolean,
+): Promise<void> {
   const timeoutMs = translation.converge?.timeoutMs ?? defaultTimeoutMs;
   const deadline = Date.now() + timeoutMs;
   let last = '';
@@ -482,7 +489,13 @@ async function waitConverged(engine: Engine, name: string, translation: ServiceT
     );
     last = `update ${update ?? 'none'}, tasks [${health.join(', ')}]${failed.length ? `, failed: ${failed.map((t) => t.Status.Err ?? t.Status.Message).join('; ')}` : ''}`;
     const ready = health.every((h) => h === 'healthy' || h === 'running (no healthcheck)');
-    if (ready && (replicas === undefined || tasks.length === replicas) && (update === undefined || update === 'completed')) return;
+    // After an update the engine reports UpdateStatus only once it starts rolling: wait for it to say completed.
+    if (
+      ready &&
+      (replicas === undefined || tasks.length === replicas) &&
+      (updated ? update === 'completed' : update === undefined || update === 'completed')
+    )
+      return;
     await new Promise((r) => setTimeout(r, 500));
   }
   throw new Error(`service ${name} did not converge in ${timeoutMs} ms: ${last}`);
