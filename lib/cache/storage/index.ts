@@ -20,7 +20,9 @@ export async function createStorage(selection: StorageSelection): Promise<Storag
       return (await import('./oss')).createOssDriver(selection.options);
     case 'swift':
       return (await import('./swift')).createSwiftDriver(selection.options);
+    case 'gcs':
+      return (await import('./gcs')).createGcsDriver(selection.options);
     default:
-      throw new Error(`storage.${selection.kind}: this driver is not built yet; use filesystem, s3, azure, oss or swift`);
+      throw new Error(`storage.${(selection as StorageSelection).kind}: unknown driver; use filesystem, s3, azure, gcs, oss or swift`);
   }
 }
