@@ -78,6 +78,8 @@ export interface DtrCacheSiteProps {
   readonly loadBalancer?: LoadBalancer;
   /** Run replicas only on worker nodes. @default true */
   readonly workersOnly?: boolean;
+  /** The node label key set to "true" on the nodes; sites sharing a swarm's nodes need their own. @default "dtr.cache" */
+  readonly nodeLabel?: string;
   /** Remove content not pulled for this long (Go duration, e.g. "24h"). @default none: kept until evicted by size */
   readonly blobTtl?: string;
   /** log.level of the server. @default LogLevel.INFO */
@@ -149,7 +151,7 @@ export class DtrCacheSite extends Construct {
     this.node.addValidation(check(() => loadBalancer.problems(balanced)));
 
     if (props.createProvider ?? true) new DockerProvider(this, 'Provider', this.connection.providerConfig());
-    this.nodes = new CacheNodes(this, 'Nodes', { nodes: props.nodes, connection: this.connection });
+    this.nodes = new CacheNodes(this, 'Nodes', { nodes: props.nodes, connection: this.connection, labelKey: props.nodeLabel });
     this.storage = new SharedStorage(this, 'Storage', { backend, namePrefix: prefix });
     const testOnly = props.tls.testOnly ?? false;
     this.tls = new CacheTls(this, 'Tls', {
