@@ -13,6 +13,7 @@ import type { GcsOptions } from '../../lib/config';
 import { createStorage } from '../../lib/cache/storage';
 import { GcsJsonApiServer } from '../fixtures/gcs-json-api';
 import { describeConformance } from '../support/storage-conformance';
+import { waitFor } from '../support/tools';
 
 const BUCKET = 'dtr-cache';
 const CLIENT_EMAIL = 'dtr-cache-test@dtr-cache-test.iam.gserviceaccount.com';
@@ -62,7 +63,7 @@ describeConformance('gcs (JSON API v1 fixture)', async () => {
     leftovers: async () => api.names('cache/_uploads/').length,
     partsOf: async (key) => api.object(`cache/${key}`)?.uploadRequests ?? 0,
     teardown: async () => {
-      console.log(`gcs fixture: ${JSON.stringify(api.stats)}, ${api.openSessions()} sessions never finalized (aborted midway)`);
+      console.log(`gcs fixture: ${JSON.stringify(api.stats)}, ${api.openSessions()} sessions left open`);
       await api.stop();
       await fs.rm(dir, { recursive: true, force: true });
     },
@@ -96,6 +97,21 @@ describe('gcs driver against the fixture: protocol and auth', () => {
     await driver.close?.();
   });
 
+  test('a write aborted midway cancels its resumable session (DELETE, 499): no session nor temp object is left', async () => {
+    const driver = await createStorage({ kind: 'gcs', options });
+    const before = { ...api.stats };
+    const w = await driver.write('aborted/blob');
+    await new Promise<void>((resolve, reject) => w.stream.write(Buffer.alloc(CHUNK + 1000, 1), (err) => (err ? reject(err) : resolve())));
+    await waitFor('the first chunk at the fixture', async () => api.stats.incompleteChunks > before.incompleteChunks);
+    await w.abort();
+    expect(api.stats.resumableSessions - before.resumableSessions).toBe(1);
+    expect(api.stats.cancelledSessions - before.cancelledSessions).toBe(1);
+    expect(api.openSessions()).toBe(0);
+    expect(api.names('cache/')).not.toContain('cache/aborted/blob');
+    expect(api.names('cache/_uploads/')).toEqual([]);
+    await driver.close?.();
+  });
+
   test('touch is a metadata PATCH read back as lastAccess; the object bytes are not rewritten', async () => {
     const driver = await createStorage({ kind: 'gcs', options });
     const w = await driver.write('touch/blob');
@@ -121,4 +137,8 @@ describe('gcs driver against the fixture: protocol and auth', () => {
   });
 });
 
-afterAll(() => expect(fixture?.stats.rejectedAuth ?? 0).toBe(0));
+// The conformance run was authorized throughout, and its aborted writes cancelled their resumable sessions.
+afterAll(() => {
+  expect(fixture?.stats.rejectedAuth ?? 0).toBe(0);
+  expect(fixture?.openSessions() ?? 0).toBe(0);
+});

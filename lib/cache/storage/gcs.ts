@@ -79,11 +79,13 @@ export class GcsBucket implements Bucket {
 
   async upload(name: string): Promise<BucketUpload> {
     const temp = this.bucket.file(gcsTempName(this.root, randomUUID()));
+    let session: string | undefined;
     const stream = new DeferredStream(async () => {
       // The session is opened here rather than by createWriteStream: @google-cloud/storage 7.22 drops
       // `useAuthWithCustomEndpoint` on that path and would open it unauthenticated on a custom `endpoint`.
       // Requests to the session URI need no credentials (the URI is the capability, per the GCS docs).
       const [uri] = await temp.createResumableUpload({ metadata: { contentType: 'application/octet-stream' } });
+      session = uri;
       return temp.createWriteStream({
         uri,
         offset: 0,
@@ -99,7 +101,11 @@ export class GcsBucket implements Bucket {
         await temp.copy(this.bucket.file(name));
         await this.remove(temp.name);
       },
-      abort: async () => this.remove(temp.name),
+      abort: async () => {
+        await stream.opening(); // an abort right after the first byte must still find the session
+        if (session) await cancelSession(session);
+        await this.remove(temp.name);
+      },
     };
   }
 
@@ -157,6 +163,11 @@ class DeferredStream extends Writable {
     return this.target !== undefined;
   }
 
+  /** Settles once an upload begun at the first byte has its session (or failed to get one). */
+  async opening(): Promise<void> {
+    await this.target?.catch(() => undefined);
+  }
+
   private start(): Promise<Writable> {
     this.target ??= this.open().then((t) => {
       t.on('error', (err) => this.destroy(err));
@@ -203,6 +214,16 @@ function toRaw(name: string, m: ObjectResource): RawObject {
     modified: new Date(m.timeCreated ?? m.updated ?? 0),
     accessed: accessed && !Number.isNaN(accessed.getTime()) ? accessed : undefined,
   };
+}
+
+/**
+ * Cancels a resumable session (DELETE on its URI, answered 499), so a write aborted midway leaves no session
+ * holding its bytes until GCS expires it a week later. Best effort: a finalized session answers 404 or 410.
+ */
+async function cancelSession(uri: string): Promise<void> {
+  await fetch(uri, { method: 'DELETE', headers: { 'Content-Length': '0' }, signal: AbortSignal.timeout(10_000) })
+    .then((r) => r.body?.cancel())
+    .catch(() => undefined);
 }
 
 function isNotFound(err: unknown): boolean {
