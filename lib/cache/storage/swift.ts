@@ -234,12 +234,6 @@ export function objectStoreEndpoint(body: KeystoneToken, region: string | undefi
   return endpoint?.url.replace(/\/$/, '');
 }
 
-/** Swift's `1795692920.01700` (seconds, 5 decimals) to a Date, truncated to the ms like a listing's time. */
-function fromTimestamp(value: string): Date {
-  const [seconds, fraction = ''] = value.split('.');
-  return new Date(Number(seconds) * 1000 + Number(fraction.padEnd(3, '0').slice(0, 3)));
-}
-
 function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
   const v = headers[name];
   return Array.isArray(v) ? v[0] : v;
