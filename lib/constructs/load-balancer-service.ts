@@ -84,6 +84,9 @@ export class LoadBalancerService extends Construct {
               fileMode: 0o444,
             },
           ],
+          // HAProxy's soft stop: stop accepting, let pulls in flight finish, then exit (as the caches drain on SIGTERM).
+          stopSignal: 'SIGUSR1',
+          stopGracePeriod: '40s',
         },
         networksAdvanced: [{ name: this.network.id }],
         // Host-mode load balancers on one port cannot share a node.

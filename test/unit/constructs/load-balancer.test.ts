@@ -108,6 +108,7 @@ describe('DtrCacheSite: connection kinds × load balancer modes', () => {
           ]);
           expect(lb.task_spec.networks_advanced).toEqual(cache.task_spec.networks_advanced);
           expect(lb.task_spec.container_spec.image).toBe('registry.example.com/library/haproxy:2.8');
+          expect(lb.task_spec.container_spec).toMatchObject({ stop_signal: 'SIGUSR1', stop_grace_period: '40s' });
           expect(lb.endpoint_spec).toEqual({
             mode: 'vip',
             ports: [{ name: 'https', protocol: 'tcp', target_port: 8443, published_port: 8443, publish_mode: 'ingress' }],
