@@ -145,10 +145,4 @@ export class LoadBalancer {
       ? { kind: 'nginx', fileName: 'dtr-cache-stream.conf', text: renderNginxStreamConfig(options) }
       : { kind: 'haproxy', fileName: 'haproxy.cfg', text: renderHaproxyConfig(options) };
   }
-
-  /** One line for summaries. */
-  public describe(): string {
-    if (this.serviceOptions) return `haproxy service ${this.serviceOptions.image}`;
-    return this.external ? `external ${this.external.kind} (host-mode publishing)` : 'routing mesh';
-  }
 }
