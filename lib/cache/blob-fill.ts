@@ -17,7 +17,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, type Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { BusyKeys } from './busy';
 import type { CacheEvents } from './events';
 import type { Logger } from './log';
@@ -40,7 +41,9 @@ export interface FillContext {
   readonly events?: CacheEvents;
 }
 
-const READ_CHUNK = 256 * 1024;
+const READ_CHUNK = 1024 * 1024;
+/** Upstream bytes read ahead of the spool and storage writes, at most. */
+const SINK_BUFFER = 4 * 1024 * 1024;
 
 /** The in-flight fills, by digest: concurrent misses of one blob join one fill. */
 export class FillRegistry {
@@ -108,6 +111,11 @@ type FillState = 'filling' | 'verified' | 'failed';
 export class BlobFill {
   private state: FillState = 'filling';
   private written = 0;
+  /**
+   * The bytes of the last spool write and where they start. Readers that keep up with the fill (the usual case)
+   * copy from here instead of reading the spool back from disk; readers further behind read the spool.
+   */
+  private tail?: { readonly offset: number; readonly bytes: Buffer };
   private failure?: string;
   private readers = 0;
   private finished = false;
@@ -153,8 +161,9 @@ export class BlobFill {
           return undefined;
         });
         pending?.stream.on('error', () => undefined); // surfaced by writeTo/commit
-        for await (const chunk of body as AsyncIterable<Buffer>) {
-          if (signal.aborted) throw new Error(`fill stopped: ${(signal.reason as Error)?.message ?? 'filltimeout reached'}`);
+        // Chunks that arrive while a write is in progress are handed over together (writev), so the disk sees a
+        // few large writes instead of one per network chunk; SINK_BUFFER bounds what is read ahead of the disk.
+        const append = async (chunk: Buffer): Promise<void> => {
           if (this.size !== undefined && this.written + chunk.length > this.size) {
             throw new Error(`upstream sent more than its Content-Length of ${this.size} bytes`);
           }
@@ -167,6 +176,7 @@ export class BlobFill {
               )
             : undefined;
           await this.spool.write(chunk, 0, chunk.length, this.written);
+          this.tail = { offset: this.written, bytes: chunk };
           this.written += chunk.length;
           this.wake();
           const storeError = await stored;
@@ -175,7 +185,16 @@ export class BlobFill {
             await pending.abort().catch(() => undefined);
             pending = undefined;
           }
-        }
+        };
+        const sink = new Writable({
+          highWaterMark: SINK_BUFFER,
+          writev(chunks, callback) {
+            append(chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk))).then(() => callback(), callback);
+          },
+        });
+        await pipeline(body, sink, { signal }).catch((err: Error) => {
+          throw signal.aborted ? new Error(`fill stopped: ${(signal.reason as Error)?.message ?? 'filltimeout reached'}`) : err;
+        });
         if (this.size !== undefined && this.written !== this.size) {
           throw new Error(`upstream body ended after ${this.written} of ${this.size} bytes`);
         }
@@ -216,24 +235,34 @@ export class BlobFill {
     this.readers++;
     let position = range?.start ?? 0;
     const endExclusive = range ? range.end + 1 : (this.size ?? Infinity);
+    // One pump at a time per reader. A read() that arrives while the pump runs (a push can call read() back
+    // synchronously) is remembered and served when the pump returns; dropping it would stall the reader.
     let busy = false;
+    let wanted = false;
     const fill = this;
+    const pump = (): void => {
+      busy = true;
+      wanted = false;
+      fill
+        .pump(
+          stream,
+          () => position,
+          (n) => (position += n),
+          endExclusive,
+        )
+        .then(
+          () => {
+            busy = false;
+            if (wanted && !stream.destroyed) pump();
+          },
+          (err) => stream.destroy(err as Error),
+        );
+    };
     const stream = new Readable({
       highWaterMark: READ_CHUNK,
       read() {
-        if (busy) return;
-        busy = true;
-        fill
-          .pump(
-            stream,
-            () => position,
-            (n) => (position += n),
-            endExclusive,
-          )
-          .then(
-            () => (busy = false),
-            (err) => stream.destroy(err as Error),
-          );
+        if (busy) wanted = true;
+        else pump();
       },
       destroy(err, callback) {
         fill.readers--;
@@ -261,15 +290,28 @@ export class BlobFill {
       const available = verified ? end : Math.min(this.written, endExclusive - 1);
       if (available > position()) {
         const length = Math.min(available - position(), READ_CHUNK);
-        const buffer = Buffer.allocUnsafe(length);
-        const { bytesRead } = await this.spool.read(buffer, 0, length, position());
+        const chunk = this.fromTail(position(), length) ?? (await this.fromSpool(position(), length));
         if (stream.destroyed) return;
-        advance(bytesRead);
-        if (!stream.push(buffer.subarray(0, bytesRead))) return;
+        advance(chunk.length);
+        if (!stream.push(chunk)) return;
         continue;
       }
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
+  }
+
+  /** A copy (so no reader pins the fill's buffer) of up to `length` bytes at `position`, if the tail holds them. */
+  private fromTail(position: number, length: number): Buffer | undefined {
+    const tail = this.tail;
+    if (!tail || position < tail.offset || position >= tail.offset + tail.bytes.length) return undefined;
+    const start = position - tail.offset;
+    return Buffer.from(tail.bytes.subarray(start, start + Math.min(length, tail.bytes.length - start)));
+  }
+
+  private async fromSpool(position: number, length: number): Promise<Buffer> {
+    const buffer = Buffer.allocUnsafe(length);
+    const { bytesRead } = await this.spool.read(buffer, 0, length, position);
+    return buffer.subarray(0, bytesRead);
   }
 
   private wake(): void {
