@@ -51,9 +51,11 @@ export interface LoadBalancedSite {
 
 /** A rendered load balancer configuration, with the file name it is usually installed under. */
 export interface RenderedLoadBalancerConfig {
+  /** Which load balancer the text configures. */
   readonly kind: ExternalLoadBalancerKind;
   /** haproxy.cfg, or dtr-cache-stream.conf for nginx (included at the top level of nginx.conf). */
   readonly fileName: string;
+  /** The configuration file's content. */
   readonly text: string;
 }
 

@@ -147,7 +147,7 @@ export function describeConformance(name: string, setup: () => Promise<Conforman
       const expected = await digestOf(generated(LARGE, seed));
       const before = liveBytes();
       let peak = before;
-      const sampler = setInterval(() => (peak = Math.max(peak, liveBytes())), 50);
+      const sampler = setInterval(() => (peak = Math.max(peak, liveBytes())), 250);
       const started = Date.now();
       try {
         const w = await driver.write(key('large/blob'), LARGE);
