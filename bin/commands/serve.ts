@@ -1,6 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../../lib/config';
+import { readConfigFile } from './config-file';
 import { Command, UsageError } from './registry';
 
 export const command: Command = {
@@ -22,20 +21,13 @@ Options:
     });
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}; pass the file with --config`);
     const file = values.config ?? '/config.yml';
-    const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
-      throw new UsageError(`cannot read ${file}: ${err.code ?? err.message}`);
-    });
-    const result = loadConfig(text, process.env, file);
-    if (!result.ok) {
-      for (const line of result.errors) process.stderr.write(`${line}\n`);
-      return 2;
-    }
-    for (const line of result.warnings) process.stderr.write(`warning: ${line}\n`);
+    const config = await readConfigFile(file);
+    if (!config) return 2;
     // Loaded here, not at the top, so `dtr-cache serve --help` does not load the server.
     const { createCacheServer } = await import('../../lib/cache/server');
     let server;
     try {
-      server = await createCacheServer(result.config);
+      server = await createCacheServer(config);
     } catch (err) {
       process.stderr.write(`dtr-cache serve: ${(err as Error).message}\n`);
       return 1;
@@ -45,14 +37,12 @@ Options:
     const { drainOnSignals } = await import('../../lib/cache/drain');
     const running = server;
     const exited = new Promise<number>((resolve) => {
-      const remove = drainOnSignals(running, result.config.http.draintimeout, (code) => {
+      const remove = drainOnSignals(running, config.http.draintimeout, (code) => {
         remove();
         resolve(code);
       });
     });
-    process.stderr.write(
-      `dtr-cache: serving ${server.url} (upstreams ${result.config.middleware.registry[0].options.upstreams.join(', ')})\n`,
-    );
+    process.stderr.write(`dtr-cache: serving ${server.url} (upstreams ${config.middleware.registry[0].options.upstreams.join(', ')})\n`);
     return exited;
   },
 };
