@@ -41,7 +41,7 @@ export interface FillContext {
   readonly events?: CacheEvents;
 }
 
-const READ_CHUNK = 1024 * 1024;
+const READ_CHUNK = 256 * 1024;
 /** Upstream bytes read ahead of the spool and storage writes, at most. */
 const SINK_BUFFER = 4 * 1024 * 1024;
 
