@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { testCertificates } from '../../lib/constructs/test-certificates';
 import { orderByDependencies, readStack } from './support/applier';
 import { evaluate, evaluateTemplate, Value } from './support/expressions';
 import { networkSpec, secretSpec, serviceSpec, volumeSpec } from './support/translate';
@@ -179,31 +179,7 @@ describe('reading a stack', () => {
   });
 
   it('reads and translates the stack DtrCacheSite synthesizes', () => {
-    const pki = join(dir, 'pki');
-    execFileSync('mkdir', ['-p', pki]);
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        join(pki, 'k.pem'),
-        '-out',
-        join(pki, 'c.pem'),
-        '-days',
-        '2',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
+    const pki = testCertificates('localhost', join(dir, 'pki'));
     const file = synthSite({
       datacenter: 'unit',
       upstream: 'https://172.17.0.1:5443',
@@ -211,9 +187,9 @@ describe('reading a stack', () => {
       port: 18443,
       image: '127.0.0.1:5000/dtr-cache:unit',
       nodes: ['node-a'],
-      certificateFile: join(pki, 'c.pem'),
-      keyFile: join(pki, 'k.pem'),
-      dtrCaFile: join(pki, 'c.pem'),
+      certificateFile: pki.certificatePath,
+      keyFile: pki.keyPath,
+      dtrCaFile: pki.certificatePath,
       outdir: join(dir, 'synth'),
     });
     const stack = readStack(file);
