@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startCache, type TestCache } from '../support/cache-server';
 import { makeImage, sha256 } from '../support/images';
-import { startTokenRegistry, type TokenRegistry } from '../support/token-registry';
+import { startTokenRegistry, type TokenRegistry, TEAM_ACCESS } from '../support/token-registry';
 import { requireTool } from '../support/tools';
 
 const run = promisify(execFile);
@@ -42,13 +42,7 @@ describe('pull through the cache from a token-protected upstream', () => {
   const layer = image.blobs[2];
 
   beforeAll(async () => {
-    up = await startTokenRegistry({
-      users: { alice: 'alice-pw', bob: 'bob-pw' },
-      acl: [
-        { who: 'alice', repo: 'team/app', actions: ['pull'] },
-        { who: 'bob', repo: 'other/*', actions: ['pull'] },
-      ],
-    });
+    up = await startTokenRegistry(TEAM_ACCESS);
     await up.push('team/app', 'v1', image);
     cache = await startCache([up.registry.url]);
     work = mkdtempSync(join(tmpdir(), 'dtr-cache-auth-'));

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startCache, type TestCache } from '../support/cache-server';
 import { makeImage } from '../support/images';
-import { startTokenRegistry, type TokenRegistry } from '../support/token-registry';
+import { startTokenRegistry, type TokenRegistry, TEAM_ACCESS } from '../support/token-registry';
 import { requireTool } from '../support/tools';
 
 const run = promisify(execFile);
@@ -28,14 +28,7 @@ describe('authorization parity with a token-protected upstream', () => {
   const skopeo = requireTool('skopeo');
 
   beforeAll(async () => {
-    up = await startTokenRegistry({
-      users: { alice: 'alice-pw', bob: 'bob-pw' },
-      acl: [
-        { who: 'alice', repo: 'team/app', actions: ['pull'] },
-        { who: 'bob', repo: 'other/*', actions: ['pull'] },
-        { who: 'anonymous', repo: 'public/base', actions: ['pull'] },
-      ],
-    });
+    up = await startTokenRegistry(TEAM_ACCESS);
     await up.push('team/app', 'v1', image);
     await up.push('other/thing', 'v1', other);
     await up.push('public/base', 'v1', other);

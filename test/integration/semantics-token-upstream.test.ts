@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { makeImage } from '../support/images';
-import { startTokenRegistry, TokenRegistry } from '../support/token-registry';
+import { startTokenRegistry, TokenRegistry, TEAM_ACCESS } from '../support/token-registry';
 import { requireTool } from '../support/tools';
 
 const run = promisify(execFile);
@@ -17,14 +17,7 @@ describe('token-protected upstream (distribution 2.8 + test token issuer)', () =
   const open = makeImage({ layerSizes: [1024] });
 
   beforeAll(async () => {
-    up = await startTokenRegistry({
-      users: { alice: 'alice-pw', bob: 'bob-pw' },
-      acl: [
-        { who: 'alice', repo: 'team/app', actions: ['pull'] },
-        { who: 'bob', repo: 'other/*', actions: ['pull'] },
-        { who: 'anonymous', repo: 'public/base', actions: ['pull'] },
-      ],
-    });
+    up = await startTokenRegistry(TEAM_ACCESS);
     await up.push('team/app', 'v1', image);
     await up.push('public/base', 'latest', open);
   });

@@ -23,6 +23,19 @@ export interface TokenRegistryOptions {
   readonly port?: number;
 }
 
+/**
+ * The access the auth tests share: alice pulls team/app, bob pulls other/*, anyone pulls public/base, so each test
+ * has a right user, a user with a token for another repository, and anonymous access where the upstream allows it.
+ */
+export const TEAM_ACCESS: TokenRegistryOptions = {
+  users: { alice: 'alice-pw', bob: 'bob-pw' },
+  acl: [
+    { who: 'alice', repo: 'team/app', actions: ['pull'] },
+    { who: 'bob', repo: 'other/*', actions: ['pull'] },
+    { who: 'anonymous', repo: 'public/base', actions: ['pull'] },
+  ],
+};
+
 export async function startTokenRegistry(options: TokenRegistryOptions): Promise<TokenRegistry> {
   const issuer = await TokenIssuer.start({ users: options.users, acl: options.acl });
   let registry: TestRegistry;
