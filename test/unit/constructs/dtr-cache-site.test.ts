@@ -3,18 +3,20 @@ import { readFileSync } from 'node:fs';
 import { Testing } from 'cdktf';
 import { DtrCacheSite, DtrCacheSiteProps, LoadBalancer, SecretSource, StorageBackend, SwarmConnection } from '../../../lib/constructs';
 import { loadConfig } from '../../../lib/config';
-import { annotations, fixture, fixtureTls, newStack, NOW, onlyResource, resourcesOf, synth, validationErrors } from './helpers';
+import {
+  annotations,
+  asiaSiteProps,
+  fixture,
+  fixtureTls,
+  newStack,
+  NOW,
+  onlyResource,
+  resourcesOf,
+  synth,
+  validationErrors,
+} from './helpers';
 
-const props: DtrCacheSiteProps = {
-  datacenter: 'asia',
-  upstreams: ['https://dtr.us.example.com'],
-  host: 'cache.asia.example.com',
-  nodes: ['cache-asia-1', 'cache-asia-2'],
-  storage: StorageBackend.nfs({ server: 'nfs.asia.example.com' }),
-  tls: { ...fixtureTls(), dtrCa: SecretSource.fromFile(fixture('dtr-ca.pem')) },
-  image: { reference: '127.0.0.1:5000/dtr-cache:0.1.0' },
-  now: NOW,
-};
+const props: DtrCacheSiteProps = asiaSiteProps({ tls: { ...fixtureTls(), dtrCa: SecretSource.fromFile(fixture('dtr-ca.pem')) } });
 
 function site(overrides: Partial<DtrCacheSiteProps> = {}) {
   const stack = newStack('dtr-cache-asia', false);

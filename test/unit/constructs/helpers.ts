@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { IConstruct } from 'constructs';
 import { TerraformStack, Testing } from 'cdktf';
 import { DockerProvider } from '@cdktf/provider-docker/lib/provider';
-import { SecretSource, SiteTlsOptions } from '../../../lib/constructs';
+import { DtrCacheSiteProps, SecretSource, SiteTlsOptions, StorageBackend } from '../../../lib/constructs';
 
 export const FIXTURES = join(__dirname, 'fixtures');
 export const fixture = (name: string): string => join(FIXTURES, name);
@@ -12,6 +12,21 @@ export const NOW = new Date('2026-11-26T00:00:00Z');
 
 export function fixtureTls(): SiteTlsOptions {
   return { certificate: SecretSource.fromFile(fixture('cache.cert.pem')), key: SecretSource.fromFile(fixture('cache.key.pem')) };
+}
+
+/** The Asia site of the seed scenario (two NFS-backed replicas fetching from the US DTR), with `overrides`. */
+export function asiaSiteProps(overrides: Partial<DtrCacheSiteProps> = {}): DtrCacheSiteProps {
+  return {
+    datacenter: 'asia',
+    upstreams: ['https://dtr.us.example.com'],
+    host: 'cache.asia.example.com',
+    nodes: ['cache-asia-1', 'cache-asia-2'],
+    storage: StorageBackend.nfs({ server: 'nfs.asia.example.com' }),
+    tls: fixtureTls(),
+    image: { reference: '127.0.0.1:5000/dtr-cache:0.1.0' },
+    now: NOW,
+    ...overrides,
+  };
 }
 
 /** A stack in a test app; with a docker provider unless the construct under test brings its own. */

@@ -6,20 +6,10 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DtrCacheSite, DtrCacheSiteProps, LoadBalancer, StorageBackend, SwarmConnection, testCertificates } from '../../../lib/constructs';
-import { fixture, fixtureTls, newStack, NOW, onlyResource, resourcesOf, synth, TfJson, validationErrors } from './helpers';
+import { DtrCacheSite, DtrCacheSiteProps, LoadBalancer, SwarmConnection, testCertificates } from '../../../lib/constructs';
+import { asiaSiteProps, fixture, newStack, onlyResource, resourcesOf, synth, TfJson, validationErrors } from './helpers';
 
-const props: DtrCacheSiteProps = {
-  datacenter: 'asia',
-  upstreams: ['https://dtr.us.example.com'],
-  host: 'cache.asia.example.com',
-  nodes: ['cache-asia-1', 'cache-asia-2'],
-  storage: StorageBackend.nfs({ server: 'nfs.asia.example.com' }),
-  tls: fixtureTls(),
-  image: { reference: '127.0.0.1:5000/dtr-cache:0.1.0' },
-  port: 8443,
-  now: NOW,
-};
+const props: DtrCacheSiteProps = asiaSiteProps({ port: 8443 });
 
 /** The base64 lines of a PEM: what would leak if the file's content were embedded. */
 function pemBody(file: string): string[] {
