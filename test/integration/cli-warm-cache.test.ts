@@ -3,20 +3,19 @@
  * upstream's blob GETs before and after warming, a real client's pull afterwards served without any upstream
  * blob request (from the cache), and warming a token-protected upstream through the cache, the DTR way.
  */
-import { ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { stringify } from 'yaml';
 import { runCli } from '../fixtures/cli';
+import { startCacheProcess } from '../support/cache-process';
 import { makeImage, makeIndex, pushImage, TestImage } from '../support/images';
 import { TestRegistry } from '../support/registry';
 import { startTokenRegistry, TokenRegistry } from '../support/token-registry';
-import { freePort, requireTool, waitFor } from '../support/tools';
+import { requireTool } from '../support/tools';
 
 const exec = promisify(execFile);
-const ROOT = join(__dirname, '..', '..');
 
 const distinct = (...images: TestImage[]) => new Set(images.flatMap((i) => i.blobs.map((b) => b.digest)));
 const fetchedBlobs = (registry: TestRegistry) =>
@@ -34,56 +33,20 @@ interface RunningCache {
 /** `dtr-cache serve` as its own process (as in the image), on a free loopback port, in front of `upstream`. */
 async function startCache(upstream: string): Promise<RunningCache> {
   const dir = mkdtempSync(join(tmpdir(), 'cli-warm-cache-'));
-  const port = await freePort();
-  writeFileSync(
-    join(dir, 'config.yml'),
-    stringify({
-      version: 0.1,
-      log: { level: 'info' },
-      storage: { delete: { enabled: true }, filesystem: { rootdirectory: join(dir, 'data') } },
-      http: { addr: `127.0.0.1:${port}` },
-      middleware: { registry: [{ name: 'downstream', options: { upstreams: [upstream] } }] },
-    }),
-  );
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ['-r', 'ts-node/register/transpile-only', join(ROOT, 'bin/dtr-cache.ts'), 'serve', '--config', join(dir, 'config.yml')],
-    {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, TS_NODE_PROJECT: join(ROOT, 'tsconfig.json') },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let log = '';
-  child.stdout?.on('data', (c: Buffer) => (log = (log + c.toString()).slice(-4000)));
-  child.stderr?.on('data', (c: Buffer) => (log = (log + c.toString()).slice(-4000)));
+  const cache = await startCacheProcess({
+    version: '0.1',
+    log: { level: 'info' },
+    storage: { delete: { enabled: true }, filesystem: { rootdirectory: join(dir, 'data') } },
+    middleware: { registry: [{ name: 'downstream', options: { upstreams: [upstream] } }] },
+  }).catch((err: unknown) => {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  });
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 10_000)))]);
-      clearTimeout(timer);
-      if (child.exitCode === null) child.kill('SIGKILL');
-    }
+    await cache.kill();
     rmSync(dir, { recursive: true, force: true });
   };
-  try {
-    await waitFor(
-      `dtr-cache serve on port ${port}`,
-      async () => {
-        if (child.exitCode !== null) throw new Error(`dtr-cache serve exited with ${child.exitCode}: ${log}`);
-        const res = await fetch(`http://127.0.0.1:${port}/v2/`);
-        await res.arrayBuffer(); // an unread body would keep the connection (and jest) alive
-        return res.status === 200 || res.status === 401;
-      },
-      60_000,
-    );
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return { port, dir, stop };
+  return { port: cache.port, dir, stop };
 }
 
 describe('dtr-cache warm through the cache server', () => {

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse, stringify } from 'yaml';
 import { makeImage, pushImage } from '../support/images';
+import { startCacheProcess } from '../support/cache-process';
 import { TestRegistry } from '../support/registry';
 import { freePort, requireTool, waitFor } from '../support/tools';
 
@@ -76,7 +77,6 @@ describe('metrics reference, dashboard and alert rules against a running cache',
   let prometheus: ChildProcess | undefined;
   let cacheUrl: string;
   let promUrl: string;
-  let output = '';
   let metricsText = '';
   let exposed: { families: Set<string>; samples: Set<string> };
   const image = makeImage({ layerSizes: [4096, 300_000] });
@@ -88,40 +88,15 @@ describe('metrics reference, dashboard and alert rules against a running cache',
     upstream = await TestRegistry.start();
     await pushImage(upstream.url, 'team/app', 'v1', image);
 
-    const port = await freePort();
-    cacheUrl = `http://127.0.0.1:${port}`;
-    writeFileSync(
-      join(dir, 'config.yml'),
-      stringify({
-        version: 0.1,
-        log: { level: 'warn' },
-        storage: { delete: { enabled: true }, filesystem: { rootdirectory: join(dir, 'data') } },
-        http: { addr: `127.0.0.1:${port}` },
-        middleware: { registry: [{ name: 'downstream', options: { upstreams: [upstream.url] } }] },
-      }),
-    );
-    cache = spawn(
-      process.execPath,
-      ['-r', 'ts-node/register/transpile-only', join(ROOT, 'bin/dtr-cache.ts'), 'serve', '--config', join(dir, 'config.yml')],
-      {
-        cwd: ROOT,
-        env: { PATH: process.env.PATH, HOME: process.env.HOME, TS_NODE_PROJECT: join(ROOT, 'tsconfig.json') },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    cache.stdout?.on('data', (c: Buffer) => (output += c.toString()));
-    cache.stderr?.on('data', (c: Buffer) => (output += c.toString()));
-    const child = cache;
-    await waitFor(
-      `dtr-cache serve on ${cacheUrl}`,
-      async () => {
-        if (child.exitCode !== null) throw new Error(`dtr-cache serve exited with ${child.exitCode}: ${output.slice(-2000)}`);
-        const res = await fetch(`${cacheUrl}/healthz`);
-        await res.arrayBuffer();
-        return res.status === 200;
-      },
-      60_000,
-    );
+    const started = await startCacheProcess({
+      version: '0.1',
+      log: { level: 'warn' },
+      storage: { delete: { enabled: true }, filesystem: { rootdirectory: join(dir, 'data') } },
+      middleware: { registry: [{ name: 'downstream', options: { upstreams: [upstream.url] } }] },
+    });
+    cache = started.child;
+    cacheUrl = started.url;
+    const port = started.port;
 
     // A real Prometheus scraping the cache every second.
     const promPort = await freePort();
