@@ -71,6 +71,8 @@ export interface AzureStorageOptions {
   readonly container: string;
   /** Storage endpoint suffix. @default "core.windows.net" */
   readonly realm?: string;
+  /** Blob service URL, for azurite or a private endpoint, e.g. http://10.0.0.5:10000/devstoreaccount1. @default https://<accountName>.blob.<realm> */
+  readonly serviceUrl?: string;
   /** Blob name prefix. @default none */
   readonly rootDirectory?: string;
 }
@@ -173,7 +175,13 @@ export class StorageBackend {
       'azure',
       'azure',
       true,
-      defined({ accountname: o.accountName, container: o.container, realm: o.realm, rootdirectory: o.rootDirectory }),
+      defined({
+        accountname: o.accountName,
+        container: o.container,
+        realm: o.realm,
+        serviceurl: o.serviceUrl,
+        rootdirectory: o.rootDirectory,
+      }),
       { accountkey: o.accountKey },
     );
   }

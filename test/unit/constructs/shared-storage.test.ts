@@ -65,11 +65,30 @@ describe('SharedStorage', () => {
     ]);
   });
 
+  it('Azure: serviceUrl (azurite, private endpoints) becomes serviceurl; unset, the server derives it from the realm', () => {
+    const key = SecretSource.fromFile('/etc/azure-key');
+    const custom = new SharedStorage(newStack(), 'S', {
+      backend: StorageBackend.azure({ accountName: 'a', accountKey: key, container: 'c', serviceUrl: 'http://10.0.0.5:10000/a' }),
+    });
+    expect(custom.storageSection).toEqual({
+      azure: {
+        accountname: 'a',
+        container: 'c',
+        serviceurl: 'http://10.0.0.5:10000/a',
+        accountkey: 'DTR_CACHE_SECRET_STORAGE_AZURE_ACCOUNTKEY',
+      },
+    });
+    const plain = new SharedStorage(newStack(), 'S', {
+      backend: StorageBackend.azure({ accountName: 'a', accountKey: key, container: 'c' }),
+    });
+    expect(plain.storageSection.azure).not.toHaveProperty('serviceurl');
+  });
+
   it('each object store renders a storage section the server schema accepts', () => {
     const secret = SecretSource.fromFile('/etc/secret');
     const backends = [
       StorageBackend.s3({ region: 'us-east-1', bucket: 'b' }),
-      StorageBackend.azure({ accountName: 'acct', accountKey: secret, container: 'c' }),
+      StorageBackend.azure({ accountName: 'acct', accountKey: secret, container: 'c', serviceUrl: 'http://127.0.0.1:10000/acct' }),
       StorageBackend.gcs({ bucket: 'b', keyFile: secret }),
       StorageBackend.oss({ accessKeyId: 'id', accessKeySecret: secret, region: 'oss-cn-beijing', bucket: 'b' }),
       StorageBackend.swift({ authUrl: 'https://keystone.example:5000/v3', username: 'u', password: secret, container: 'c' }),
