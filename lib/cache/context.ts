@@ -5,6 +5,7 @@ import type { FillRegistry } from './blob-fill';
 import type { BusyKeys } from './busy';
 import type { CacheEvents } from './events';
 import type { Logger } from './log';
+import type { ManifestStore } from './manifest-store';
 import type { NotFoundCache } from './not-found';
 import type { StorageDriver } from './storage';
 import type { Upstream } from './upstream';
@@ -12,6 +13,8 @@ import type { Upstream } from './upstream';
 export interface PullContext {
   readonly options: DownstreamOptions;
   readonly storage: StorageDriver;
+  /** Manifests and tag records: storage behind a bounded memory layer. */
+  readonly manifests: ManifestStore;
   readonly upstream: Upstream;
   readonly authorizer: Authorizer;
   readonly fills: FillRegistry;

@@ -16,16 +16,7 @@
 import { createHash } from 'node:crypto';
 import { refusal, unavailable, type AccessTarget } from './authorize';
 import type { ClientRequest, PullContext } from './context';
-import {
-  deleteTag,
-  digestOf,
-  MAX_MANIFEST_BYTES,
-  readManifest,
-  readTag,
-  writeManifest,
-  writeTag,
-  type StoredManifest,
-} from './manifest-store';
+import { digestOf, MAX_MANIFEST_BYTES, type StoredManifest } from './manifest-store';
 import { ociError, type OciError } from './oci-error';
 import { parseDigest, type Digest, type Reference } from './reference';
 import { readCapped, TooLargeError } from './relay';
@@ -62,7 +53,7 @@ async function byDigest(ctx: PullContext, client: ClientRequest, name: string, d
 
 async function byTag(ctx: PullContext, client: ClientRequest, name: string, tag: string): Promise<ManifestAnswer> {
   const target: AccessTarget = { kind: 'manifest', name, reference: tag };
-  const record = await readTag(ctx.storage, name, tag).catch(() => undefined);
+  const record = await ctx.manifests.readTag(name, tag).catch(() => undefined);
   const usable = record && acceptable(client.accept, record.mediaType) ? record : undefined;
   if (usable && Date.now() - usable.checkedAt < ctx.options.tagttl && ctx.authorizer.isFresh(client.credential, target)) {
     const digest = parseDigest(usable.digest);
@@ -95,7 +86,7 @@ async function revalidateTag(
   head.body.resume();
   if (head.status === 404) {
     ctx.notFound.remember(client.credential, target);
-    await deleteTag(ctx.storage, name, tag).catch(() => undefined);
+    await ctx.manifests.deleteTag(name, tag).catch(() => undefined);
   }
   if (head.status !== 200) {
     // HEAD answers carry no body; GET the tag for the upstream's own error body when the client should see it.
@@ -109,7 +100,7 @@ async function revalidateTag(
   if (answer.ok) {
     ctx.authorizer.allow(client.credential, { kind: 'manifest', name, reference: answer.manifest.digest.text });
     const next = { digest: answer.manifest.digest.text, mediaType: answer.manifest.mediaType, checkedAt: Date.now() };
-    await writeTag(ctx.storage, name, tag, next).catch((err) => storageFailed(ctx, client, 'write', err));
+    await ctx.manifests.writeTag(name, tag, next).catch((err) => storageFailed(ctx, client, 'write', err));
   }
   return answer;
 }
@@ -199,12 +190,12 @@ async function fetchManifest(
     bytes,
   };
   ctx.authorizer.allow(client.credential, target);
-  await writeManifest(ctx.storage, manifest).catch((err) => storageFailed(ctx, client, 'write', err));
+  await ctx.manifests.writeManifest(manifest).catch((err) => storageFailed(ctx, client, 'write', err));
   return { ok: true, manifest, source: 'upstream' };
 }
 
 async function readStored(ctx: PullContext, digest: Digest): Promise<StoredManifest | undefined> {
-  return readManifest(ctx.storage, digest).catch((err) => {
+  return ctx.manifests.readManifest(digest).catch((err) => {
     ctx.log.error('storage read of a manifest failed; asking the upstream', { digest: digest.text, reason: (err as Error).message });
     ctx.events.emit('storageError', { operation: 'read' });
     return undefined;

@@ -21,6 +21,7 @@ import { BusyKeys } from './busy';
 import type { ClientRequest, PullContext } from './context';
 import { CacheEvents } from './events';
 import { createLogger, type Logger } from './log';
+import { ManifestStore } from './manifest-store';
 import { answerManifest } from './manifests';
 import { ociError, sendError } from './oci-error';
 import { parseRoute, type Route } from './reference';
@@ -96,6 +97,7 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
   const ctx: PullContext = {
     options: downstream,
     storage,
+    manifests: new ManifestStore(storage, downstream.tagttl),
     upstream,
     authorizer: new Authorizer(upstream, { ttlMs: downstream.authttl, maxStaleMs: downstream.maxstale }, log, events),
     fills: new FillRegistry({ storage, spoolDir, timeoutMs: downstream.filltimeout, busy, log, events }),
