@@ -10,9 +10,8 @@
  * The cache image is taken from the shared test engine (127.0.0.1:5000/dtr-cache:e2e, built by swarm-deploy.test.ts)
  * with docker save/load, so this test needs no registry inside the namespace.
  */
-import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { App, TerraformStack } from 'cdktf';
@@ -21,6 +20,8 @@ import { requireTool, waitFor } from '../support/tools';
 import { apply, ApplierState, destroy, readStack } from './support/applier';
 import { Engine, serviceTasks, TEST_DOCKER_SOCK } from './support/engine';
 import { evaluate } from './support/expressions';
+import { httpsGet } from './support/https-probe';
+import { NetnsEngine, run, saveSharedImage } from './support/netns-engine';
 import { createTestCa } from './support/pki';
 
 jest.setTimeout(300_000);
@@ -36,24 +37,16 @@ const NODE_IP = `${NET}.2`;
 const NETNS = `dtrtls${process.pid}`;
 const VETH = `dtl${process.pid}h`;
 const DOCKER_HOST = `tcp://${NODE_IP}:2376`;
-const SHARED_ENV = { ...process.env, DOCKER_HOST: `unix://${TEST_DOCKER_SOCK}` };
 
 const work = mkdtempSync(join(tmpdir(), 'dtr-cache-tls-e2e-'));
 const bundle = join(work, 'bundle');
-let dockerd: ChildProcess | undefined;
-let dockerdLog = '';
+let node: NetnsEngine | undefined;
 let engine: Engine | undefined;
 let state: ApplierState = {};
 let stackFile = '';
 let nodeId = '';
 let cacheCert = { certificate: '', key: '' };
 const shared = new Engine();
-
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): string {
-  const r = spawnSync(cmd, args, { env, encoding: 'utf8', timeout: 180_000, maxBuffer: 16 * 1024 * 1024 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr}${r.stdout}`);
-  return r.stdout.trim();
-}
 
 /** The environment env.sh of the bundle gives a shell: what an operator would `eval`. */
 function bundleEnv(): NodeJS.ProcessEnv {
@@ -85,39 +78,9 @@ function issueClientCertificate(caDir: string, caCert: string, out: string): voi
   rmSync(ext);
 }
 
-function healthz(): Promise<number | string> {
-  return new Promise((done) => {
-    const req = httpsRequest(
-      {
-        host: NODE_IP,
-        port: CACHE_PORT,
-        path: '/healthz',
-        servername: CACHE_HOST,
-        ca: readFileSync(join(bundle, 'ca.pem')),
-        agent: false,
-        timeout: 5000,
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () => done(res.statusCode ?? 0));
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message));
-    req.end();
-  });
-}
-
 beforeAll(async () => {
-  for (const tool of ['dockerd', 'docker', 'openssl', 'ip', 'nsenter', 'unshare']) requireTool(tool);
   const docker = requireTool('docker');
-  try {
-    run(docker, ['image', 'inspect', '--format', '{{.Id}}', IMAGE], SHARED_ENV);
-  } catch {
-    throw new Error(
-      `${IMAGE} is not in the shared test engine (unix://${TEST_DOCKER_SOCK}): run npx jest test/e2e/swarm-deploy.test.ts once (it builds and keeps it), or set DTR_E2E_IMAGE`,
-    );
-  }
+  const tar = saveSharedImage(IMAGE, work);
 
   // PKI: the engine's server certificate (for its namespace address) and the bundle's client certificate.
   const ca = createTestCa(join(work, 'pki'));
@@ -133,49 +96,26 @@ beforeAll(async () => {
   cacheCert = cache;
 
   // The engine's own network namespace: its bridges, iptables rules and swarm ports never meet the shared engine's.
-  run('ip', ['netns', 'add', NETNS]);
-  run('ip', ['link', 'add', VETH, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', NETNS]);
-  run('ip', ['addr', 'add', `${HOST_IP}/30`, 'dev', VETH]);
-  run('ip', ['link', 'set', VETH, 'up']);
-  run('ip', ['-n', NETNS, 'addr', 'add', `${NODE_IP}/30`, 'dev', 'eth0']);
-  run('ip', ['-n', NETNS, 'link', 'set', 'eth0', 'up']);
-  run('ip', ['-n', NETNS, 'link', 'set', 'lo', 'up']);
-
-  const root = join(work, 'engine');
-  mkdirSync(root);
-  const dockerdArgs = [
-    '--storage-driver=overlay2',
-    `--data-root=${join(root, 'data')}`,
-    `--exec-root=${join(root, 'exec')}`,
-    `--pidfile=${join(root, 'dockerd.pid')}`,
-    `-H=unix://${join(root, 'docker.sock')}`,
-    `-H=${DOCKER_HOST}`,
-    '--tlsverify',
-    `--tlscacert=${ca.caCert}`,
-    `--tlscert=${server.certificate}`,
-    `--tlskey=${server.key}`,
-  ];
-  // nsenter + unshare --uts, not `ip netns exec` (which breaks dockerd's cgroup setup); exec keeps the pid dockerd's.
-  dockerd = spawn(
-    'nsenter',
-    [`--net=/run/netns/${NETNS}`, 'unshare', '--uts', 'sh', '-c', `hostname dtr-tls-node && exec dockerd ${dockerdArgs.join(' ')}`],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  dockerd.stdout?.on('data', (c: Buffer) => (dockerdLog += c.toString()));
-  dockerd.stderr?.on('data', (c: Buffer) => (dockerdLog = (dockerdLog + c.toString()).slice(-20_000)));
-  await waitFor(
-    `dockerd on ${DOCKER_HOST} (log tail: ${dockerdLog.slice(-500)})`,
-    async () => {
-      if (dockerd?.exitCode !== null) throw new Error(`dockerd exited ${dockerd?.exitCode}: ${dockerdLog.slice(-2000)}`);
-      return spawnSync(docker, ['version', '--format', '{{.Server.Version}}'], { env: bundleEnv(), timeout: 10_000 }).status === 0;
-    },
-    60_000,
-  );
+  node = new NetnsEngine({
+    netns: NETNS,
+    veth: VETH,
+    hostname: 'dtr-tls-node',
+    address: NODE_IP,
+    prefixLength: 30,
+    host: { address: HOST_IP },
+    root: join(work, 'engine'),
+    dockerdArgs: [
+      `-H=${DOCKER_HOST}`,
+      '--tlsverify',
+      `--tlscacert=${ca.caCert}`,
+      `--tlscert=${server.certificate}`,
+      `--tlskey=${server.key}`,
+    ],
+  });
+  await node.start();
   run(docker, ['swarm', 'init', '--advertise-addr', NODE_IP], bundleEnv());
   nodeId = run(docker, ['info', '--format', '{{.Swarm.NodeID}}'], bundleEnv());
   // The image, over the TLS connection too.
-  const tar = join(work, 'image.tar');
-  run(docker, ['save', '-o', tar, IMAGE], SHARED_ENV);
   run(docker, ['load', '-i', tar], bundleEnv());
   rmSync(tar);
 }, 240_000);
@@ -187,22 +127,7 @@ afterAll(async () => {
   }
   await engine?.close();
   await shared.close();
-  if (dockerd && dockerd.exitCode === null) {
-    const exited = new Promise((r) => dockerd?.once('exit', r));
-    dockerd.kill('SIGTERM');
-    const timer = setTimeout(() => dockerd?.kill('SIGKILL'), 30_000);
-    await exited;
-    clearTimeout(timer);
-  }
-  spawnSync('ip', ['netns', 'delete', NETNS]);
-  spawnSync('ip', ['link', 'delete', VETH]);
-  // dockerd unmounts its layers on a clean stop; anything left mounted under work would make rm fail.
-  const mounts = readFileSync('/proc/mounts', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[1])
-    .filter((m) => m?.startsWith(work))
-    .sort((a, b) => b.length - a.length);
-  for (const m of mounts) spawnSync('umount', ['-l', m]);
+  await node?.stop();
   rmSync(work, { recursive: true, force: true });
   if (problems.length) throw new Error(problems.join('\n'));
 }, 120_000);
@@ -274,7 +199,8 @@ test('a site deployed through a client bundle to a --tlsverify TCP engine: servi
   // Deployed there, not on the shared engine behind the unix socket.
   expect(await shared.find(`/services/${SERVICE}`)).toBeUndefined();
   // The cache answers on the node's address over TLS, verified with the bundle's CA.
-  await waitFor('the cache /healthz over TLS', async () => (await healthz()) === 200, 30_000);
+  const target = { address: NODE_IP, port: CACHE_PORT, servername: CACHE_HOST, ca: readFileSync(join(bundle, 'ca.pem')) };
+  await waitFor('the cache /healthz over TLS', async () => (await httpsGet(target, '/healthz')).status === 200, 30_000);
 
   await destroy(state, { engine }, dirname(stackFile));
   state = {};

@@ -13,6 +13,10 @@ const INSTALL: Record<string, string> = {
   openssl: 'apt-get install -y openssl',
   curl: 'apt-get install -y curl',
   haproxy: 'apt-get install -y haproxy, or run npm run test:all',
+  ip: 'apt-get install -y iproute2, or run npm run test:all',
+  iptables: 'apt-get install -y iptables, or run npm run test:all',
+  nsenter: 'apt-get install -y util-linux',
+  unshare: 'apt-get install -y util-linux',
 };
 
 /** The absolute path of `tool`, or an Error telling how to install it. */
