@@ -30,10 +30,17 @@ describe('expressions', () => {
     expect(evaluateTemplate('${substr(sha256("abc"), 0, 8)}', noRefs, 'x')).toBe('ba7816bf');
     expect(evaluateTemplate('name-${docker_secret.a.id}-$${literal}', noRefs, 'x')).toBe('name-<docker_secret.a.id>-${literal}');
     expect(evaluate({ l: ['${docker_network.n.name}'] }, noRefs, 'x')).toEqual({ l: ['<docker_network.n.name>'] });
+    writeFileSync(join(dir, 'key'), ' s"e${x}\n');
+    expect(evaluateTemplate(`\${replace("k: P\\nv: P", "P", jsonencode(trimspace(file("${join(dir, 'key')}"))))}`, noRefs, 'x')).toBe(
+      'k: "s\\"e${x}"\nv: "s\\"e${x}"',
+    );
   });
 
   it('refuses unknown functions, operators and directives', () => {
     expect(() => evaluateTemplate('${upper("a")}', noRefs, 'res.field')).toThrow(/res.field: .*unknown function upper\(\)/);
+    expect(() => evaluateTemplate('${replace("a", "/a/", "b")}', noRefs, 'res.field')).toThrow(
+      /replace\(\) with a regular expression \/a\/ is not supported/,
+    );
     expect(() => evaluateTemplate('${1 + 2}', noRefs, 'res.field')).toThrow(/unsupported syntax/);
     expect(() => evaluateTemplate('${a ? b : c}', noRefs, 'res.field')).toThrow(/unsupported syntax/);
     expect(() => evaluateTemplate('%{ if true }x%{ endif }', noRefs, 'res.field')).toThrow(/template directives/);

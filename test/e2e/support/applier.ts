@@ -178,7 +178,7 @@ export async function apply(stackFile: string, previous: ApplierState, options: 
   const state: ApplierState = {};
   const actions: Record<string, string> = {};
   const retired: [string, StateEntry][] = [];
-  const touchedServices: { name: string; id: string; translation: ServiceTranslation; updated: boolean }[] = [];
+  const touchedServices: { name: string; id: string; translation: ServiceTranslation; rolling: boolean }[] = [];
   let order = Math.max(0, ...Object.values(previous).map((e) => e.order)) + 1;
 
   for (const r of stack.resources) {
@@ -243,7 +243,8 @@ export async function apply(stackFile: string, previous: ApplierState, options: 
         const headers: Record<string, string> = translation.registryAuth
           ? { 'x-registry-auth': Buffer.from(JSON.stringify(translation.registryAuth)).toString('base64url') }
           : {};
-        const existing = old && (await options.engine.find<{ ID: string; Version: { Index: number } }>(`/services/${old.id}`));
+        const existing = old && (await options.engine.find<ServiceInspect>(`/services/${old.id}`));
+        let rolling = false;
         if (existing && unchanged) {
           id = existing.ID;
         } else if (existing) {
@@ -254,10 +255,11 @@ export async function apply(stackFile: string, previous: ApplierState, options: 
             headers,
           );
           id = existing.ID;
+          rolling = rollsTasks(existing, await options.engine.request<ServiceInspect>('GET', `/services/${id}`));
         } else {
           id = (await options.engine.request<{ ID: string }>('POST', '/services/create', translation.spec, headers)).ID;
         }
-        touchedServices.push({ name: String(translation.spec.Name), id, translation, updated: Boolean(existing && !unchanged) });
+        touchedServices.push({ name: String(translation.spec.Name), id, translation, rolling });
         break;
       }
       case 'terraform_data':
@@ -285,7 +287,7 @@ export async function apply(stackFile: string, previous: ApplierState, options: 
   }
 
   for (const s of touchedServices)
-    await waitConverged(options.engine, s.name, s.translation, options.convergeTimeoutMs ?? 180_000, s.updated);
+    await waitConverged(options.engine, s.name, s.translation, options.convergeTimeoutMs ?? 180_000, s.rolling);
 
   const gone = Object.entries(previous).filter(([address]) => !state[address]);
   for (const [address, entry] of [...retired, ...gone].sort((a, b) => b[1].order - a[1].order)) {
@@ -456,8 +458,22 @@ function rethrowConflict(err: unknown, where: string, name: string): never {
 }
 
 interface ServiceInspect {
-  Spec: { Mode?: { Replicated?: { Replicas?: number } } };
+  ID: string;
+  Version: { Index: number };
+  Spec: { Mode?: { Replicated?: { Replicas?: number } }; TaskTemplate?: unknown; EndpointSpec?: unknown };
   UpdateStatus?: { State?: string; Message?: string };
+}
+
+/**
+ * Whether an update replaces the service's tasks (a rolling update, reported in UpdateStatus): the engine rolls when the
+ * task template or the published ports change. A change of the replica count alone only adds or removes tasks, and the
+ * engine reports no update at all. Both specs are as the engine stores them, so its defaults compare equal.
+ */
+function rollsTasks(before: ServiceInspect, after: ServiceInspect): boolean {
+  return (
+    JSON.stringify([before.Spec.TaskTemplate, before.Spec.EndpointSpec]) !==
+    JSON.stringify([after.Spec.TaskTemplate, after.Spec.EndpointSpec])
+  );
 }
 
 /** Waits until the service's update (if any) completed and each desired task runs with a passing health check. */
@@ -466,7 +482,7 @@ async function waitConverged(
   name: string,
   translation: ServiceTranslation,
   defaultTimeoutMs: number,
-  updated: boolean,
+  rolling: boolean,
 ): Promise<void> {
   const timeoutMs = translation.converge?.timeoutMs ?? defaultTimeoutMs;
   const deadline = Date.now() + timeoutMs;
@@ -484,16 +500,18 @@ async function waitConverged(
         const cid = t.Status.ContainerStatus?.ContainerID;
         if (t.Status.State !== 'running' || !cid) return t.Status.State;
         const c = await engine.find<{ State: { Health?: { Status: string } } }>(`/containers/${cid}/json`);
-        return c?.State.Health?.Status ?? 'running (no healthcheck)';
+        // A task with a health check turns running only once its container was healthy (the engine's swarm executor).
+        if (!c) return 'running (on another node)';
+        return c.State.Health?.Status ?? 'running (no healthcheck)';
       }),
     );
     last = `update ${update ?? 'none'}, tasks [${health.join(', ')}]${failed.length ? `, failed: ${failed.map((t) => t.Status.Err ?? t.Status.Message).join('; ')}` : ''}`;
-    const ready = health.every((h) => h === 'healthy' || h === 'running (no healthcheck)');
+    const ready = health.every((h) => ['healthy', 'running (no healthcheck)', 'running (on another node)'].includes(h));
     // After an update the engine reports UpdateStatus only once it starts rolling: wait for it to say completed.
     if (
       ready &&
       (replicas === undefined || tasks.length === replicas) &&
-      (updated ? update === 'completed' : update === undefined || update === 'completed')
+      (rolling ? update === 'completed' : update === undefined || update === 'completed')
     )
       return;
     await new Promise((r) => setTimeout(r, 500));

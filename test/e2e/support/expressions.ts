@@ -36,6 +36,15 @@ const FUNCTIONS: Record<string, (ctx: EvalContext, args: Value[]) => Value> = {
       .join(asString(sep, 'join')),
   tostring: (_, [v]) => (typeof v === 'number' || typeof v === 'boolean' ? String(v) : asString(v, 'tostring')),
   substr: (_, [s, offset, length]) => asString(s, 'substr').substr(Number(offset), Number(length) < 0 ? undefined : Number(length)),
+  // The secret splice of CacheConfig: replace(config, placeholder, jsonencode(trimspace(file(path)))).
+  replace: (_, [s, search, replacement]) => {
+    const what = asString(search, 'replace');
+    // Terraform reads /…/ as a regular expression, whose syntax (RE2) the applier does not reproduce.
+    if (what.length > 1 && what.startsWith('/') && what.endsWith('/'))
+      throw new Error(`replace() with a regular expression ${what} is not supported`);
+    return asString(s, 'replace').split(what).join(asString(replacement, 'replace'));
+  },
+  trimspace: (_, [s]) => asString(s, 'trimspace').trim(),
 };
 
 /** Function names the evaluator knows (for error messages and tests). */
