@@ -71,7 +71,9 @@ export interface AzuriteServer extends StorageServer {
   readonly accountkey: string;
 }
 
-export async function startAzurite(): Promise<AzuriteServer> {
+/** azurite on `host` (loopback by default; a host bridge address when containers in test namespaces use it). */
+export async function startAzurite(options: { host?: string } = {}): Promise<AzuriteServer> {
+  const host = options.host ?? '127.0.0.1';
   const bin = join(__dirname, '..', '..', 'node_modules', '.bin', 'azurite-blob');
   try {
     execFileSync('test', ['-x', bin]);
@@ -83,7 +85,7 @@ export async function startAzurite(): Promise<AzuriteServer> {
   const procs = new Processes();
   procs.spawn('azurite', bin, [
     '--blobHost',
-    '127.0.0.1',
+    host,
     '--blobPort',
     String(port),
     '--location',
@@ -92,7 +94,7 @@ export async function startAzurite(): Promise<AzuriteServer> {
     '--skipApiVersionCheck',
     '--silent',
   ]);
-  const serviceurl = `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
+  const serviceurl = `http://${host}:${port}/${AZURITE_ACCOUNT}`;
   const stop = async () => {
     await procs.stopAll();
     rmSync(dir, { recursive: true, force: true });
