@@ -26,9 +26,20 @@ export interface ByteRange {
   readonly end: number;
 }
 
+/** Bytes written so far, read at any position below what was written (a FileHandle is one). */
+export interface WrittenBytes {
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  close(): Promise<void>;
+}
+
 /** A write in progress: bytes go to `stream`; they become visible only on `commit()`. */
 export interface PendingWrite {
   readonly stream: Writable;
+  /**
+   * Opens a reader of what was written (bytes whose `stream.write` callback has run), valid after commit or
+   * abort until closed. Drivers that write a local file offer it, so a blob fill needs no spool of its own.
+   */
+  readBack?(): Promise<WrittenBytes>;
   /** Call after `stream` has finished and the content is verified. Makes the object visible atomically. */
   commit(): Promise<void>;
   /** Discards everything written. Safe to call at any point, and more than once. */

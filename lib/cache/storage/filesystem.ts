@@ -70,6 +70,8 @@ export class FilesystemDriver implements StorageDriver {
     };
     return {
       stream,
+      // A second descriptor of the temp file: it keeps reading the same inode after rename (commit) or rm (abort).
+      readBack: () => open(temp, 'r'),
       commit: async () => {
         if (settled) throw new StorageError('commit', key, 'write already settled');
         settled = true;

@@ -7,11 +7,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
-import { FillRegistry, type FillStart } from '../../../lib/cache/blob-fill';
+import { PassThrough, Writable, type Readable } from 'node:stream';
+import { FillRegistry, type BlobFill, type FillStart } from '../../../lib/cache/blob-fill';
 import { BusyKeys } from '../../../lib/cache/busy';
+import { CacheEvents } from '../../../lib/cache/events';
 import { silentLogger } from '../../../lib/cache/log';
 import { blobKey, parseDigest, type Digest } from '../../../lib/cache/reference';
+import type { StorageDriver } from '../../../lib/cache/storage';
 import { FilesystemDriver } from '../../../lib/cache/storage/filesystem';
 
 function digestOf(data: Buffer): Digest {
@@ -153,5 +155,96 @@ describe('BlobFill', () => {
     body.end(data);
     await a.fill.settled;
     expect(readFileSync(join(root, 'store', blobKey(digest))).equals(data)).toBe(true);
+  });
+
+  describe('readers behind the in-memory window', () => {
+    const MiB = 1024 * 1024;
+    // More than the window and the disk lag together (8 + 16 MiB): the first bytes are only on disk by the end.
+    const data = randomBytes(40 * MiB);
+
+    /** The same filesystem store, its writes readable back or not (as with the object stores), failing if asked. */
+    function wrapped(options: { readBack: boolean; failAfterBytes?: number }): StorageDriver {
+      return Object.assign(Object.create(storage) as StorageDriver, {
+        write: async (key: string) => {
+          const pending = await storage.write(key);
+          let seen = 0;
+          const stream = new Writable({
+            write(chunk: Buffer, _encoding, callback) {
+              seen += chunk.length;
+              if (seen > (options.failAfterBytes ?? Infinity)) return callback(new Error('disk full (test)'));
+              pending.stream.write(chunk, callback);
+            },
+            final(callback) {
+              pending.stream.end(callback);
+            },
+          });
+          return { stream, commit: pending.commit, abort: pending.abort, readBack: options.readBack ? pending.readBack : undefined };
+        },
+      });
+    }
+
+    const fillsOn = (driver: StorageDriver, events?: CacheEvents) =>
+      new FillRegistry({ storage: driver, spoolDir: join(root, 'spool'), timeoutMs: 30_000, busy, log: silentLogger, events });
+
+    async function lateReader(fill: BlobFill, body: PassThrough): Promise<{ ok: boolean; data: Buffer }> {
+      body.write(data.subarray(0, 32 * MiB));
+      await until(() => fill.bytesWritten === 32 * MiB, 20_000);
+      const late = collect(fill.reader()!);
+      body.end(data.subarray(32 * MiB));
+      return late.done;
+    }
+
+    it('read back the storage temp file when the driver can (filesystem): no spool file at all', async () => {
+      const { body, started, digest } = await start(data);
+      if (!started.ok) throw new Error('fill did not start');
+      const result = await lateReader(started.fill, body);
+      expect(result.ok).toBe(true);
+      expect(result.data.equals(data)).toBe(true);
+      await started.fill.settled;
+      expect(readFileSync(join(root, 'store', blobKey(digest))).equals(data)).toBe(true);
+      expect(existsSync(join(root, 'spool'))).toBe(false);
+    });
+
+    it('read a spool when the driver cannot read its write back', async () => {
+      fills = fillsOn(wrapped({ readBack: false }));
+      const { body, started, digest } = await start(data);
+      if (!started.ok) throw new Error('fill did not start');
+      const result = await lateReader(started.fill, body);
+      expect(result.data.equals(data)).toBe(true);
+      await started.fill.settled;
+      expect(readFileSync(join(root, 'store', blobKey(digest))).equals(data)).toBe(true);
+      expect(existsSync(join(root, 'spool'))).toBe(true);
+      expect(readdirSync(join(root, 'spool'))).toEqual([]); // unlinked as soon as opened
+    });
+
+    it('with a spool, a storage failure only stops caching: readers still get every byte', async () => {
+      const events = new CacheEvents();
+      const errors: string[] = [];
+      events.on('storageError', (e) => errors.push(e.operation));
+      fills = fillsOn(wrapped({ readBack: false, failAfterBytes: 4 * MiB }), events);
+      const { body, started, digest } = await start(data);
+      if (!started.ok) throw new Error('fill did not start');
+      const result = await lateReader(started.fill, body);
+      expect(result.ok).toBe(true);
+      expect(result.data.equals(data)).toBe(true);
+      await started.fill.settled;
+      expect(errors).toEqual(['write']);
+      expect(existsSync(join(root, 'store', blobKey(digest)))).toBe(false);
+      expect(readdirSync(join(root, 'store', '_uploads'))).toEqual([]);
+    });
+
+    it('reading back, a storage failure fails the fill: readers are cut, nothing is committed', async () => {
+      fills = fillsOn(wrapped({ readBack: true, failAfterBytes: 4 * MiB }));
+      const { body, started, digest } = await start(data);
+      if (!started.ok) throw new Error('fill did not start');
+      const reader = collect(started.fill.reader()!);
+      body.end(data);
+      const result = await reader.done;
+      expect(result.ok).toBe(false);
+      expect(result.data.length).toBeLessThan(data.length);
+      await started.fill.settled;
+      expect(existsSync(join(root, 'store', blobKey(digest)))).toBe(false);
+      expect(readdirSync(join(root, 'store', '_uploads'))).toEqual([]);
+    });
   });
 });
