@@ -61,6 +61,11 @@ function log(message: string): void {
   process.stderr.write(`[bench +${((Date.now() - startedAt) / 1000).toFixed(1)}s] ${message}\n`);
 }
 
+/** sync(1), bounded: writes every dirty page out, so the next measurement does not pay for an earlier one's writes. */
+function flushDirtyPages(): void {
+  execFileSync('sync', [], { timeout: 60_000 });
+}
+
 const sizeLabel = (bytes: number) => (bytes >= 1024 * MiB ? `${bytes / (1024 * MiB)} GiB` : `${bytes / MiB} MiB`);
 const describe = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
@@ -179,6 +184,8 @@ async function main(): Promise<number> {
     };
     await pullDirect();
     for (const [key, cache] of caches) {
+      // Each system starts with no dirty pages of the one before: the disk's writeback of another's fill is not its cost.
+      flushDirtyPages();
       log(`row 2: cold ${sizeLabel(cold.size)} pull through ${key}`);
       const t = await collector.step(`row 2 ${key}`, () => pull(blobUrl(cache, cold), cold.size, timeoutFor(cold.size) * 1.5));
       put('2a', key, t?.ttfbMs);
@@ -196,6 +203,7 @@ async function main(): Promise<number> {
 
     // 3. Simultaneous cold requests for one blob that no cache has seen: upstream GETs and total time.
     for (const [key, cache] of caches) {
+      flushDirtyPages();
       log(`row 3: ${plan.stormClients} concurrent cold GETs of the ${sizeLabel(stormBlob.size)} blob through ${key}`);
       const before = upstreamGets(upstream, stormBlob.digest);
       const s = await collector.step(`row 3 ${key}`, () =>
@@ -371,7 +379,7 @@ function writeResults(plan: Plan, rows: Row[], collector: Collector, manifestDig
     notes: [
       'All systems on 127.0.0.1, each a separate process with fresh storage: upstream = Debian docker-registry (distribution 2.8) seeded with random blobs; reference = the same binary with proxy.remoteurl = the upstream (log level warn, access log off); ours = `node dist/bin/dtr-cache.js serve` with filesystem storage and default options (log level warn).',
       `Row 1: wrk (Debian) for ${plan.wrkSeconds} s per cell, 1 thread for 1 connection, else 2 threads; MiB/s = bytes read / duration. Every cache copy was first fetched once and its sha256 checked. Raw baseline: bench/static-server.ts, a minimal Node http server streaming the same file with fs.createReadStream (same runtime as our cache, no cache logic).`,
-      'Row 2: curl, body to /dev/null; TTFB = time_starttransfer. Direct = the same GET to the upstream, run before and after the caches, best of the two.',
+      'Row 2: curl, body to /dev/null; TTFB = time_starttransfer. Direct = the same GET to the upstream, run before and after the caches, best of the two. Before each cache's row 2 and row 3, sync(1) writes out the dirty pages the steps before left.',
       `Row 3: one curl process with ${plan.stormClients} parallel transfers opened at once (--parallel-immediate); upstream GETs counted from the upstream's access log after it settled (no change for 1 s); every transfer checked to be a full 200, and the cached copy's sha256 checked afterwards.`,
       `Row 4: manifest ${manifestDigest} by tag, Accept = its media type, after 1 s of warming at the same rate (the tag cached, the process warmed up). Paced: bench/paced-client.ts (undici, ${MANIFEST_RATE} req/s for ${plan.pacedSeconds} s, latency from each request's due time, wrk2-style; docker-content-digest checked on every answer). Unpaced: wrk, 16 connections, ${plan.wrkSeconds} s.`,
       'Row 5: /proc/<pid>/status of the cache process: VmHWM read after row 3 (the kernel peak since start), VmRSS sampled every 100 ms during rows 1-3.',
