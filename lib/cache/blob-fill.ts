@@ -51,9 +51,9 @@ const READ_CHUNK = 256 * 1024;
 /** Upstream bytes buffered ahead of hashing, at most. */
 const SINK_BUFFER = 4 * 1024 * 1024;
 /** Recent upstream bytes kept in memory for readers that keep up (per fill), beyond those not on disk yet. */
-const WINDOW = 8 * 1024 * 1024;
+const WINDOW = 4 * 1024 * 1024;
 /** Bytes handed to the disk but not written yet, at most, before the fill waits for the disk (per fill). */
-const DISK_LAG = 16 * 1024 * 1024;
+const DISK_LAG = 8 * 1024 * 1024;
 
 /** The in-flight fills, by digest: concurrent misses of one blob join one fill. */
 export class FillRegistry {

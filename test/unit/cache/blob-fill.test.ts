@@ -159,7 +159,7 @@ describe('BlobFill', () => {
 
   describe('readers behind the in-memory window', () => {
     const MiB = 1024 * 1024;
-    // More than the window and the disk lag together (8 + 16 MiB): the first bytes are only on disk by the end.
+    // More than the window and the disk lag together (4 + 8 MiB): the first bytes are only on disk by the end.
     const data = randomBytes(40 * MiB);
 
     /** The same filesystem store, its writes readable back or not (as with the object stores), failing if asked. */
