@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Starts (or stops) the long-lived services the tests share: one Docker engine, as root, in its own data and
-# exec roots, with a single-node swarm. Registries, caches and storage emulators are started by the tests.
+# exec roots, with a single-node swarm, and the cache image built into it. Registries, caches and storage emulators
+# are started by the tests.
 #   scripts/test-services.sh start | stop
 # The engine listens on $DTR_TEST_DOCKER_SOCK (default /run/dtr-cache-test/docker.sock).
 set -euo pipefail
 state=${DTR_TEST_STATE:-/var/lib/dtr-cache-test}
 sock=${DTR_TEST_DOCKER_SOCK:-/run/dtr-cache-test/docker.sock}
 run=$(dirname "$sock")
+root=$(cd "$(dirname "$0")/.." && pwd)
+e2e_image=127.0.0.1:5000/dtr-cache:e2e
 export DOCKER_HOST=unix://$sock
 
 start() {
@@ -25,6 +28,13 @@ start() {
     docker swarm init --advertise-addr 127.0.0.1 >/dev/null
     echo "swarm initialised"
   fi
+  # The cache image the end-to-end tests deploy, built once here from the working tree (on bases made from the host's
+  # node: no Docker Hub), so each test that needs it finds it whatever order jest runs them in. swarm-deploy.test.ts
+  # builds it again (a layer-cache hit) and pushes it to the registry it runs on 127.0.0.1:5000.
+  local base=127.0.0.1:5000/dtr-cache-base:local build=127.0.0.1:5000/dtr-cache-build-base:local
+  RUNTIME_IMAGE=$base BUILD_IMAGE=$build bash "$root/scripts/build-base-image.sh" >/dev/null
+  DOCKER_BUILDKIT=0 docker build -q -t "$e2e_image" --build-arg "BASE_IMAGE=$base" --build-arg "BUILD_IMAGE=$build" "$root" >/dev/null
+  echo "cache image $e2e_image built"
 }
 
 stop() {

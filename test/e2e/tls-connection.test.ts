@@ -7,7 +7,7 @@
  * DOCKER_CERT_PATH. Then: the service runs there (and not on the shared engine), the node carries the label, the
  * cache answers over TLS, and destroy removes both. Everything started here is stopped in afterAll.
  *
- * The cache image is taken from the shared test engine (127.0.0.1:5000/dtr-cache:e2e, built by swarm-deploy.test.ts)
+ * The cache image is taken from the shared test engine (127.0.0.1:5000/dtr-cache:e2e, built by scripts/test-services.sh start)
  * with docker save/load, so this test needs no registry inside the namespace.
  */
 import { execFileSync } from 'node:child_process';

@@ -5,7 +5,7 @@
  * (host mode: no IPVS on these machines) reaches the cache over TLS end to end (the client verifies the cache's
  * certificate), the replica found through swarm DNS. Then destroy.
  *
- * The cache image is taken from the shared engine (127.0.0.1:5000/dtr-cache:e2e, built by test/e2e/swarm-deploy.test.ts).
+ * The cache image is taken from the shared engine (127.0.0.1:5000/dtr-cache:e2e, built by scripts/test-services.sh start).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -76,7 +76,7 @@ beforeAll(async () => {
     docker(['image', 'inspect', '--format', '{{.Id}}', CACHE_IMAGE]);
   } catch {
     throw new Error(
-      `${CACHE_IMAGE} is not in the shared test engine: run npx jest test/e2e/swarm-deploy.test.ts once (it builds it), or set DTR_E2E_IMAGE`,
+      `${CACHE_IMAGE} is not in the shared test engine: run bash scripts/test-services.sh start (it builds it), or set DTR_E2E_IMAGE`,
     );
   }
   buildHaproxyImage();

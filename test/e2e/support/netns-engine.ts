@@ -32,7 +32,7 @@ export function saveSharedImage(image: string, dir: string): string {
   const env = { ...process.env, DOCKER_HOST: `unix://${TEST_DOCKER_SOCK}` };
   if (spawnSync(docker, ['image', 'inspect', '--format', '{{.Id}}', image], { env, timeout: 30_000 }).status !== 0) {
     throw new Error(
-      `${image} is not in the shared test engine (unix://${TEST_DOCKER_SOCK}): run npx jest test/e2e/swarm-deploy.test.ts once (it builds and keeps it), or set DTR_E2E_IMAGE`,
+      `${image} is not in the shared test engine (unix://${TEST_DOCKER_SOCK}): run bash scripts/test-services.sh start (it builds it), or set DTR_E2E_IMAGE`,
     );
   }
   const tar = join(dir, 'image.tar');
