@@ -387,9 +387,12 @@ export class BlobFill {
     if (drop > 0) this.window = this.window.slice(drop);
   }
 
+  /** Up to `length` bytes at `position` (before the window) read back from disk, never past what is on disk. */
   private async fromDisk(position: number, length: number): Promise<Buffer> {
-    const buffer = Buffer.allocUnsafe(length);
-    const { bytesRead } = await this.backing.read(buffer, 0, length, position);
+    const end = Math.min(position + length, this.window.length ? this.window[0].offset : this.onDisk);
+    const buffer = Buffer.allocUnsafe(end - position);
+    const { bytesRead } = await this.backing.read(buffer, 0, buffer.length, position);
+    if (bytesRead === 0) throw new Error(`the fill's disk copy ends before byte ${position}`);
     return buffer.subarray(0, bytesRead);
   }
 
