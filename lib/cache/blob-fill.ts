@@ -86,10 +86,7 @@ export class FillRegistry {
         error: { status: 502, code: 'UNAVAILABLE', message: `upstream request failed: ${(err as Error).message}` },
       }));
       if (!opened.ok) return opened;
-      const fill = await BlobFill.open(digest, key, opened.size, this.context).catch((err) => {
-        opened.body.destroy();
-        throw err;
-      });
+      const fill = new BlobFill(digest, key, opened.size, this.context);
       fill.run(opened.body, signal);
       return { ok: true, fill };
     })();
@@ -140,40 +137,43 @@ export class BlobFill {
   readonly settled: Promise<void>;
   private settle!: () => void;
 
-  private constructor(
+  /** The storage write; undefined once it failed (or if it could not start). */
+  private pending?: PendingWrite;
+  /** Where readers behind the window read: the pending write read back, or the spool. */
+  private backing?: WrittenBytes;
+  /** The spool, when the pending write cannot be read back. */
+  private spool?: FileHandle;
+  /**
+   * Opening the disk side (storage write, read-back or spool). Nothing waits for it but the disk writes: the first
+   * bytes reach the clients while the files are being opened (time to first byte, bench/).
+   */
+  private readonly diskOpened: Promise<void>;
+
+  constructor(
     readonly digest: Digest,
     readonly key: string,
     /** From the upstream's Content-Length; undefined when it sent none. */
     readonly size: number | undefined,
-    /** The storage write; undefined once it failed (or if it could not start). */
-    private pending: PendingWrite | undefined,
-    /** Where readers behind the window read: the pending write read back, or the spool. */
-    private readonly backing: WrittenBytes,
-    /** The spool, when the pending write cannot be read back. */
-    private readonly spool: FileHandle | undefined,
     private readonly context: FillContext,
   ) {
     this.settled = new Promise((resolve) => (this.settle = resolve));
+    this.diskOpened = this.openDisk();
+    this.diskOpened.catch(() => undefined); // surfaced by the first disk write
   }
 
-  static async open(digest: Digest, key: string, size: number | undefined, context: FillContext): Promise<BlobFill> {
-    const pending = await context.storage.write(key, size).catch((err: unknown) => {
-      storageFailed(context, digest, 'write', err);
+  private async openDisk(): Promise<void> {
+    const { storage, spoolDir } = this.context;
+    this.pending = await storage.write(this.key, this.size).catch((err: unknown) => {
+      storageFailed(this.context, this.digest, 'write', err);
       return undefined;
     });
-    pending?.stream.on('error', () => undefined); // surfaced by writeAllTo/commit
-    try {
-      const written = await pending?.readBack?.();
-      if (written) return new BlobFill(digest, key, size, pending, written, undefined, context);
-      await mkdir(context.spoolDir, { recursive: true });
-      const path = join(context.spoolDir, `${digest.hex.slice(0, 16)}-${randomUUID()}.spool`);
-      const spool = await open(path, 'w+');
-      await unlink(path).catch(() => undefined);
-      return new BlobFill(digest, key, size, pending, spool, spool, context);
-    } catch (err) {
-      await pending?.abort().catch(() => undefined);
-      throw err;
-    }
+    this.pending?.stream.on('error', () => undefined); // surfaced by writeAllTo/commit
+    this.backing = await this.pending?.readBack?.();
+    if (this.backing) return;
+    await mkdir(spoolDir, { recursive: true });
+    const path = join(spoolDir, `${this.digest.hex.slice(0, 16)}-${randomUUID()}.spool`);
+    this.backing = this.spool = await open(path, 'w+');
+    await unlink(path).catch(() => undefined);
   }
 
   get bytesWritten(): number {
@@ -192,7 +192,7 @@ export class BlobFill {
         // batch is taken while the disk writes run: upstream reads, hashing, clients and the disk overlap instead
         // of taking turns (in lock-step, a 1 GiB cold pull took the sum of their latencies, bench/, issue 8).
         // DISK_LAG bounds what is written but not on disk yet; the window holds all of it.
-        let disk: Promise<void> = Promise.resolve();
+        let disk: Promise<void> = this.diskOpened;
         const append = async (chunks: Buffer[]): Promise<void> => {
           if (this.diskFailure) throw this.diskFailure;
           const offset = this.written;
@@ -207,7 +207,9 @@ export class BlobFill {
           }
           this.wake();
           const end = this.written;
-          const written = Promise.all([this.storeBatch(chunks), this.spool && writevFully(this.spool, chunks, offset)]);
+          const written = this.diskOpened.then(() =>
+            Promise.all([this.storeBatch(chunks), this.spool && writevFully(this.spool, chunks, offset)]),
+          );
           // In order: the disk holds [0, end) once this and every earlier batch are written.
           disk = Promise.all([disk, written]).then(
             () => {
@@ -252,6 +254,7 @@ export class BlobFill {
         this.state = 'failed';
         this.wake();
         body.destroy();
+        await this.diskOpened.catch(() => undefined);
         await this.pending?.abort().catch(() => undefined);
         log.warn('blob fill failed; nothing committed', { digest: this.digest.text, bytes: this.written, reason: this.failure });
         events?.emit('fillEnded', { digest: this.digest.text, ok: false, bytes: this.written, reason: this.failure });
@@ -391,7 +394,8 @@ export class BlobFill {
   private async fromDisk(position: number, length: number): Promise<Buffer> {
     const end = Math.min(position + length, this.window.length ? this.window[0].offset : this.onDisk);
     const buffer = Buffer.allocUnsafe(end - position);
-    const { bytesRead } = await this.backing.read(buffer, 0, buffer.length, position);
+    // Bytes before the window are on disk, so the disk side is open by now.
+    const { bytesRead } = await (this.backing as WrittenBytes).read(buffer, 0, buffer.length, position);
     if (bytesRead === 0) throw new Error(`the fill's disk copy ends before byte ${position}`);
     return buffer.subarray(0, bytesRead);
   }
@@ -405,7 +409,7 @@ export class BlobFill {
   private closing?: Promise<void>;
   private async closeIfUnused(): Promise<void> {
     if (!this.finished || this.readers > 0) return;
-    this.closing ??= this.backing.close().catch(() => undefined);
+    this.closing ??= this.diskOpened.then(() => this.backing?.close()).catch(() => undefined);
     await this.closing;
   }
 }
