@@ -13,7 +13,7 @@ import { requireTool } from '../test/support/tools';
 import { BlobFile, generateBlob, pushBlobFile, pushSmallImage } from './blobs';
 import { renderChart } from './chart';
 import { paced, pull, storm, Transfer, verifyDigest, wrk } from './load';
-import { atExit, killAllSync } from './processes';
+import { atExit, killAllSync, waitForQuiet } from './processes';
 import { coldTotalTarget, manifestP99Target, oneFetchTarget, renderMarkdown, Row, rssTarget, throughputTarget, ttfbTarget } from './report';
 import { RssSampler } from './rss';
 import { startOurCache, startRegistry, startStaticServer, System } from './systems';
@@ -157,6 +157,11 @@ async function main(): Promise<number> {
     const blobUrl = (system: System, blob: BlobFile) =>
       system === raw ? `${raw.url}/${blob.name}` : `${system.url}/v2/${REPO}/blobs/${blob.digest}`;
     const timeoutFor = (bytes: number) => 60_000 + Math.ceil(bytes / MiB) * 100;
+    // Before each measurement every system is idle: none is measured while another works off an earlier step.
+    const pids = started.map((s) => s.pid).filter((pid): pid is number => pid !== undefined);
+    const quiet = async (what: string) => {
+      if (!(await waitForQuiet(pids))) collector.observe(`${what}: the systems were still busy after 60 s; measured anyway`);
+    };
 
     // 1. Warm blob throughput (after one filling GET, whose bytes are checked against the digest).
     for (const [key, cache] of caches) {
@@ -170,6 +175,7 @@ async function main(): Promise<number> {
         ['1b', warm, 16],
         ['1c', small, 16],
       ] as const) {
+        await quiet(`row ${row} ${key}`);
         log(`row ${row}: ${key}, ${sizeLabel(blob.size)} blob, ${connections} client(s), ${plan.wrkSeconds} s`);
         const r = await collector.step(`row ${row} ${key}`, () => wrk(blobUrl(system, blob), connections, plan.wrkSeconds));
         put(row, key, r?.mibPerSecond);
@@ -186,6 +192,7 @@ async function main(): Promise<number> {
     for (const [key, cache] of caches) {
       // Each system starts with no dirty pages of the one before: the disk's writeback of another's fill is not its cost.
       flushDirtyPages();
+      await quiet(`row 2 ${key}`);
       log(`row 2: cold ${sizeLabel(cold.size)} pull through ${key}`);
       const t = await collector.step(`row 2 ${key}`, () => pull(blobUrl(cache, cold), cold.size, timeoutFor(cold.size) * 1.5));
       put('2a', key, t?.ttfbMs);
@@ -204,6 +211,7 @@ async function main(): Promise<number> {
     // 3. Simultaneous cold requests for one blob that no cache has seen: upstream GETs and total time.
     for (const [key, cache] of caches) {
       flushDirtyPages();
+      await quiet(`row 3 ${key}`);
       log(`row 3: ${plan.stormClients} concurrent cold GETs of the ${sizeLabel(stormBlob.size)} blob through ${key}`);
       const before = upstreamGets(upstream, stormBlob.digest);
       const s = await collector.step(`row 3 ${key}`, () =>
@@ -228,6 +236,7 @@ async function main(): Promise<number> {
     // 4. Manifest by tag with a warm cache: fixed 500 req/s, then unpaced.
     const manifestUrl = (system: System) => `${system.url}/v2/${IMAGE_REPO}/manifests/v1`;
     for (const [key, cache] of caches) {
+      await quiet(`row 4 ${key}`);
       log(`row 4: manifests through ${key}, ${MANIFEST_RATE} req/s for ${plan.pacedSeconds} s, then unpaced for ${plan.wrkSeconds} s`);
       // Steady state, as a cache in service: the tag cached and the process warmed up (JIT) by 1 s of the same load.
       await collector.step(`row 4 ${key}: warming`, () => paced(manifestUrl(cache), MANIFEST_RATE, 1, image.digest, image.mediaType));
@@ -377,7 +386,7 @@ function writeResults(plan: Plan, rows: Row[], collector: Collector, manifestDig
     mode: plan.mode,
     durationS: (Date.now() - startedAt) / 1000,
     notes: [
-      'All systems on 127.0.0.1, each a separate process with fresh storage: upstream = Debian docker-registry (distribution 2.8) seeded with random blobs; reference = the same binary with proxy.remoteurl = the upstream (log level warn, access log off); ours = `node dist/bin/dtr-cache.js serve` with filesystem storage and default options (log level warn).',
+      'All systems on 127.0.0.1, each a separate process with fresh storage: upstream = Debian docker-registry (distribution 2.8) seeded with random blobs; reference = the same binary with proxy.remoteurl = the upstream (log level warn, access log off); ours = `node dist/bin/dtr-cache.js serve` with filesystem storage and default options (log level warn). Before each measurement the benchmark waits (at most 60 s) until all its processes are idle (≤ 5 CPU ticks in 1 s), so no system is measured while another works off an earlier step.',
       `Row 1: wrk (Debian) for ${plan.wrkSeconds} s per cell, 1 thread for 1 connection, else 2 threads; MiB/s = bytes read / duration. Every cache copy was first fetched once and its sha256 checked. Raw baseline: bench/static-server.ts, a minimal Node http server streaming the same file with fs.createReadStream (same runtime as our cache, no cache logic).`,
       'Row 2: curl, body to /dev/null; TTFB = time_starttransfer. Direct = the same GET to the upstream, run before and after the caches, best of the two. Before rows 2 and 3 of each cache, sync(1) writes out the dirty pages the steps before left.',
       `Row 3: one curl process with ${plan.stormClients} parallel transfers opened at once (--parallel-immediate); upstream GETs counted from the upstream's access log after it settled (no change for 1 s); every transfer checked to be a full 200, and the cached copy's sha256 checked afterwards.`,

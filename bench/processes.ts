@@ -3,6 +3,7 @@
  * stops all of them: normally through stop(), as a last resort with SIGKILL from the exit handler.
  */
 import { ChildProcess, spawn, SpawnOptions } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 const running = new Set<number>();
 const exitHooks: (() => void)[] = [];
@@ -81,4 +82,33 @@ export function killAllSync(): void {
       // best effort: the process is exiting
     }
   }
+}
+
+/** CPU time (utime + stime, clock ticks) a process has used, from /proc/<pid>/stat; undefined once it is gone. */
+function cpuTicks(pid: number): number | undefined {
+  try {
+    // The fields after the command name, which is in parentheses and may hold spaces: utime and stime are 14 and 15.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Waits until the processes used at most `maxTicks` CPU ticks (1/100 s each) together over one second, so a
+ * system is never measured while another still works off an earlier step (the reference's backlog of paced
+ * requests, its fills after the clients left). Bounded: returns false after timeoutMs without quiet.
+ */
+export async function waitForQuiet(pids: readonly number[], timeoutMs = 60_000, maxTicks = 5): Promise<boolean> {
+  const total = () => pids.reduce((sum, pid) => sum + (cpuTicks(pid) ?? 0), 0);
+  const deadline = Date.now() + timeoutMs;
+  let before = total();
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const now = total();
+    if (now - before <= maxTicks) return true;
+    before = now;
+  }
+  return false;
 }
