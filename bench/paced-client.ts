@@ -2,7 +2,7 @@
  * Fixed-rate HTTP load (wrk2-like): request i is due at start + i/rate whatever happened before, and its latency
  * counts from that due time, so a stalled server cannot hide its stall by slowing the client (coordinated
  * omission). Bounded: exactly rate × seconds requests, each with a timeout.
- * Usage: paced-client <url> <rate> <seconds> <expected docker-content-digest> [accept]
+ * Usage: paced-client <url> <rate> <seconds> <expected docker-content-digest, or - for none> [accept]
  * Prints one JSON line: { sent, ok, unfinished, failed, p50Ms, p99Ms, maxMs, achievedRps, firstError }.
  */
 import { Pool } from 'undici';
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
       const end = process.hrtime.bigint();
       if (!pending.delete(id)) return; // already counted as unfinished at the cutoff
       if (res.statusCode !== 200) return fail(`status ${res.statusCode}`);
-      if (res.headers['docker-content-digest'] !== digest) return fail(`digest ${String(res.headers['docker-content-digest'])}`);
+      if (digest !== '-' && res.headers['docker-content-digest'] !== digest) return fail(`digest ${String(res.headers['docker-content-digest'])}`);
       latencies.push(Number(end - due) / 1e6);
     } catch (err) {
       if (pending.delete(id)) fail(err instanceof Error ? err.message : String(err));
