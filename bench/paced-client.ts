@@ -31,7 +31,8 @@ async function main(): Promise<void> {
       const end = process.hrtime.bigint();
       if (!pending.delete(id)) return; // already counted as unfinished at the cutoff
       if (res.statusCode !== 200) return fail(`status ${res.statusCode}`);
-      if (digest !== '-' && res.headers['docker-content-digest'] !== digest) return fail(`digest ${String(res.headers['docker-content-digest'])}`);
+      if (digest !== '-' && res.headers['docker-content-digest'] !== digest)
+        return fail(`digest ${String(res.headers['docker-content-digest'])}`);
       latencies.push(Number(end - due) / 1e6);
     } catch (err) {
       if (pending.delete(id)) fail(err instanceof Error ? err.message : String(err));
