@@ -157,9 +157,11 @@ async function main(): Promise<number> {
     const blobUrl = (system: System, blob: BlobFile) =>
       system === raw ? `${raw.url}/${blob.name}` : `${system.url}/v2/${REPO}/blobs/${blob.digest}`;
     const timeoutFor = (bytes: number) => 60_000 + Math.ceil(bytes / MiB) * 100;
-    // Before each measurement every system is idle: none is measured while another works off an earlier step.
+    // Before each measurement the disk has no dirty pages left (their writeback takes CPU here) and every system is
+    // idle: none is measured while the machine still works off an earlier step.
     const pids = started.map((s) => s.pid).filter((pid): pid is number => pid !== undefined);
     const quiet = async (what: string) => {
+      flushDirtyPages();
       if (!(await waitForQuiet(pids))) collector.observe(`${what}: the systems were still busy after 60 s; measured anyway`);
     };
 
@@ -190,8 +192,6 @@ async function main(): Promise<number> {
     };
     await pullDirect();
     for (const [key, cache] of caches) {
-      // Each system starts with no dirty pages of the one before: the disk's writeback of another's fill is not its cost.
-      flushDirtyPages();
       await quiet(`row 2 ${key}`);
       log(`row 2: cold ${sizeLabel(cold.size)} pull through ${key}`);
       const t = await collector.step(`row 2 ${key}`, () => pull(blobUrl(cache, cold), cold.size, timeoutFor(cold.size) * 1.5));
@@ -210,7 +210,6 @@ async function main(): Promise<number> {
 
     // 3. Simultaneous cold requests for one blob that no cache has seen: upstream GETs and total time.
     for (const [key, cache] of caches) {
-      flushDirtyPages();
       await quiet(`row 3 ${key}`);
       log(`row 3: ${plan.stormClients} concurrent cold GETs of the ${sizeLabel(stormBlob.size)} blob through ${key}`);
       const before = upstreamGets(upstream, stormBlob.digest);
@@ -396,9 +395,9 @@ function writeResults(plan: Plan, rows: Row[], collector: Collector, manifestDig
     mode: plan.mode,
     durationS: (Date.now() - startedAt) / 1000,
     notes: [
-      'All systems on 127.0.0.1, each a separate process with fresh storage: upstream = Debian docker-registry (distribution 2.8) seeded with random blobs; reference = the same binary with proxy.remoteurl = the upstream (log level warn, access log off); ours = `node dist/bin/dtr-cache.js serve` with filesystem storage and default options (log level warn). Before each measurement the benchmark waits (at most 60 s) until all its processes are idle (≤ 5 CPU ticks in 1 s), so no system is measured while another works off an earlier step.',
+      'All systems on 127.0.0.1, each a separate process with fresh storage: upstream = Debian docker-registry (distribution 2.8) seeded with random blobs; reference = the same binary with proxy.remoteurl = the upstream (log level warn, access log off); ours = `node dist/bin/dtr-cache.js serve` with filesystem storage and default options (log level warn). Before each measurement sync(1) writes out the dirty pages earlier steps left and the benchmark waits (at most 60 s) until all its processes are idle (≤ 5 CPU ticks in 1 s), so no system is measured while the machine still works off an earlier step.',
       `Row 1: wrk (Debian) for ${plan.wrkSeconds} s per cell, 1 thread for 1 connection, else 2 threads; MiB/s = bytes read / duration. Every cache copy was first fetched once and its sha256 checked. Raw baseline: bench/static-server.ts, a minimal Node http server streaming the same file with fs.createReadStream (same runtime as our cache, no cache logic).`,
-      'Row 2: curl, body to /dev/null; TTFB = time_starttransfer. Direct = the same GET to the upstream, run before and after the caches, best of the two. Before rows 2 and 3 of each cache, sync(1) writes out the dirty pages the steps before left.',
+      'Row 2: curl, body to /dev/null; TTFB = time_starttransfer. Direct = the same GET to the upstream, run before and after the caches, best of the two.',
       `Row 3: one curl process with ${plan.stormClients} parallel transfers opened at once (--parallel-immediate); upstream GETs counted from the upstream's access log after it settled (no change for 1 s); every transfer checked to be a full 200, and the cached copy's sha256 checked afterwards.`,
       `Row 4: manifest ${manifestDigest} by tag, Accept = its media type, after 1 s of warming at the same rate (the tag cached, the process warmed up). Paced: bench/paced-client.ts (undici, ${MANIFEST_RATE} req/s for ${plan.pacedSeconds} s, latency from each request's due time, wrk2-style; docker-content-digest checked on every answer). Unpaced: wrk, 16 connections, ${plan.wrkSeconds} s. Baseline of 4b: the same paced client against bench/static-server.ts serving the manifest bytes as a file (no digest header to check): the floor this client measures on this machine.`,
       'Row 5: /proc/<pid>/status of the cache process: VmHWM read after row 3 (the kernel peak since start), VmRSS sampled every 100 ms during rows 1-3.',
