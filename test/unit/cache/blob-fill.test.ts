@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Writable, type Readable } from 'node:stream';
-import { FillRegistry, type BlobFill, type FillStart } from '../../../lib/cache/blob-fill';
+import { FillRegistry, type FillStart } from '../../../lib/cache/blob-fill';
 import { BusyKeys } from '../../../lib/cache/busy';
 import { CacheEvents } from '../../../lib/cache/events';
 import { silentLogger } from '../../../lib/cache/log';
@@ -111,9 +111,8 @@ describe('BlobFill', () => {
     expect(result.data.equals(data.subarray(0, 100))).toBe(true);
   });
 
-  it('on a digest mismatch every reader fails short of the end and nothing is committed', async () => {
-    const data = randomBytes(50_000);
-    const claimed = digestOf(randomBytes(10));
+  /** Feeds all of `data` to a fill of `claimed`: its reader must fail short of the end, and nothing be committed or left. */
+  async function expectFailedFill(data: Buffer, claimed = digestOf(data)): Promise<void> {
     const { body, started } = await start(data, claimed);
     if (!started.ok) throw new Error('fill did not start');
     const reader = collect(started.fill.reader()!);
@@ -124,6 +123,10 @@ describe('BlobFill', () => {
     await started.fill.settled;
     expect(existsSync(join(root, 'store', blobKey(claimed)))).toBe(false);
     expect(readdirSync(join(root, 'store', '_uploads'))).toEqual([]);
+  }
+
+  it('on a digest mismatch every reader fails short of the end and nothing is committed', async () => {
+    await expectFailedFill(randomBytes(50_000), digestOf(randomBytes(10)));
   });
 
   it('a short upstream body fails the fill', async () => {
@@ -186,32 +189,30 @@ describe('BlobFill', () => {
     const fillsOn = (driver: StorageDriver, events?: CacheEvents) =>
       new FillRegistry({ storage: driver, spoolDir: join(root, 'spool'), timeoutMs: 30_000, busy, log: silentLogger, events });
 
-    async function lateReader(fill: BlobFill, body: PassThrough): Promise<{ ok: boolean; data: Buffer }> {
-      body.write(data.subarray(0, 32 * MiB));
-      await until(() => fill.bytesWritten === 32 * MiB, 20_000);
-      const late = collect(fill.reader()!);
-      body.end(data.subarray(32 * MiB));
-      return late.done;
-    }
-
-    it('read back the storage temp file when the driver can (filesystem): no spool file at all', async () => {
+    /** A fill of `data` that a reader joins once 32 MiB are in: it must get every byte. Resolves once the fill settled. */
+    async function lateReaderGetsAll(): Promise<Digest> {
       const { body, started, digest } = await start(data);
       if (!started.ok) throw new Error('fill did not start');
-      const result = await lateReader(started.fill, body);
+      body.write(data.subarray(0, 32 * MiB));
+      await until(() => started.fill.bytesWritten === 32 * MiB, 20_000);
+      const late = collect(started.fill.reader()!);
+      body.end(data.subarray(32 * MiB));
+      const result = await late.done;
       expect(result.ok).toBe(true);
       expect(result.data.equals(data)).toBe(true);
       await started.fill.settled;
+      return digest;
+    }
+
+    it('read back the storage temp file when the driver can (filesystem): no spool file at all', async () => {
+      const digest = await lateReaderGetsAll();
       expect(readFileSync(join(root, 'store', blobKey(digest))).equals(data)).toBe(true);
       expect(existsSync(join(root, 'spool'))).toBe(false);
     });
 
     it('read a spool when the driver cannot read its write back', async () => {
       fills = fillsOn(wrapped({ readBack: false }));
-      const { body, started, digest } = await start(data);
-      if (!started.ok) throw new Error('fill did not start');
-      const result = await lateReader(started.fill, body);
-      expect(result.data.equals(data)).toBe(true);
-      await started.fill.settled;
+      const digest = await lateReaderGetsAll();
       expect(readFileSync(join(root, 'store', blobKey(digest))).equals(data)).toBe(true);
       expect(existsSync(join(root, 'spool'))).toBe(true);
       expect(readdirSync(join(root, 'spool'))).toEqual([]); // unlinked as soon as opened
@@ -222,12 +223,7 @@ describe('BlobFill', () => {
       const errors: string[] = [];
       events.on('storageError', (e) => errors.push(e.operation));
       fills = fillsOn(wrapped({ readBack: false, failAfterBytes: 4 * MiB }), events);
-      const { body, started, digest } = await start(data);
-      if (!started.ok) throw new Error('fill did not start');
-      const result = await lateReader(started.fill, body);
-      expect(result.ok).toBe(true);
-      expect(result.data.equals(data)).toBe(true);
-      await started.fill.settled;
+      const digest = await lateReaderGetsAll();
       expect(errors).toEqual(['write']);
       expect(existsSync(join(root, 'store', blobKey(digest)))).toBe(false);
       expect(readdirSync(join(root, 'store', '_uploads'))).toEqual([]);
@@ -235,16 +231,7 @@ describe('BlobFill', () => {
 
     it('reading back, a storage failure fails the fill: readers are cut, nothing is committed', async () => {
       fills = fillsOn(wrapped({ readBack: true, failAfterBytes: 4 * MiB }));
-      const { body, started, digest } = await start(data);
-      if (!started.ok) throw new Error('fill did not start');
-      const reader = collect(started.fill.reader()!);
-      body.end(data);
-      const result = await reader.done;
-      expect(result.ok).toBe(false);
-      expect(result.data.length).toBeLessThan(data.length);
-      await started.fill.settled;
-      expect(existsSync(join(root, 'store', blobKey(digest)))).toBe(false);
-      expect(readdirSync(join(root, 'store', '_uploads'))).toEqual([]);
+      await expectFailedFill(data);
     });
   });
 });
