@@ -4,6 +4,7 @@
  * client for fixed-rate latency. Each run is bounded in time and checks that every response was a full 200.
  */
 import { createHash } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { get } from 'node:http';
 import { join, resolve } from 'node:path';
 import { requireTool } from '../test/support/tools';
@@ -84,6 +85,18 @@ export async function pull(url: string, size: number, timeoutMs: number): Promis
   const transfers = parseTransfers(await runToCompletion(curl, args, timeoutMs + 5_000));
   checkFull(`GET ${url}`, transfers, 1, size);
   return transfers[0];
+}
+
+/**
+ * Copies `source` to a new file `target` with dd (1 MiB blocks, no fsync, like a cache filling its storage) and
+ * removes it again: the milliseconds the copy took.
+ */
+export async function writeNewFile(source: string, target: string): Promise<number> {
+  const started = process.hrtime.bigint();
+  await runToCompletion('dd', [`if=${source}`, `of=${target}`, 'bs=1M', 'status=none'], 120_000);
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  await rm(target, { force: true });
+  return ms;
 }
 
 export interface Storm {
