@@ -45,7 +45,7 @@ interface Plan {
   readonly pacedSeconds: number;
   /**
    * Rows 1 and 2 are measured this many times, the systems in a rotating order, and the median is reported: on this
-   * shared machine one figure can be off by 2× (bench/results/: the same cell measured 424 and 848 MiB/s an hour apart).
+   * shared VM one figure can be off by 2× (ours, row 1a: 424 MiB/s in one run, 848 in a separate one an hour later).
    */
   readonly rounds: number;
 }
