@@ -21,14 +21,14 @@ const KiB = 1024;
 const MAX_READ = 1024 * KiB;
 const MIN_READ = 64 * KiB;
 /** What the reads of all open blob streams add up to, about: each holds one or two reads (see readSize). */
-const READ_BUDGET = 8 * MAX_READ;
+const READ_BUDGET = 4 * MAX_READ;
 
 /**
  * The read size for a stored blob when `openReads` blobs (this one included) are being read. Large reads mean fewer
- * event-loop turns per byte: 1 MiB instead of 256 KiB took warm throughput from 481 to 645 MiB/s for one client and
- * from 597 to 773 for sixteen (bench/, issue 8). But a stream to a slow client holds up to two reads (one buffered,
- * one queued on its socket), so the reads shrink as clients add up, in 64 KiB steps, and their memory stays near
- * the budget: 100 slow clients hold about 50 MiB, where fixed 1 MiB reads would hold 200.
+ * event-loop turns per byte: one client read 1 MiB at a time gets 645 MiB/s where 256 KiB reads gave 481 (bench/,
+ * issue 8). But a stream to a slow client holds up to two reads (one buffered, one queued on its socket), and every
+ * read leaves garbage until V8 collects it, so the reads shrink as clients add up, in 64 KiB steps: 100 slow clients
+ * hold about 31 MiB, where fixed 1 MiB reads would hold 200 (an 8 MiB budget pushed the bench's peak RSS past 150 MiB).
  */
 export function readSize(openReads: number): number {
   const share = Math.floor(READ_BUDGET / Math.max(1, openReads) / MIN_READ) * MIN_READ;

@@ -8,22 +8,22 @@ import { FilesystemDriver, readSize } from '../../../../lib/cache/storage/filesy
 const KiB = 1024;
 
 describe('readSize: the read size of a stored blob, by how many are read at once', () => {
-  it('reads 1 MiB at a time while at most eight blobs are read', () => {
-    for (const open of [0, 1, 2, 8]) expect(readSize(open)).toBe(1024 * KiB);
+  it('reads 1 MiB at a time while at most four blobs are read', () => {
+    for (const open of [0, 1, 2, 4]) expect(readSize(open)).toBe(1024 * KiB);
   });
 
   it('shrinks in 64 KiB steps as more are read, never below 64 KiB', () => {
-    expect(readSize(9)).toBe(896 * KiB); // 8 MiB / 9 = 910 KiB, rounded down to a 64 KiB step
-    expect(readSize(16)).toBe(512 * KiB);
+    expect(readSize(5)).toBe(768 * KiB); // 4 MiB / 5 = 819 KiB, rounded down to a 64 KiB step
+    expect(readSize(16)).toBe(256 * KiB);
     expect(readSize(100)).toBe(64 * KiB);
     expect(readSize(10_000)).toBe(64 * KiB);
     for (let open = 1; open < 200; open++) expect(readSize(open) % (64 * KiB)).toBe(0);
   });
 
-  it('keeps what 100 concurrent streams read at a time near the 8 MiB budget, not at 100 × 1 MiB', () => {
+  it('keeps what 100 concurrent streams read at a time near the 4 MiB budget, not at 100 × 1 MiB', () => {
     let total = 0;
     for (let open = 1; open <= 100; open++) total += readSize(open);
-    expect(total / (1024 * KiB)).toBeLessThan(26);
+    expect(total / (1024 * KiB)).toBeLessThan(16);
   });
 });
 
@@ -41,7 +41,7 @@ describe('FilesystemDriver.read: the read size follows the streams open now', ()
     const open: Readable[] = [];
     for (let i = 0; i < 16; i++) open.push((await driver.read('blob/data'))!);
     expect(open.map((s) => s.readableHighWaterMark / KiB)).toEqual([
-      1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024, 896, 768, 704, 640, 576, 576, 512, 512,
+      1024, 1024, 1024, 1024, 768, 640, 576, 512, 448, 384, 320, 320, 256, 256, 256, 256,
     ]);
     // One read to its end (every byte), the rest destroyed: both release their share.
     let bytes = 0;
