@@ -150,20 +150,21 @@ async function main(): Promise<number> {
     if (value !== undefined) figures.set(key, { ...figures.get(key), [system]: value });
   };
   // Rows measured in rounds: every figure, then their median (put) once all rounds ran.
-  const samples = new Map<string, number[]>();
+  const samples = new Map<string, Partial<Record<keyof Figures, number[]>>>();
   const sample = (key: string, system: keyof Figures, value: number | undefined) => {
     if (value === undefined) return;
-    const id = `${key} ${system}`;
-    samples.set(id, [...(samples.get(id) ?? []), value]);
+    const row = samples.get(key) ?? {};
+    samples.set(key, { ...row, [system]: [...(row[system] ?? []), value] });
   };
   const putMedians = () => {
-    for (const [id, values] of samples) {
-      const [key, system] = id.split(' ') as [string, keyof Figures];
-      put(key, system, median(values));
-      if (values.length > 1)
-        collector.observe(
-          `row ${key} ${system}: ${values.map((v) => formatNumber(v)).join(', ')} (median ${formatNumber(median(values))})`,
-        );
+    for (const [key, row] of samples) {
+      for (const [system, values] of Object.entries(row) as [keyof Figures, number[]][]) {
+        put(key, system, median(values));
+        if (values.length > 1)
+          collector.observe(
+            `row ${key} ${system}: ${values.map((v) => formatNumber(v)).join(', ')} (median ${formatNumber(median(values))})`,
+          );
+      }
     }
   };
   let direct: Transfer | undefined;
