@@ -192,7 +192,16 @@ export async function startSwift(options: { s3Region?: string } = {}): Promise<S
         // The account answers only once the account server is up too.
         const account = await fetch(storage, { headers: { 'x-auth-token': token }, signal: AbortSignal.timeout(10_000) });
         await account.arrayBuffer();
-        return account.status === 204 || account.status === 200;
+        if (account.status !== 204 && account.status !== 200) return false;
+        // And a container can be created only once the container server is up: until then the proxy answers 503
+        // (a test's first probe failed so in CI, with the account already answering).
+        const container = await fetch(`${storage}/readiness`, {
+          method: 'PUT',
+          headers: { 'x-auth-token': token },
+          signal: AbortSignal.timeout(10_000),
+        });
+        await container.arrayBuffer();
+        return container.status === 201 || container.status === 202;
       },
       // Four Python servers importing at once: ~15 s on a quiet 2-core machine, minutes on a saturated one.
       240_000,
