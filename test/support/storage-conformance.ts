@@ -33,16 +33,15 @@ const LARGE = 64 * 1024 * 1024;
 /**
  * Bytes the process holds alive (JS heap + Buffers), after a full collection. RSS would also count garbage not
  * yet collected and pages the allocator keeps, which made the bound below depend on GC timing, not on the driver.
- * Two collections: V8 sweeps dead ArrayBuffers concurrently after a collection and lowers `external` only then, so
- * right after one collection it still counted up to 34 MiB of dead Buffers (a swift write measured 0 to 34 MiB
- * from one run to the next, and 0.0 to 0.2 MiB with the second collection, which waits for that sweep).
+ * Buffers are counted by `arrayBuffers` (Node's allocator), not `external`: V8 lowers `external` only once it has
+ * swept dead ArrayBuffers, concurrently after the collection, so right after one it still counted up to 34 MiB of
+ * dead Buffers (a swift write measured 0 to 34 MiB from one run to the next, while `arrayBuffers` stayed at 4.5).
  */
 const collect: () => void = (setFlagsFromString('--expose-gc'), runInNewContext('gc'));
 function liveBytes(): number {
   collect();
-  collect();
   const usage = process.memoryUsage();
-  return usage.heapUsed + usage.external;
+  return usage.heapUsed + usage.arrayBuffers;
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
