@@ -18,6 +18,7 @@ import { makeImage, pushBlob, pushImage, sha256, type TestImage } from '../suppo
 import { TestRegistry } from '../support/registry';
 import { startSwift, type SwiftServer } from '../support/storage-servers';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy';
+import { waitFor } from '../support/tools';
 
 const FAST = 1_000_000_000;
 
@@ -116,6 +117,9 @@ describe.each(['filesystem', 's3'] as const)('two caches on one %s store', (kind
     await killed;
     expect(received).toBeLessThan(data.length);
     proxy.rate = FAST;
+    // The upstream logs a GET when it ends, so A's cut GET can be logged after B's started (CI counted 2): wait for
+    // it before counting B's.
+    await waitFor("the upstream's log line of A's cut GET", async () => upstream.blobGets().some((e) => e.path.endsWith(digest)));
     upstream.clearLog();
     expect(await blobDigest(b, 'team/big', digest)).toBe(digest);
     expect(upstream.blobGets().length).toBe(1); // B fetched it itself: A's partial fill was never visible
