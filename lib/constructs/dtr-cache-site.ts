@@ -18,6 +18,7 @@ import { CacheService } from './cache-service';
 import { LoadBalancer } from './load-balancer';
 import { LoadBalancerService } from './load-balancer-service';
 import { DtrRegistration } from './dtr-registration';
+import { StoragePreflight } from './storage-preflight';
 
 /** Registering the site's cache with DTR on deploy. */
 export interface SiteRegistrationOptions {
@@ -88,6 +89,12 @@ export interface DtrCacheSiteProps {
   readonly now?: Date;
   /** Register the cache with DTR on deploy and remove it on destroy (dtr-cache register). @default not registered */
   readonly registration?: SiteRegistrationOptions;
+  /**
+   * Before the service rolls, check from every node that the NFS volume mounts and that each node reads what another
+   * wrote (StoragePreflight); a failing node fails the deploy. Only NFS storage has a volume to check.
+   * @default true with NFS storage
+   */
+  readonly storagePreflight?: boolean;
 }
 
 const httpsUrl = z.string().refine(
@@ -133,6 +140,8 @@ export class DtrCacheSite extends Construct {
   public readonly loadBalancerService: LoadBalancerService | undefined;
   /** The DTR registration, when requested. */
   public readonly registration: DtrRegistration | undefined;
+  /** The storage preflight, with NFS storage. */
+  public readonly storagePreflight: StoragePreflight | undefined;
 
   constructor(scope: Construct, id: string, props: DtrCacheSiteProps) {
     super(scope, id);
@@ -188,6 +197,18 @@ export class DtrCacheSite extends Construct {
           cacheReplicas: replicas,
         })
       : undefined;
+    const volume = this.storage.mounts[0];
+    this.storagePreflight =
+      volume && (props.storagePreflight ?? true)
+        ? new StoragePreflight(this, 'StoragePreflight', {
+            nodes: props.nodes,
+            mount: volume,
+            image: this.image.imageRef,
+            namePrefix: prefix,
+            connection: this.connection,
+            dependsOn: this.storage.nfsExportApply ? [this.storage.nfsExportApply.resource] : undefined,
+          })
+        : undefined;
     this.service = new CacheService(this, 'Service', {
       name: prefix,
       image: this.image.imageRef,
@@ -201,7 +222,7 @@ export class DtrCacheSite extends Construct {
       containerPort: 443,
       publishMode,
       nodeCount: props.nodes.length,
-      dependsOn: [...this.nodes.labels],
+      dependsOn: [...this.nodes.labels, ...(this.storagePreflight ? [this.storagePreflight.resource] : [])],
       // With a load-balancer service, replicas are reached on its overlay network only.
       networks: this.loadBalancerService ? [this.loadBalancerService.network.id] : undefined,
       publish: this.loadBalancerService === undefined,
@@ -232,6 +253,7 @@ export class DtrCacheSite extends Construct {
           replicas,
           nodes: props.nodes,
           storage: backend.label,
+          nfsExport: backend.nfsMount?.export.line ?? null,
           port,
           publishMode,
           image: this.image.displayName,
@@ -242,6 +264,13 @@ export class DtrCacheSite extends Construct {
         description: 'site summary read by dtr-cache plan',
       },
     };
+    const nfsExport = backend.nfsMount?.export;
+    if (nfsExport) {
+      outputs.nfs_export = {
+        value: nfsExport.line,
+        description: `/etc/exports line on ${nfsExport.server}${this.storage.nfsExportApply ? ` (applied over SSH as ${this.storage.nfsExportApply.file})` : ''}`,
+      };
+    }
     const lbConfig = this.loadBalancerService
       ? { kind: 'haproxy', fileName: 'haproxy.cfg (swarm config of the load-balancer service)', text: this.loadBalancerService.text }
       : loadBalancer.render(balanced);

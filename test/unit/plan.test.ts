@@ -53,13 +53,17 @@ describe('dtr-cache plan', () => {
       '| Replicas | 2 |',
       '| Nodes | cache-asia-1, cache-asia-2 |',
       '| Storage | nfs |',
+      '| NFS export | `/dtr-cache *(rw,root_squash,no_wdelay)` |',
       '| Port | 443/tcp (routing mesh) |',
       '| Image | `127.0.0.1:5000/dtr-cache:0.1.0` |',
       '| Swarm | local-socket unix:///var/run/docker.sock |',
       `| Certificate | O=dtr-cache unit-test fixture, CN=cache.example.com, expires ${certExpiry} (self-signed) |`,
     ]);
-    expect(asia).toContain('**Warnings:** none');
+    expect(asia).toContain(
+      '**Warnings**\n- StorageBackend.nfs: clients: "*" exports /dtr-cache to any host that reaches nfs.asia.example.com; list the cache nodes\' addresses or CIDRs in clients\n',
+    );
     expect(stdout).toContain('| Storage | filesystem (container-local) |');
+    expect(stdout.match(/\| NFS export \|/g)).toHaveLength(1);
   });
 
   it('lists validation warnings of a stack (certificate expiring soon)', async () => {

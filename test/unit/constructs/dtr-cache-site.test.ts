@@ -30,13 +30,15 @@ describe('DtrCacheSite', () => {
     const json = synth(stack);
     expect(validationErrors(stack)).toEqual([]);
     expect(Object.keys(json.resource).sort()).toEqual(['docker_config', 'docker_secret', 'docker_service', 'terraform_data']);
-    expect(resourcesOf(json, 'terraform_data')).toHaveLength(2);
+    // Two node labels and the storage preflight.
+    expect(resourcesOf(json, 'terraform_data')).toHaveLength(3);
     expect(resourcesOf(json, 'docker_secret')).toHaveLength(3);
     expect(json.provider.docker).toEqual([{ host: 'unix:///var/run/docker.sock' }]);
     const service = onlyResource(json, 'docker_service');
     expect(service.name).toBe('dtr-cache-asia');
     expect(service.mode.replicated.replicas).toBe(2);
-    expect(service.depends_on).toHaveLength(2);
+    expect(service.depends_on).toHaveLength(3);
+    expect(service.depends_on[2]).toMatch(/^terraform_data\.asia_StoragePreflight_Check_/);
     expect(service.task_spec.container_spec.mounts[0].volume_options.driver_options.type).toBe('nfs');
     expect(service.task_spec.container_spec.secrets.map((s: { file_name: string }) => s.file_name).sort()).toEqual([
       '/run/secrets/cache.cert.pem',
@@ -67,6 +69,10 @@ describe('DtrCacheSite', () => {
     expect(out.asia_image.value).toBe('127.0.0.1:5000/dtr-cache:0.1.0');
     expect(out.asia_replicas.value).toBe(2);
     expect(out.asia_storage_kind.value).toBe('nfs');
+    expect(out.asia_nfs_export).toEqual({
+      value: '/dtr-cache 10.20.0.0/24(rw,root_squash,no_wdelay)',
+      description: '/etc/exports line on nfs.asia.example.com',
+    });
     const cert = new X509Certificate(readFileSync(fixture('cache.cert.pem')));
     expect(JSON.parse(out.asia_summary.value)).toEqual({
       datacenter: 'asia',
@@ -75,6 +81,7 @@ describe('DtrCacheSite', () => {
       replicas: 2,
       nodes: ['cache-asia-1', 'cache-asia-2'],
       storage: 'nfs',
+      nfsExport: '/dtr-cache 10.20.0.0/24(rw,root_squash,no_wdelay)',
       port: 443,
       publishMode: 'ingress',
       image: '127.0.0.1:5000/dtr-cache:0.1.0',

@@ -21,7 +21,7 @@ export function asiaSiteProps(overrides: Partial<DtrCacheSiteProps> = {}): DtrCa
     upstreams: ['https://dtr.us.example.com'],
     host: 'cache.asia.example.com',
     nodes: ['cache-asia-1', 'cache-asia-2'],
-    storage: StorageBackend.nfs({ server: 'nfs.asia.example.com' }),
+    storage: StorageBackend.nfs({ server: 'nfs.asia.example.com', clients: ['10.20.0.0/24'] }),
     tls: fixtureTls(),
     image: { reference: '127.0.0.1:5000/dtr-cache:0.1.0' },
     now: NOW,
