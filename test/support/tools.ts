@@ -12,11 +12,17 @@ const INSTALL: Record<string, string> = {
   ctr: 'apt-get install -y containerd, or run npm run test:all',
   openssl: 'apt-get install -y openssl',
   curl: 'apt-get install -y curl',
+  sshd: 'apt-get install -y openssh-server, or run npm run test:all',
+  'ssh-keygen': 'apt-get install -y openssh-client',
+  ssh: 'apt-get install -y openssh-client',
+  strace: 'apt-get install -y strace, or run npm run test:all',
   haproxy: 'apt-get install -y haproxy, or run npm run test:all',
   ip: 'apt-get install -y iproute2, or run npm run test:all',
   iptables: 'apt-get install -y iptables, or run npm run test:all',
   nsenter: 'apt-get install -y util-linux',
   unshare: 'apt-get install -y util-linux',
+  terraform:
+    'install Terraform 1.11 (not packaged by Debian): the linux_amd64 zip from https://releases.hashicorp.com/terraform/, unzipped into /usr/local/bin',
 };
 
 /** The absolute path of `tool`, or an Error telling how to install it. */
