@@ -222,7 +222,7 @@ export class DtrCacheSite extends Construct {
       containerPort: 443,
       publishMode,
       nodeCount: props.nodes.length,
-      dependsOn: [...this.nodes.labels, ...(this.storagePreflight ? [this.storagePreflight.resource] : [])],
+      dependsOn: [...this.nodes.labels, ...(this.storagePreflight?.resources ?? [])],
       // With a load-balancer service, replicas are reached on its overlay network only.
       networks: this.loadBalancerService ? [this.loadBalancerService.network.id] : undefined,
       publish: this.loadBalancerService === undefined,

@@ -1,9 +1,11 @@
 /**
  * A check, before the cache service rolls, that every cache node mounts the site's shared volume and sees what the
  * others write. The docker provider's docker_service has no job mode, so this is a `terraform_data` whose local-exec
- * runs one-shot tasks through the site's connection, one per node pinned by node ID, in two rounds: each node writes a probe file the way the cache commits a blob (write, fsync, rename), then each node that wrote
- * reads every other node's probe. A node whose job cannot mount the volume, write, or read another's probe fails
- * the deploy, named with the task's error and its output; the other nodes are listed as passing.
+ * runs one-shot tasks through the site's connection, one per node pinned by node ID, in two rounds: each node writes
+ * a probe file the way the cache commits a blob (write, fsync, rename), then each node that wrote reads every other
+ * node's probe. A node whose task cannot mount the volume, write, or read another's probe fails the deploy, named
+ * with the task's error and its output; the other nodes are listed as passing. On destroy, after the service, a
+ * second resource removes the volume from every node the same way (a task with the node's engine socket).
  *
  * A one-shot task is a replicated service of one replica with restart condition none, not a `replicated-job`: the
  * tasks of a job, and their containers, outlive `docker service rm` (moby/moby#42789, #44312; on the test engine,
@@ -18,23 +20,33 @@ import { SwarmConnection } from './base/swarm-connection';
 export interface StoragePreflightProps {
   /** Node IDs or hostnames to check (the cache nodes). */
   readonly nodes: string[];
-  /** The volume mount of the cache service, mounted the same way by the jobs. */
+  /** The volume mount of the cache service, mounted the same way by the tasks. */
   readonly mount: ServiceTaskSpecContainerSpecMounts;
-  /** An image with node in it (the cache image); the jobs run `node -e`. */
+  /** An image with node in it (the cache image); the tasks run `node -e`. */
   readonly image: string;
-  /** Prefix of the job names, e.g. dtr-cache-asia. */
+  /** Prefix of the task services' names, e.g. dtr-cache-asia. */
   readonly namePrefix: string;
   /** How the Docker CLI reaches the swarm. @default SwarmConnection.localSocket() */
   readonly connection?: SwarmConnection;
-  /** Seconds each round waits for its jobs to finish. @default 120 */
+  /** Seconds each round waits for its tasks to finish. @default 120 */
   readonly timeoutSeconds?: number;
   /** Resources that must exist first (the export being applied). @default none */
   readonly dependsOn?: ITerraformDependable[];
+  /** Remove the volume from every node on destroy. @default true */
+  readonly removeVolumeOnDestroy?: boolean;
+  /**
+   * The engine socket on each node, bind-mounted into the removal task; Docker service templates such as
+   * {{.Node.Hostname}} work here.
+   * @default "/var/run/docker.sock"
+   */
+  readonly nodeDockerSocket?: string;
 }
 
 export class StoragePreflight extends Construct {
-  /** The terraform_data resource (the service depends on it). */
+  /** The check (a terraform_data resource). */
   public readonly resource: DataResource;
+  /** The check and the volume removal: the service depends on them, so it goes first on destroy. */
+  public readonly resources: readonly DataResource[];
 
   constructor(scope: Construct, id: string, props: StoragePreflightProps) {
     super(scope, id);
@@ -52,11 +64,22 @@ export class StoragePreflight extends Construct {
         },
       ],
     });
+    const removal =
+      (props.removeVolumeOnDestroy ?? true) &&
+      new DataResource(this, 'VolumeRemoval', {
+        input: { destroy: volumeRemovalCommand({ ...props, nodes }) },
+        triggersReplace: { volume: props.mount.source ?? '', nodes: nodes.join(','), host: connection.host },
+        // A new volume name (changed options) makes a new resource first; the old volume's removal runs after the
+        // service has moved to the new one. Destroy-time provisioners may refer to self only: the command from state.
+        lifecycle: { createBeforeDestroy: true },
+        provisioners: [{ type: 'local-exec', when: 'destroy', command: '${self.input.destroy}', environment: connection.environment() }],
+      });
+    this.resources = removal ? [this.resource, removal] : [this.resource];
   }
 }
 
 /**
- * The job's program (node, no shell in the image): `write <dir> <self>` commits <dir>/<self> with write, fsync, close
+ * The probe task's program (node, no shell in the image): `write <dir> <self>` commits <dir>/<self> with write, fsync, close
  * and rename; `read <dir> <self> <others…>` checks each other node's probe. No single quotes and no `${`: the
  * program sits in a single-quoted shell word inside a Terraform string.
  */
@@ -87,55 +110,109 @@ export function mountFlag(mount: ServiceTaskSpecContainerSpecMounts): string {
   return fields.map((f) => (f.includes(',') ? `"${f}"` : f)).join(',');
 }
 
+/** A shell word: single-quoted. */
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
 /**
- * The local-exec: POSIX sh running the Docker CLI. Every loop is bounded by timeoutSeconds; the jobs are removed on
- * exit (trap), whatever the outcome. No `${` and no `%{`, which Terraform would interpolate.
+ * The shell both local-execs share (POSIX sh running the Docker CLI). `start <service> <node> <args…>` creates a
+ * one-shot task on that node with $flags, the image as given (not resolved to a digest, as the cache service runs it)
+ * and `node -e "$program" <args…>`; `round <phase> <nodes…>` starts one task per node through the caller's `launch`,
+ * then waits for each (until $deadline) and puts the nodes that completed in $ok, the others, with the task's state,
+ * error and output, in $failures. Tasks are removed on exit, whatever the outcome. Every loop is bounded; no `${` and
+ * no `%{`, which Terraform would interpolate.
  */
+function taskRunner(o: { namePrefix: string; image: string; flags: string; program: string; timeout: number }): string[] {
+  return [
+    'set -u -f',
+    `run=$(date +%s)-$$; label=dtr.cache.preflight=$run; prefix=${q(o.namePrefix)}`,
+    `image=${q(o.image)}; flags=${q(o.flags)}; program=${q(o.program)}; failures=''`,
+    `cleanup() { docker service ls -q --filter "label=$label" | xargs -r docker service rm >/dev/null 2>&1; }`,
+    'trap cleanup EXIT',
+    'start() { svc=$1; node=$2; shift 2',
+    `  id=$(docker node inspect --format '{{.ID}}' "$node" 2>&1) || { echo "not a node of this swarm: $id"; return 1; }`,
+    '  docker service create --detach --quiet --name "$svc" --label "$label" --replicas 1 --restart-condition none \\',
+    '    --constraint "node.id==$id" --no-resolve-image $flags --entrypoint node "$image" -e "$program" "$@" 2>&1 >/dev/null; }',
+    "outcome() { state=''",
+    '  while [ "$(date +%s)" -lt "$deadline" ]; do',
+    `    state=$(docker service ps --no-trunc --format '{{.CurrentState}}: {{.Error}}' "$1" 2>&1 | head -n 1)`,
+    '    case "$state" in Complete*) echo ok; return ;; Failed*|Rejected*|Shutdown*) break ;; esac',
+    '    sleep 1',
+    '  done',
+    `  [ "$(date +%s)" -lt "$deadline" ] || state="not finished after ${o.timeout} s ($state)"`,
+    `  echo "$state $(docker service logs --raw "$1" 2>/dev/null | tail -n 3 | tr '\\n' ' ')"; }`,
+    `round() { phase=$1; shift; ok=''; n=0; started=''; deadline=$(( $(date +%s) + ${o.timeout} ))`,
+    '  for node in "$@"; do n=$((n + 1)); svc="$prefix-$phase$n-$run"',
+    '    if out=$(launch "$phase" "$svc" "$node" "$@"); then started="$started $node=$svc"; else failures="$failures\\n  $node: $phase: $out"; fi',
+    '  done',
+    '  for pair in $started; do node=$(echo "$pair" | cut -d= -f1); out=$(outcome "$(echo "$pair" | cut -d= -f2)")',
+    '    if [ "$out" = ok ]; then ok="$ok $node"; else failures="$failures\\n  $node: $phase: $out"; fi',
+    '  done; }',
+  ];
+}
+
+/** The preflight's local-exec: a write round on every node, then a read round on the nodes that wrote. */
 export function preflightCommand(props: StoragePreflightProps): string {
   const timeout = props.timeoutSeconds ?? 120;
-  const dir = `${props.mount.target}/_preflight`;
-  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  const mount = mountFlag(props.mount);
   return [
-    `set -u`,
-    `run=$(date +%s)-$$; label=dtr.cache.preflight=$run; prefix=${q(`${props.namePrefix}-probe`)}`,
-    `image=${q(props.image)}; mount=${q(mountFlag(props.mount))}; dir=${q(dir)}/$run`,
-    `program=${q(PROBE_PROGRAM)}`,
-    `passed=''; failures=''`,
-    `cleanup() { docker service ls -q --filter "label=$label" | xargs -r docker service rm >/dev/null 2>&1; }`,
-    `trap cleanup EXIT`,
-    // start <service> <node> <args…>: a one-shot task on that node, mounting the volume as the service does; the image
-    // as given (not resolved to a digest), as the cache service runs it.
-    `start() { svc=$1; node=$2; shift 2`,
-    `  id=$(docker node inspect --format '{{.ID}}' "$node" 2>&1) || { echo "not a node of this swarm: $id"; return 1; }`,
-    `  docker service create --detach --quiet --name "$svc" --label "$label" --replicas 1 --restart-condition none \\`,
-    `    --constraint "node.id==$id" --mount "$mount" --no-resolve-image --entrypoint node "$image" -e "$program" "$@" 2>&1 >/dev/null; }`,
-    // outcome <service>: "ok", or the task's state, error and output once it has finished (or the round's time is up).
-    `outcome() { state=''`,
-    `  while [ "$(date +%s)" -lt "$deadline" ]; do`,
-    `    state=$(docker service ps --no-trunc --format '{{.CurrentState}}: {{.Error}}' "$1" 2>&1 | head -n 1)`,
-    `    case "$state" in Complete*) echo ok; return ;; Failed*|Rejected*|Shutdown*) break ;; esac`,
-    `    sleep 1`,
-    `  done`,
-    `  [ "$(date +%s)" -lt "$deadline" ] || state="not finished after ${timeout} s ($state)"`,
-    `  echo "$state $(docker service logs --raw "$1" 2>/dev/null | tail -n 3 | tr '\\n' ' ')"; }`,
-    // round <phase> <nodes>: one job per node, then each one's outcome; ok nodes go to $ok, the others to $failures.
-    `round() { phase=$1; shift; ok=''; n=0; started=''; deadline=$(( $(date +%s) + ${timeout} ))`,
-    `  for node in "$@"; do n=$((n + 1)); svc="$prefix-$phase$n-$run"`,
-    `    if [ "$phase" = write ]; then out=$(start "$svc" "$node" write "$dir" "$node"); else`,
-    `      others=$(for o in "$@"; do [ "$o" = "$node" ] || printf '%s ' "$o"; done)`,
-    `      out=$(start "$svc" "$node" read "$dir" "$node" $others); fi`,
-    `    if [ $? -eq 0 ]; then started="$started $node=$svc"; else failures="$failures\\n  $node: $phase: $out"; fi`,
-    `  done`,
-    `  for pair in $started; do node=$(echo "$pair" | cut -d= -f1); out=$(outcome "$(echo "$pair" | cut -d= -f2)")`,
-    `    if [ "$out" = ok ]; then ok="$ok $node"; else failures="$failures\\n  $node: $phase: $out"; fi`,
-    `  done; }`,
+    ...taskRunner({
+      namePrefix: `${props.namePrefix}-probe`,
+      image: props.image,
+      flags: `--mount ${mount}`,
+      program: PROBE_PROGRAM,
+      timeout,
+    }),
+    `mount=${q(mount)}; dir=${q(`${props.mount.target}/_preflight`)}/$run`,
+    // launch <phase> <service> <node> <all nodes…>
+    'launch() { phase=$1; svc=$2; node=$3; shift 3',
+    '  if [ "$phase" = write ]; then start "$svc" "$node" write "$dir" "$node"; return; fi',
+    `  others=$(for o in "$@"; do [ "$o" = "$node" ] || printf '%s ' "$o"; done)`,
+    '  start "$svc" "$node" read "$dir" "$node" $others; }',
     `round write ${props.nodes.join(' ')}`,
-    `writers=$ok`,
-    `case "$writers" in *' '*' '*) round read $writers; passed=$ok ;; *) passed=$writers ;; esac`,
-    `if [ -n "$failures" ]; then`,
-    `  [ -n "$passed" ] || passed=' none'`,
+    'writers=$ok',
+    "case \"$writers\" in *' '*' '*) round read $writers; passed=$ok ;; *) passed=$writers ;; esac",
+    'if [ -n "$failures" ]; then',
+    '  [ -n "$passed" ] || passed=\' none\'',
     `  printf 'storage preflight of %s failed on:%b\\npassed on:%s\\n' "$mount" "$failures" "$passed" >&2; exit 1`,
-    `fi`,
+    'fi',
     `echo "storage preflight passed on:$passed (mount, write, and each other node's probe read)"`,
+  ].join('\n');
+}
+
+/**
+ * The removal task's program: DELETE /volumes/<name> on its node's engine socket, tried again every 2 s while the
+ * engine answers 409 (a container of the removed service still holds it), until <seconds> have passed. Removed or
+ * absent is success.
+ */
+export const REMOVE_PROGRAM = [
+  'const http=require("http");const [name,seconds]=process.argv.slice(1);const end=Date.now()+Number(seconds)*1000;',
+  'const del=()=>{const r=http.request({socketPath:"/var/run/docker.sock",method:"DELETE",path:"/volumes/"+encodeURIComponent(name)},(res)=>{res.resume();',
+  'if(res.statusCode===204||res.statusCode===404){console.log(res.statusCode===204?"removed":"absent");process.exit(0)}',
+  'if(res.statusCode===409&&Date.now()<end){setTimeout(del,2000);return}',
+  'console.log("the engine answered "+res.statusCode+(res.statusCode===409?": the volume is still in use":""));process.exit(4)});',
+  'r.on("error",(e)=>{console.log(e.message);process.exit(5)});r.end()};del();',
+].join('');
+
+/**
+ * The removal's local-exec, run on destroy: one task per node, as root with the node's engine socket, removes the
+ * volume. A node where it fails (still in use, node gone) is reported and the volume left there; the destroy goes on.
+ */
+export function volumeRemovalCommand(props: StoragePreflightProps): string {
+  const timeout = props.timeoutSeconds ?? 120;
+  const socket = props.nodeDockerSocket ?? '/var/run/docker.sock';
+  const volume = props.mount.source ?? '';
+  return [
+    ...taskRunner({
+      namePrefix: `${props.namePrefix}-rmvol`,
+      image: props.image,
+      flags: `--user 0 --mount type=bind,source=${socket},target=/var/run/docker.sock`,
+      program: REMOVE_PROGRAM,
+      timeout: timeout + 30,
+    }),
+    `launch() { start "$2" "$3" ${q(volume)} ${timeout}; }`,
+    `round remove ${props.nodes.join(' ')}`,
+    `[ -z "$ok" ] || echo "removed volume ${volume} on:$ok"`,
+    `[ -z "$failures" ] || printf 'volume ${volume} left on (remove it there with docker volume rm):%b\\n' "$failures" >&2`,
+    'exit 0',
   ].join('\n');
 }

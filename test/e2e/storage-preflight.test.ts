@@ -7,6 +7,7 @@
  * mounted by the same --mount path a site's NFS volume takes. A node is broken by giving its engine a volume of the
  * same name first (Docker keeps an existing volume's options, which is why the site's volume name carries a hash):
  * bound to a missing directory, its mount fails; bound to another directory, it writes where no other node reads.
+ * Destroy removes the volume from the three nodes.
  */
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,7 +36,7 @@ const engines = ROLES.map(
       address: `${NET}.${i + 2}`,
       prefixLength: 24,
       host: { bridge },
-      root: join(work, role),
+      root: join(work, `dtr-pf-${role}`),
     }),
 );
 const [manager, , worker2] = engines;
@@ -75,7 +76,12 @@ function sleepSync(ms: number): void {
 /** terraform apply, replacing the check so that it runs again. */
 function applyPreflight(): { status: number | null; out: string } {
   const json = JSON.parse(readFileSync(join(stackDir, 'main.tf.json'), 'utf8')) as { resource: { terraform_data: object } };
-  return terraform(stackDir, 'apply', '-auto-approve', `-replace=terraform_data.${Object.keys(json.resource.terraform_data)[0]}`);
+  return terraform(
+    stackDir,
+    'apply',
+    '-auto-approve',
+    `-replace=terraform_data.${Object.keys(json.resource.terraform_data).find((k) => k.startsWith('Preflight_Check_'))}`,
+  );
 }
 
 /** Services left on the swarm (the preflight removes its own). */
@@ -110,6 +116,8 @@ beforeAll(async () => {
       namePrefix: 'dtr-cache-pf',
       connection: SwarmConnection.localSocket(manager.socket),
       timeoutSeconds: 60,
+      // Each engine's socket is under its root, named for its hostname; the removal task mounts its own node's.
+      nodeDockerSocket: join(work, '{{.Node.Hostname}}', 'docker.sock'),
       mount: {
         type: 'volume',
         source: VOLUME,
@@ -175,4 +183,17 @@ test('passes again once the node mounts the shared volume', () => {
   const r = applyPreflight();
   expect(r.status).toBe(0);
   expect(r.out).toContain(`storage preflight passed on: ${hostnames.join(' ')}`);
+});
+
+test('destroy removes the volume from every node, once no container holds it', () => {
+  for (const e of engines) expect(run(docker, ['volume', 'ls', '-q'], e.env)).toBe(VOLUME);
+  const t0 = Date.now();
+  const r = terraform(stackDir, 'destroy', '-auto-approve');
+  console.log(`storage volume removal on destroy: ${Date.now() - t0} ms\n${r.out}`);
+  expect(r.status).toBe(0);
+  expect(r.out).toContain(`removed volume ${VOLUME} on: ${hostnames.join(' ')}`);
+  for (const e of engines) expect(run(docker, ['volume', 'ls', '-q'], e.env)).toBe('');
+  expect(services()).toBe('');
+  // The shared content itself stays: only the volume (a mount definition) is removed.
+  expect(existsSync(join(shared, '_preflight'))).toBe(true);
 });

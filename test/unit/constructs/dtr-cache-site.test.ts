@@ -30,15 +30,18 @@ describe('DtrCacheSite', () => {
     const json = synth(stack);
     expect(validationErrors(stack)).toEqual([]);
     expect(Object.keys(json.resource).sort()).toEqual(['docker_config', 'docker_secret', 'docker_service', 'terraform_data']);
-    // Two node labels and the storage preflight.
-    expect(resourcesOf(json, 'terraform_data')).toHaveLength(3);
+    // Two node labels, the storage preflight and the volume removal on destroy.
+    expect(resourcesOf(json, 'terraform_data')).toHaveLength(4);
     expect(resourcesOf(json, 'docker_secret')).toHaveLength(3);
     expect(json.provider.docker).toEqual([{ host: 'unix:///var/run/docker.sock' }]);
     const service = onlyResource(json, 'docker_service');
     expect(service.name).toBe('dtr-cache-asia');
     expect(service.mode.replicated.replicas).toBe(2);
-    expect(service.depends_on).toHaveLength(3);
-    expect(service.depends_on[2]).toMatch(/^terraform_data\.asia_StoragePreflight_Check_/);
+    expect(service.depends_on).toHaveLength(4);
+    expect(service.depends_on.slice(2)).toEqual([
+      expect.stringMatching(/^terraform_data\.asia_StoragePreflight_Check_/),
+      expect.stringMatching(/^terraform_data\.asia_StoragePreflight_VolumeRemoval_/),
+    ]);
     expect(service.task_spec.container_spec.mounts[0].volume_options.driver_options.type).toBe('nfs');
     expect(service.task_spec.container_spec.secrets.map((s: { file_name: string }) => s.file_name).sort()).toEqual([
       '/run/secrets/cache.cert.pem',

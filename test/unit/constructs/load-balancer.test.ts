@@ -77,9 +77,9 @@ describe('DtrCacheSite: connection kinds × load balancer modes', () => {
           expect(provider).toEqual({ host: 'unix:///run/docker.sock' });
         }
 
-        // Every local-exec (label add and remove on each node, the storage preflight) has the same swarm in its environment.
+        // Every local-exec (label add and remove on each node, the storage preflight, the volume removal) has the same swarm in its environment.
         const execs = resourcesOf(json, 'terraform_data').flatMap((r) => r.provisioner.map((p: TfJson) => p['local-exec']));
-        expect(execs).toHaveLength(5);
+        expect(execs).toHaveLength(6);
         for (const e of execs) expect(e.environment).toEqual(conn.environment());
         if (conn.kind === 'client-bundle') expect(execs[0].environment).toMatchObject({ DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: bundle });
 

@@ -2,7 +2,7 @@
  * The storage preflight as synthesized: one terraform_data whose local-exec runs one-shot tasks through the site's
  * connection, before the service. It runs for real on a three-node swarm in test/e2e/storage-preflight.test.ts.
  */
-import { mountFlag, preflightCommand, PROBE_PROGRAM, SwarmConnection } from '../../../lib/constructs';
+import { mountFlag, preflightCommand, PROBE_PROGRAM, REMOVE_PROGRAM, SwarmConnection } from '../../../lib/constructs';
 import { DtrCacheSite, StorageBackend } from '../../../lib/constructs';
 import { asiaSiteProps, newStack, onlyResource, resourcesOf, synth } from './helpers';
 
@@ -17,7 +17,7 @@ describe('StoragePreflight', () => {
         'volume-label=dtr.cache.managed-by=dtr-cache-site',
     );
     const json = synth(stack);
-    const check = resourcesOf(json, 'terraform_data').find((r) => r.triggers_replace.volume);
+    const check = resourcesOf(json, 'terraform_data').find((r) => r.triggers_replace.image);
     expect(check?.triggers_replace).toEqual({
       volume: mount.source,
       nodes: 'cache-asia-1,cache-asia-2',
@@ -30,6 +30,26 @@ describe('StoragePreflight', () => {
     expect(onlyResource(json, 'docker_service').depends_on).toContain(
       `terraform_data.${Object.keys(json.resource.terraform_data).find((k) => k.startsWith('asia_StoragePreflight_Check_'))}`,
     );
+  });
+
+  it('removes the volume from every node on destroy, after the service, with the command recorded in state', () => {
+    const stack = newStack('s', false);
+    const site = new DtrCacheSite(stack, 'asia', asiaSiteProps());
+    const volume = site.storage.mounts[0].source;
+    const removal = resourcesOf(synth(stack), 'terraform_data').find((r) => r.lifecycle);
+    expect(removal?.lifecycle).toEqual({ create_before_destroy: true });
+    expect(removal?.triggers_replace).toEqual({ volume, nodes: 'cache-asia-1,cache-asia-2', host: 'unix:///var/run/docker.sock' });
+    expect(removal?.provisioner).toEqual([
+      {
+        'local-exec': { when: 'destroy', command: '${self.input.destroy}', environment: { DOCKER_HOST: 'unix:///var/run/docker.sock' } },
+      },
+    ]);
+    const command: string = removal?.input.destroy;
+    expect(command).toContain("flags='--user 0 --mount type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock'");
+    expect(command).toContain(`launch() { start "$2" "$3" '${volume}' 120; }`);
+    expect(command).toContain('round remove cache-asia-1 cache-asia-2');
+    expect(command).not.toMatch(/[$%]\{/);
+    expect(REMOVE_PROGRAM).not.toContain("'");
   });
 
   it('runs after the export is applied over SSH, when it is', () => {
