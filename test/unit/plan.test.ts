@@ -8,7 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { command } from '../../bin/commands/plan';
-import { UsageError } from '../../bin/commands/registry';
+import { UsageError } from '../../lib/cli/errors';
 import { buildThreeDatacenters } from '../../examples/three-datacenters/main';
 import { buildSingleReplica } from '../../examples/single-replica/main';
 import { fixture, fixtureTls, NOW } from './constructs/helpers';
