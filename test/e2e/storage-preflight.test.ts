@@ -161,6 +161,7 @@ test('fails naming the node whose mount fails, and lists the others as passing',
   expect(r.out).toMatch(/failed on:\s+dtr-pf-worker2: write: Rejected [^\n]*failed to mount local volume[^\n]*no such file or directory/);
   expect(r.out).toContain('passed on: dtr-pf-manager dtr-pf-worker1');
   expect(r.out).not.toMatch(/dtr-pf-(manager|worker1): (write|read)/);
+  expect(r.out).not.toMatch(/no other node read the probe of: /);
   expect(services()).toBe('');
 });
 
@@ -175,6 +176,7 @@ test('fails naming the node that writes where the others do not read (a differen
   // worker2 reads neither of the others' probes; each of them misses worker2's.
   expect(r.out).toMatch(/dtr-pf-worker2: read: Failed [^\n]*cannot read the probe of dtr-pf-manager \(ENOENT\), dtr-pf-worker1 \(ENOENT\)/);
   expect(r.out).toMatch(/dtr-pf-manager: read: Failed [^\n]*cannot read the probe of dtr-pf-worker2 \(ENOENT\)/);
+  expect(r.out).toMatch(/no other node read the probe of: dtr-pf-worker2 \(its volume is not the share the others mount\)/);
   expect(services()).toBe('');
 });
 
