@@ -201,7 +201,7 @@ export class DtrCacheSite extends Construct {
       containerPort: 443,
       publishMode,
       nodeCount: props.nodes.length,
-      dependsOn: [...this.nodes.labels],
+      dependsOn: [this.nodes.labelStep],
       // With a load-balancer service, replicas are reached on its overlay network only.
       networks: this.loadBalancerService ? [this.loadBalancerService.network.id] : undefined,
       publish: this.loadBalancerService === undefined,

@@ -26,7 +26,7 @@ function site(overrides: Partial<DtrCacheSiteProps> = {}) {
 
 describe('DtrCacheSite', () => {
   it('composes provider, node labels, TLS secrets, config and service, and passes validation', () => {
-    const { stack } = site();
+    const { stack, construct } = site();
     const json = synth(stack);
     expect(validationErrors(stack)).toEqual([]);
     expect(Object.keys(json.resource).sort()).toEqual(['docker_config', 'docker_secret', 'docker_service', 'terraform_data']);
@@ -36,7 +36,7 @@ describe('DtrCacheSite', () => {
     const service = onlyResource(json, 'docker_service');
     expect(service.name).toBe('dtr-cache-asia');
     expect(service.mode.replicated.replicas).toBe(2);
-    expect(service.depends_on).toHaveLength(2);
+    expect(service.depends_on).toEqual([`terraform_data.${construct.nodes.labelStep.friendlyUniqueId}`]);
     expect(service.task_spec.container_spec.mounts[0].volume_options.driver_options.type).toBe('nfs');
     expect(service.task_spec.container_spec.secrets.map((s: { file_name: string }) => s.file_name).sort()).toEqual([
       '/run/secrets/cache.cert.pem',
@@ -116,13 +116,11 @@ describe('DtrCacheSite', () => {
         },
       ]);
       for (const label of resourcesOf(json, 'terraform_data')) {
-        for (const p of label.provisioner) {
-          expect(p['local-exec'].environment).toEqual({
-            DOCKER_HOST: 'tcp://ucp.asia.example.com:443',
-            DOCKER_TLS_VERIFY: '1',
-            DOCKER_CERT_PATH: '/etc/ucp/asia',
-          });
-        }
+        expect(label.input.environment).toEqual({
+          DOCKER_HOST: 'tcp://ucp.asia.example.com:443',
+          DOCKER_TLS_VERIFY: '1',
+          DOCKER_CERT_PATH: '/etc/ucp/asia',
+        });
       }
     });
 
@@ -138,9 +136,7 @@ describe('DtrCacheSite', () => {
       expect(json.provider.docker).toEqual([
         { host: 'ssh://ops@manager.asia.example.com:2222', ssh_opts: ['-o', 'StrictHostKeyChecking=yes'] },
       ]);
-      expect(resourcesOf(json, 'terraform_data')[0].provisioner[0]['local-exec'].environment).toEqual({
-        DOCKER_HOST: 'ssh://ops@manager.asia.example.com:2222',
-      });
+      expect(resourcesOf(json, 'terraform_data')[0].input.environment).toEqual({ DOCKER_HOST: 'ssh://ops@manager.asia.example.com:2222' });
     });
 
     it('createProvider: false leaves the provider to the stack', () => {
