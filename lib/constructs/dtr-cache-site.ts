@@ -86,6 +86,12 @@ export interface DtrCacheSiteProps {
   readonly logLevel?: LogLevel;
   /** The time certificate expiry is checked against. @default the time of synth */
   readonly now?: Date;
+  /**
+   * How long `cdktf deploy` waits for the cache service (and the load-balancer service) to converge, every replica
+   * running and healthy, before it fails (Go duration, e.g. "10m").
+   * @default 2 minutes per replica plus 1 (the load-balancer service: 3m)
+   */
+  readonly convergeTimeout?: string;
   /** Register the cache with DTR on deploy and remove it on destroy (dtr-cache register). @default not registered */
   readonly registration?: SiteRegistrationOptions;
 }
@@ -186,6 +192,7 @@ export class DtrCacheSite extends Construct {
           port,
           containerPort: 443,
           cacheReplicas: replicas,
+          convergeTimeout: props.convergeTimeout,
         })
       : undefined;
     this.service = new CacheService(this, 'Service', {
@@ -205,6 +212,7 @@ export class DtrCacheSite extends Construct {
       // With a load-balancer service, replicas are reached on its overlay network only.
       networks: this.loadBalancerService ? [this.loadBalancerService.network.id] : undefined,
       publish: this.loadBalancerService === undefined,
+      convergeTimeout: props.convergeTimeout,
     });
 
     const reg = props.registration;
@@ -214,7 +222,7 @@ export class DtrCacheSite extends Construct {
           dtr: reg.dtr ?? props.upstreams[0],
           name: reg.name ?? prefix,
           cacheUrl: this.cacheUrl,
-          dependsOn: [this.service.service],
+          service: this.service.service,
         })
       : undefined;
 
