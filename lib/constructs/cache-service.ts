@@ -185,14 +185,17 @@ export class CacheService extends Construct {
     });
   }
 
-  /** Other cache services in the same stack publishing the same port. */
+  /** Other cache services in the same stack publishing the same port on the same swarm (provider). */
   private portConflicts(): string[] {
     const others = TerraformStack.of(this)
       .node.findAll()
-      .filter((c): c is CacheService => c instanceof CacheService && c !== this && c.port === this.port);
+      .filter(
+        (c): c is CacheService =>
+          c instanceof CacheService && c !== this && c.port === this.port && c.service.provider === this.service.provider,
+      );
     return others.map(
       (o) =>
-        `CacheService: port: ${this.port} is also published by ${o.node.path}; give each cache site in a stack its own port (or put them in separate stacks, one per swarm)`,
+        `CacheService: port: ${this.port} is also published by ${o.node.path} on the same swarm; give each cache site on a swarm its own port`,
     );
   }
 }

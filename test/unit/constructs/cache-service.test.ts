@@ -120,8 +120,8 @@ describe('CacheService', () => {
     expect(validationErrors(stack)).toEqual([
       'CacheService: replicas: must be at least 1',
       'CacheService: port: must be between 1 and 65535',
-      'CacheService: port: 443 is also published by test/C; give each cache site in a stack its own port (or put them in separate stacks, one per swarm)',
-      'CacheService: port: 443 is also published by test/B; give each cache site in a stack its own port (or put them in separate stacks, one per swarm)',
+      'CacheService: port: 443 is also published by test/C on the same swarm; give each cache site on a swarm its own port',
+      'CacheService: port: 443 is also published by test/B on the same swarm; give each cache site on a swarm its own port',
     ]);
   });
 
