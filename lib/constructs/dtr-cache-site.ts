@@ -32,7 +32,7 @@ export interface SiteRegistrationOptions {
   readonly usernameEnv?: string;
   /** Environment variable holding the password or access token. @default "DTR_PASSWORD" */
   readonly passwordEnv?: string;
-  /** How the deploy machine runs the CLI. @default "npx dtr-cache" */
+  /** How the deploy machine runs the CLI. @default this package's own CLI, by its path (DtrRegistrationProps.cli) */
   readonly cli?: string;
 }
 
