@@ -15,6 +15,7 @@ import { CacheConfigInput, validateConfig, renderConfig } from '../config';
 import { base64Text, shortHash, terraformText, textHash } from './base/secret-source';
 import { check } from './base/validation';
 import { ConfigSecretValue } from './shared-storage';
+import { managedLabels } from './base/labels';
 
 /** log.level of the server. */
 export enum LogLevel {
@@ -135,7 +136,7 @@ export class CacheConfig extends Construct {
       this.resource = new Secret(this, 'Secret', {
         name,
         data: Fn.base64encode(spliced),
-        labels: [{ label: 'dtr.cache.managed-by', value: 'dtr-cache-site' }],
+        labels: managedLabels(this),
         lifecycle: { createBeforeDestroy: true },
       });
       this.mount = { kind: 'secret', id: this.resource.id, name, fileName: CONFIG_PATH };
