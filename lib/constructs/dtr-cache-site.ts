@@ -273,6 +273,17 @@ export class DtrCacheSite extends Construct {
       image: { value: this.image.imageRef, description: 'image the service runs (name@digest when built here)' },
       replicas: { value: replicas, description: 'number of cache replicas' },
       storage_kind: { value: backend.label, description: 'where cached content is kept' },
+      service_name: { value: this.service.service.name, description: 'swarm service of the cache (docker service ps <name>)' },
+      service_id: { value: this.service.service.id, description: 'swarm service ID of the cache' },
+      secret_names: {
+        value: [...this.tls.secrets, ...this.storage.secrets].map((m) => m.secret.name),
+        description: 'swarm secrets the service mounts (TLS material, storage key file)',
+      },
+      config_name: {
+        value: this.config.mount.name,
+        description: `swarm ${this.config.mount.kind} holding config.yml (a secret when it carries storage credentials)`,
+      },
+      node_label: { value: `${this.nodes.labelKey}=true`, description: 'node label that places the replicas' },
       summary: {
         value: JSON.stringify({
           datacenter: props.datacenter,

@@ -74,6 +74,17 @@ describe('DtrCacheSite', () => {
     expect(out.asia_image.value).toBe('127.0.0.1:5000/dtr-cache:0.1.0');
     expect(out.asia_replicas.value).toBe(2);
     expect(out.asia_storage_kind.value).toBe('nfs');
+    // What a platform team needs to find the site's swarm objects.
+    const service = Object.keys(synth(stack).resource.docker_service)[0];
+    expect(out.asia_service_name.value).toBe(`\${docker_service.${service}.name}`);
+    expect(out.asia_service_id.value).toBe(`\${docker_service.${service}.id}`);
+    expect(out.asia_secret_names.value).toEqual([
+      expect.stringMatching(/^\$\{docker_secret\.asia_Tls_Certificate_\w+\.name\}$/),
+      expect.stringMatching(/^\$\{docker_secret\.asia_Tls_Key_\w+\.name\}$/),
+      expect.stringMatching(/^\$\{docker_secret\.asia_Tls_DtrCa_\w+\.name\}$/),
+    ]);
+    expect(out.asia_config_name.value).toMatch(/^dtr-cache-asia-config-[0-9a-f]{12}$/);
+    expect(out.asia_node_label.value).toBe('dtr.cache=true');
     const cert = new X509Certificate(readFileSync(fixture('cache.cert.pem')));
     expect(JSON.parse(out.asia_summary.value)).toEqual({
       datacenter: 'asia',
