@@ -14,7 +14,7 @@ import { check, propsValidation } from './base/validation';
 import { CacheNodes } from './cache-nodes';
 import { SharedStorage, StorageBackend } from './shared-storage';
 import { CacheTls } from './cache-tls';
-import { CacheConfig, LogLevel } from './cache-config';
+import { CacheConfig, CONFIG_PATHS, LogLevel } from './cache-config';
 import { CacheImage, CacheImageProps } from './cache-image';
 import { CacheService, PublishMode } from './cache-service';
 import { LoadBalancer } from './load-balancer';
@@ -171,10 +171,12 @@ export class DtrCacheSite extends Construct {
   constructor(scope: Construct, id: string, props: DtrCacheSiteProps) {
     super(scope, id);
     this.node.addValidation(propsValidation('DtrCacheSite', propsSchema, props));
+    // Props the site itself finds wrong: the constructs it feeds them to do not report them a second time.
+    const invalid = new Set(propsSchema.safeParse(props).error?.issues.map((i) => String(i.path[0])) ?? []);
     const prefix = `dtr-cache-${props.datacenter}`;
     const backend = props.storage ?? StorageBackend.localFilesystem();
     const nodesAreToken = isToken(props.nodes);
-    const replicas = props.replicas ?? (backend.shared && !nodesAreToken ? props.nodes.length : 1);
+    const replicas = props.replicas ?? (backend.shared && !nodesAreToken ? Math.max(1, props.nodes.length) : 1);
     const port = props.port ?? 443;
     const loadBalancer = props.loadBalancer ?? LoadBalancer.routingMesh();
     const publishMode = loadBalancer.publishMode;
@@ -205,7 +207,7 @@ export class DtrCacheSite extends Construct {
       certificate: props.tls.certificate,
       key: props.tls.key,
       dtrCa: props.tls.dtrCa,
-      host: isToken(props.host) ? undefined : props.host,
+      host: isToken(props.host) || invalid.has('host') ? undefined : props.host,
       namePrefix: testOnly ? `${prefix}-test-only` : prefix,
       testOnly,
       now: props.now,
@@ -221,6 +223,12 @@ export class DtrCacheSite extends Construct {
       blobTtl: props.blobTtl,
       logLevel: props.logLevel,
       namePrefix: prefix,
+      propNames: {
+        [CONFIG_PATHS.upstreams]: invalid.has('upstreams') ? undefined : 'DtrCacheSite: upstreams',
+        [CONFIG_PATHS.host]: invalid.has('host') ? undefined : 'DtrCacheSite: host',
+        [CONFIG_PATHS.blobTtl]: 'DtrCacheSite: blobTtl',
+        [CONFIG_PATHS.logLevel]: 'DtrCacheSite: logLevel',
+      },
     });
     this.image = new CacheImage(this, 'Image', props.image);
     const lbOptions = loadBalancer.serviceOptions;
@@ -242,7 +250,8 @@ export class DtrCacheSite extends Construct {
       config: this.config.mount,
       secrets: [...this.tls.secrets, ...this.storage.secrets],
       mounts: [...this.storage.mounts],
-      replicas,
+      // A bad count is reported once, by the site.
+      replicas: Number.isInteger(replicas) && replicas >= 1 ? replicas : 1,
       placementConstraints: [this.nodes.placementConstraint],
       workersOnly: props.workersOnly,
       port,
@@ -458,7 +467,8 @@ function replicaProblems(props: DtrCacheSiteProps, backend: StorageBackend, repl
         : `DtrCacheSite: storage: the local filesystem is per container, so ${replicas} replicas would each cache their own copy and lose it on reschedule; use StorageBackend.nfs({ server }) or an object store, or set replicas: 1`,
     );
   }
-  if (!isToken(props.nodes) && replicas > props.nodes.length) {
+  // An empty list is CacheNodes' to report.
+  if (!isToken(props.nodes) && props.nodes.length > 0 && replicas > props.nodes.length) {
     problems.push(
       `DtrCacheSite: replicas: ${replicas} replicas but ${props.nodes.length} node(s); the service runs one replica per node, so list ${replicas} nodes or lower replicas`,
     );

@@ -8,7 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { command } from '../../bin/commands/plan';
-import { UsageError } from '../../bin/commands/registry';
+import { COMMANDS, runCommand, UsageError } from '../../bin/commands/registry';
 import { buildThreeDatacenters } from '../../examples/three-datacenters/main';
 import { buildSingleReplica } from '../../examples/single-replica/main';
 import { fixture, fixtureTls, NOW } from './constructs/helpers';
@@ -95,6 +95,20 @@ describe('dtr-cache plan', () => {
     expect(stdout).toContain('O=dtr-cache TEST ONLY, CN=cache.example.com');
     expect(stdout).toContain('**TEST ONLY, self-signed**');
     expect(readFileSync(join(out, 'stacks', 'dtr-cache-single', 'cdk.tf.json'), 'utf8')).toContain('docker_service');
+    // What it wrote and what to do next.
+    expect(stdout).toContain(`## Next\n\nWrote ${join(out, 'stacks', 'dtr-cache-single', 'cdk.tf.json')}.\n`);
+    expect(stdout).toContain('`cdktf deploy dtr-cache-single`');
+  });
+
+  it('dtr-cache --version prints the package version', async () => {
+    const out: string[] = [];
+    const o = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => (out.push(String(chunk)), true));
+    try {
+      expect(await runCommand(['--version'], COMMANDS)).toBe(0);
+    } finally {
+      o.mockRestore();
+    }
+    expect(out.join('')).toBe(`${JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).version}\n`);
   });
 
   it('reports a failing synth with its validation messages and no stack frames, exit 1', async () => {

@@ -375,6 +375,25 @@ describe('DtrCacheSite', () => {
   });
 
   describe('validation', () => {
+    it('one mistake gives one message, naming the prop as the user wrote it', () => {
+      const messages = (overrides: Partial<DtrCacheSiteProps>): string[] => validationErrors(site(overrides).stack);
+      expect(messages({ nodes: [] })).toEqual(['CacheNodes: nodes: list at least one node ID or hostname to run the cache on']);
+      expect(messages({ upstreams: ['dtr.us.example.com'] })).toEqual([
+        'DtrCacheSite: upstreams.0: must be an https:// URL, e.g. https://dtr.us.example.com; the cache forwards users’ credentials to it',
+      ]);
+      expect(messages({ host: 'https://cache.asia.example.com' })).toEqual([
+        'DtrCacheSite: host: must be a host name without scheme or port, e.g. cache.asia.example.com',
+      ]);
+      expect(messages({ blobTtl: '1 day' })).toEqual([
+        'DtrCacheSite: blobTtl: is not a duration; write a Go duration such as 24h (units ns, us, ms, s, m, h)',
+      ]);
+      expect(messages({ replicas: 0 })).toEqual(['DtrCacheSite: replicas: must be a whole number of at least 1']);
+      // A URL the site accepts but the config parser does not still gets the parser's message, under the prop's name.
+      expect(messages({ upstreams: ['https://dtr.us.example.com/v2'] })).toEqual([
+        'DtrCacheSite: upstreams[0]: must be scheme://host[:port] with scheme http or https and no path, e.g. https://dtr.example.com',
+      ]);
+    });
+
     it('replicas > 1 without shared storage', () => {
       const { stack } = site({ storage: undefined, replicas: 2 });
       expect(validationErrors(stack)).toEqual([
