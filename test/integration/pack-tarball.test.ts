@@ -4,7 +4,7 @@
  * `exports`/`types` with tsc (node16 resolution, which reads `exports`, and node10, which reads `types`), synthesizes
  * it and reads the stack JSON.
  *
- * The package is packed from a copy of the sources (package.json, README, CHANGELOG, Dockerfile, lib, bin) so the build
+ * The package is packed from a copy of the sources (package.json and lockfile, README, CHANGELOG, Dockerfiles, lib, bin) so the build
  * never writes the shared checkout's dist/. Dependencies of the tarball resolve from the npm cache first
  * (--prefer-offline), then from the registry.
  */
@@ -79,7 +79,17 @@ describe('npm pack: the published package works from a fresh cdktf app', () => {
     // 1. A copy of what the package is built from; node_modules linked for the build's compiler and types.
     const src = join(dir, 'src');
     mkdirSync(src);
-    for (const entry of ['package.json', 'tsconfig.json', 'README.md', 'CHANGELOG.md', 'Dockerfile', 'lib', 'bin']) {
+    for (const entry of [
+      'package.json',
+      'package-lock.json',
+      'tsconfig.json',
+      'README.md',
+      'CHANGELOG.md',
+      'Dockerfile',
+      'image',
+      'lib',
+      'bin',
+    ]) {
       if (existsSync(join(ROOT, entry))) cpSync(join(ROOT, entry), join(src, entry), { recursive: true });
     }
     symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'), 'dir');
