@@ -22,7 +22,7 @@ import { DtrCacheSite, LoadBalancer, SecretSource, StorageBackend, SwarmConnecti
 import { AzuriteServer, startAzurite } from '../support/storage-servers';
 import { requireTool, waitFor } from '../support/tools';
 import { apply, ApplierState, destroy } from './support/applier';
-import { Engine, serviceTasks, TaskSummary } from './support/engine';
+import { Engine, serviceTasks, TaskSummary } from '../terraform-provider-docker/engine';
 import { httpsGet, ProbeTarget } from './support/https-probe';
 import { HostBridge, NetnsEngine, run, saveSharedImage } from './support/netns-engine';
 import { createTestCa } from './support/pki';

@@ -18,7 +18,7 @@ import { makeImage, pushImage, TestImage } from '../support/images';
 import { TestRegistry } from '../support/registry';
 import { freePort, requireTool, waitFor } from '../support/tools';
 import { apply, ApplierState, destroy } from './support/applier';
-import { Engine, serviceTasks, TEST_DOCKER_SOCK } from './support/engine';
+import { Engine, serviceTasks, TEST_DOCKER_SOCK } from '../terraform-provider-docker/engine';
 import { createTestCa, TestCa } from './support/pki';
 import { synthSite } from './support/site';
 

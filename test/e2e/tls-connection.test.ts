@@ -18,7 +18,7 @@ import { App, TerraformStack } from 'cdktf';
 import { DtrCacheSite, LoadBalancer, SecretSource, SwarmConnection } from '../../lib/constructs';
 import { requireTool, waitFor } from '../support/tools';
 import { apply, ApplierState, destroy, readStack } from './support/applier';
-import { Engine, serviceTasks, TEST_DOCKER_SOCK } from './support/engine';
+import { Engine, serviceTasks, TEST_DOCKER_SOCK } from '../terraform-provider-docker/engine';
 import { evaluate } from './support/expressions';
 import { httpsGet } from './support/https-probe';
 import { NetnsEngine, run, saveSharedImage } from './support/netns-engine';

@@ -18,7 +18,7 @@ import { makeImage, pushImage, sha256, type TestImage } from '../support/images'
 import { TestRegistry } from '../support/registry';
 import { freePort, requireTool, waitFor } from '../support/tools';
 import { apply, ApplierState, destroy } from '../e2e/support/applier';
-import { Engine, serviceTasks, TEST_DOCKER_SOCK } from '../e2e/support/engine';
+import { Engine, serviceTasks, TEST_DOCKER_SOCK } from '../terraform-provider-docker/engine';
 import { createTestCa } from '../e2e/support/pki';
 
 jest.setTimeout(300_000);

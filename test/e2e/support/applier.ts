@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { waitFor } from '../../support/tools';
-import { Engine, EngineError, serviceTasks } from './engine';
+import { Engine, EngineError, serviceTasks } from '../../terraform-provider-docker/engine';
 import { evaluate, EvalContext, references, Value } from './expressions';
 import { Fields } from './fields';
 import { META_ARGUMENTS, networkSpec, secretSpec, serviceSpec, ServiceTranslation, volumeSpec } from './translate';
