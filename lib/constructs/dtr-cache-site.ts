@@ -3,7 +3,7 @@
  * `dtr-cache plan` summarizes. Usually one per TerraformStack, since each datacenter is its own swarm.
  */
 import { Construct } from 'constructs';
-import { TerraformOutput } from 'cdktf';
+import { TerraformOutput, TerraformResource, TerraformStack, Token } from 'cdktf';
 import { DockerProvider } from '@cdktf/provider-docker/lib/provider';
 import { z } from 'zod';
 import { SwarmConnection } from './base/swarm-connection';
@@ -66,8 +66,13 @@ export interface DtrCacheSiteProps {
   readonly replicas?: number;
   /** How the deploy reaches the swarm, for the provider and for local-exec. @default SwarmConnection.localSocket() */
   readonly connection?: SwarmConnection;
-  /** Create the stack's docker provider from connection. Set false when the stack configures it. @default true */
-  readonly createProvider?: boolean;
+  /**
+   * The docker provider every docker_* resource of the site uses; it must reach the same swarm as `connection`.
+   * @default the stack's default docker provider when it points at the connection's host (an unset host counts as
+   * the local socket); else a new one from `connection`: the stack's default when it has none, otherwise one aliased
+   * by the site's ID (two sites on two swarms in one stack)
+   */
+  readonly provider?: DockerProvider;
   /** The published port. @default 443 */
   readonly port?: number;
   /**
@@ -86,6 +91,12 @@ export interface DtrCacheSiteProps {
   readonly logLevel?: LogLevel;
   /** The time certificate expiry is checked against. @default the time of synth */
   readonly now?: Date;
+  /**
+   * How long `cdktf deploy` waits for the cache service (and the load-balancer service) to converge, every replica
+   * running and healthy, before it fails (Go duration, e.g. "10m").
+   * @default 2 minutes per replica plus 1 (the load-balancer service: 3m)
+   */
+  readonly convergeTimeout?: string;
   /** Register the cache with DTR on deploy and remove it on destroy (dtr-cache register). @default not registered */
   readonly registration?: SiteRegistrationOptions;
 }
@@ -129,6 +140,8 @@ export class DtrCacheSite extends Construct {
   public readonly service: CacheService;
   /** How provider and local-exec reach the swarm. */
   public readonly connection: SwarmConnection;
+  /** The docker provider of the site's resources. */
+  public readonly provider: DockerProvider;
   /** The load-balancer service, with LoadBalancer.service(). */
   public readonly loadBalancerService: LoadBalancerService | undefined;
   /** The DTR registration, when requested. */
@@ -150,7 +163,10 @@ export class DtrCacheSite extends Construct {
     this.node.addValidation(check(() => replicaProblems(props, backend, replicas)));
     this.node.addValidation(check(() => loadBalancer.problems(balanced)));
 
-    if (props.createProvider ?? true) new DockerProvider(this, 'Provider', this.connection.providerConfig());
+    const outputPrefix = logicalName(id);
+    this.provider = props.provider ?? siteProvider(this, this.connection, outputPrefix);
+    this.node.addValidation(check(() => providerProblems(this)));
+    this.node.addValidation(check(() => outputPrefixProblems(this, outputPrefix)));
     this.nodes = new CacheNodes(this, 'Nodes', { nodes: props.nodes, connection: this.connection, labelKey: props.nodeLabel });
     this.storage = new SharedStorage(this, 'Storage', { backend, namePrefix: prefix });
     const testOnly = props.tls.testOnly ?? false;
@@ -186,6 +202,7 @@ export class DtrCacheSite extends Construct {
           port,
           containerPort: 443,
           cacheReplicas: replicas,
+          convergeTimeout: props.convergeTimeout,
         })
       : undefined;
     this.service = new CacheService(this, 'Service', {
@@ -201,10 +218,11 @@ export class DtrCacheSite extends Construct {
       containerPort: 443,
       publishMode,
       nodeCount: props.nodes.length,
-      dependsOn: [...this.nodes.labels],
+      dependsOn: [this.nodes.labelStep],
       // With a load-balancer service, replicas are reached on its overlay network only.
       networks: this.loadBalancerService ? [this.loadBalancerService.network.id] : undefined,
       publish: this.loadBalancerService === undefined,
+      convergeTimeout: props.convergeTimeout,
     });
 
     const reg = props.registration;
@@ -214,7 +232,7 @@ export class DtrCacheSite extends Construct {
           dtr: reg.dtr ?? props.upstreams[0],
           name: reg.name ?? prefix,
           cacheUrl: this.cacheUrl,
-          dependsOn: [this.service.service],
+          service: this.service.service,
         })
       : undefined;
 
@@ -251,7 +269,6 @@ export class DtrCacheSite extends Construct {
         description: `${lbConfig.kind} configuration (${lbConfig.fileName}), TCP passthrough`,
       };
     }
-    const outputPrefix = id.replace(/[^A-Za-z0-9_]/g, '_');
     for (const [name, { value, description }] of Object.entries(outputs)) {
       const output = new TerraformOutput(this, `Output-${name}`, {
         value,
@@ -259,7 +276,66 @@ export class DtrCacheSite extends Construct {
       });
       output.overrideLogicalId(`${outputPrefix}_${name}`);
     }
+    // An aliased or given provider is named on every docker resource; the stack's default provider needs no naming.
+    if (this.provider.alias !== undefined || props.provider !== undefined) {
+      for (const c of this.node.findAll()) {
+        if (c instanceof TerraformResource && c.terraformResourceType.startsWith('docker_')) c.provider = this.provider;
+      }
+    }
   }
+}
+
+/** The host a docker provider block reaches: its own, or the provider's default, the local socket. */
+function providerHost(provider: DockerProvider): string {
+  return provider.host ?? 'unix:///var/run/docker.sock';
+}
+
+/** The stack's docker providers without an alias: Terraform allows one. */
+function defaultProviders(scope: Construct): DockerProvider[] {
+  return TerraformStack.of(scope)
+    .node.findAll()
+    .filter((c): c is DockerProvider => c instanceof DockerProvider && c.alias === undefined);
+}
+
+/** The stack's default provider when it reaches `connection`'s swarm; else a new one, aliased when a default exists. */
+function siteProvider(site: Construct, connection: SwarmConnection, alias: string): DockerProvider {
+  const existing = defaultProviders(site)[0];
+  if (existing && providerHost(existing) === connection.host) return existing;
+  return new DockerProvider(site, 'Provider', { ...connection.providerConfig(), ...(existing ? { alias } : {}) });
+}
+
+function providerProblems(site: DtrCacheSite): string[] {
+  const problems: string[] = [];
+  const defaults = defaultProviders(site);
+  if (defaults.length > 1) {
+    problems.push(
+      `DtrCacheSite: provider: the stack has ${defaults.length} docker providers without an alias (${defaults.map((p) => p.node.path).join(', ')}); Terraform allows one: give the others an alias, or pass one as provider`,
+    );
+  }
+  const host = site.provider.host;
+  if (host !== undefined && !Token.isUnresolved(host) && host !== site.connection.host) {
+    problems.push(
+      `DtrCacheSite: provider: reaches ${host} but connection reaches ${site.connection.host}; the labels would be set on one swarm and the service created on another: give a provider from connection.providerConfig()`,
+    );
+  }
+  return problems;
+}
+
+/** `id` as a Terraform output name prefix: letters, digits, underscores and dashes, not starting with a digit. */
+function logicalName(id: string): string {
+  const name = id.replace(/[^A-Za-z0-9_-]/g, '_');
+  return /^[0-9]/.test(name) ? `_${name}` : name;
+}
+
+/** Another site of the stack whose outputs would carry the same names. */
+function outputPrefixProblems(site: DtrCacheSite, prefix: string): string[] {
+  const clashes = TerraformStack.of(site)
+    .node.findAll()
+    .filter((c): c is DtrCacheSite => c instanceof DtrCacheSite && c !== site && logicalName(c.node.id) === prefix);
+  return clashes.map(
+    (c) =>
+      `DtrCacheSite: id: ${site.node.path} and ${c.node.path} both name their outputs ${prefix}_*; give the sites IDs that differ in letters, digits, dashes or underscores`,
+  );
 }
 
 function replicaProblems(props: DtrCacheSiteProps, backend: StorageBackend, replicas: number): string[] {

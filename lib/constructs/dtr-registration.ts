@@ -4,7 +4,8 @@
  * of the credential variables in it: the values stay in the deploy environment, out of the synthesized JSON and state.
  */
 import { Construct } from 'constructs';
-import { DataResource, ITerraformDependable } from 'cdktf';
+import { DataResource } from 'cdktf';
+import { Service } from '@cdktf/provider-docker/lib/service';
 import { registerCommandLine } from '../cli/local-exec';
 
 export interface DtrRegistrationProps {
@@ -22,8 +23,11 @@ export interface DtrRegistrationProps {
   readonly passwordEnv?: string;
   /** How the deploy machine runs the CLI. @default "npx dtr-cache" */
   readonly cli?: string;
-  /** Resources to wait for (the service). @default none */
-  readonly dependsOn?: ITerraformDependable[];
+  /**
+   * The cache's service: registration runs only once it exists and, with its converge_config, has converged (every
+   * replica running and healthy), so DTR never points users at a cache that does not answer.
+   */
+  readonly service: Service;
 }
 
 export class DtrRegistration extends Construct {
@@ -45,7 +49,7 @@ export class DtrRegistration extends Construct {
       input: { dtr: props.dtr, name: props.name, host: props.cacheUrl },
       // A new DTR, name or URL replaces the resource: the old entry is removed, the new one registered.
       triggersReplace: { dtr: props.dtr, name: props.name, host: props.cacheUrl },
-      dependsOn: props.dependsOn,
+      dependsOn: [props.service],
       provisioners: [
         { type: 'local-exec', command: registerCommandLine({ ...common, action: 'register' }) },
         { type: 'local-exec', when: 'destroy', command: registerCommandLine({ ...common, action: 'remove' }) },

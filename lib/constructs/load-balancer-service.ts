@@ -8,6 +8,7 @@ import { Config } from '@cdktf/provider-docker/lib/config';
 import { Network } from '@cdktf/provider-docker/lib/network';
 import { Service } from '@cdktf/provider-docker/lib/service';
 import { shortHash } from './base/secret-source';
+import { providerDuration } from './base/provider-duration';
 import { PublishMode } from './cache-service';
 import { renderHaproxySwarmConfig } from './load-balancer-config';
 
@@ -32,6 +33,10 @@ export interface LoadBalancerServiceProps {
   readonly publishMode?: PublishMode;
   /** Where the image reads its configuration. @default "/usr/local/etc/haproxy/haproxy.cfg" (the haproxy image's) */
   readonly configPath?: string;
+  /** How long the deploy waits for the load balancer to converge (Go duration, as CacheService's). @default "3m" */
+  readonly convergeTimeout?: string;
+  /** How often the deploy checks whether it converged (Go duration). @default "7s" (the provider's) */
+  readonly convergeInterval?: string;
 }
 
 /** The port HAProxy listens on in its container: above 1024, since the haproxy image runs as a non-root user. */
@@ -99,6 +104,7 @@ export class LoadBalancerService extends Construct {
         failureAction: 'rollback',
         order: publishMode === PublishMode.HOST ? 'stop-first' : 'start-first',
       },
+      convergeConfig: { timeout: providerDuration(props.convergeTimeout ?? '3m'), delay: providerDuration(props.convergeInterval ?? '7s') },
       endpointSpec: {
         mode: publishMode === PublishMode.HOST ? 'dnsrr' : 'vip',
         ports: [{ name: 'https', protocol: 'tcp', targetPort: LOAD_BALANCER_CONTAINER_PORT, publishedPort: props.port, publishMode }],

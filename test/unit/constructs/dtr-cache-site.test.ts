@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Testing } from 'cdktf';
+import { DockerProvider } from '@cdktf/provider-docker/lib/provider';
 import { DtrCacheSite, DtrCacheSiteProps, LoadBalancer, SecretSource, StorageBackend, SwarmConnection } from '../../../lib/constructs';
 import { loadConfig } from '../../../lib/config';
 import {
@@ -13,6 +14,7 @@ import {
   onlyResource,
   resourcesOf,
   synth,
+  TfJson,
   validationErrors,
 } from './helpers';
 
@@ -26,7 +28,7 @@ function site(overrides: Partial<DtrCacheSiteProps> = {}) {
 
 describe('DtrCacheSite', () => {
   it('composes provider, node labels, TLS secrets, config and service, and passes validation', () => {
-    const { stack } = site();
+    const { stack, construct } = site();
     const json = synth(stack);
     expect(validationErrors(stack)).toEqual([]);
     expect(Object.keys(json.resource).sort()).toEqual(['docker_config', 'docker_secret', 'docker_service', 'terraform_data']);
@@ -36,7 +38,7 @@ describe('DtrCacheSite', () => {
     const service = onlyResource(json, 'docker_service');
     expect(service.name).toBe('dtr-cache-asia');
     expect(service.mode.replicated.replicas).toBe(2);
-    expect(service.depends_on).toHaveLength(2);
+    expect(service.depends_on).toEqual([`terraform_data.${construct.nodes.labelStep.friendlyUniqueId}`]);
     expect(service.task_spec.container_spec.mounts[0].volume_options.driver_options.type).toBe('nfs');
     expect(service.task_spec.container_spec.secrets.map((s: { file_name: string }) => s.file_name).sort()).toEqual([
       '/run/secrets/cache.cert.pem',
@@ -116,13 +118,11 @@ describe('DtrCacheSite', () => {
         },
       ]);
       for (const label of resourcesOf(json, 'terraform_data')) {
-        for (const p of label.provisioner) {
-          expect(p['local-exec'].environment).toEqual({
-            DOCKER_HOST: 'tcp://ucp.asia.example.com:443',
-            DOCKER_TLS_VERIFY: '1',
-            DOCKER_CERT_PATH: '/etc/ucp/asia',
-          });
-        }
+        expect(label.input.environment).toEqual({
+          DOCKER_HOST: 'tcp://ucp.asia.example.com:443',
+          DOCKER_TLS_VERIFY: '1',
+          DOCKER_CERT_PATH: '/etc/ucp/asia',
+        });
       }
     });
 
@@ -138,15 +138,94 @@ describe('DtrCacheSite', () => {
       expect(json.provider.docker).toEqual([
         { host: 'ssh://ops@manager.asia.example.com:2222', ssh_opts: ['-o', 'StrictHostKeyChecking=yes'] },
       ]);
-      expect(resourcesOf(json, 'terraform_data')[0].provisioner[0]['local-exec'].environment).toEqual({
-        DOCKER_HOST: 'ssh://ops@manager.asia.example.com:2222',
-      });
+      expect(resourcesOf(json, 'terraform_data')[0].input.environment).toEqual({ DOCKER_HOST: 'ssh://ops@manager.asia.example.com:2222' });
     });
 
-    it('createProvider: false leaves the provider to the stack', () => {
+    it("reuses the stack's default provider when it reaches the same swarm", () => {
       const stack = newStack('s', true);
-      new DtrCacheSite(stack, 'asia', { ...props, createProvider: false });
+      const asia = new DtrCacheSite(stack, 'asia', props);
       expect(synth(stack).provider.docker).toEqual([{}]);
+      expect(asia.provider.node.path).toBe('s/docker');
+      expect(onlyResource(synth(stack), 'docker_service').provider).toBeUndefined();
+    });
+  });
+
+  describe('two sites in one stack', () => {
+    it('on one swarm: one default provider, and each site its own port', () => {
+      const stack = newStack('two', false);
+      new DtrCacheSite(stack, 'a', { ...props, datacenter: 'a' });
+      new DtrCacheSite(stack, 'b', { ...props, datacenter: 'b' });
+      expect(synth(stack).provider.docker).toEqual([{ host: 'unix:///var/run/docker.sock' }]);
+      expect(validationErrors(stack)).toEqual([
+        'CacheService: port: 443 is also published by two/b/Service on the same swarm; give each cache site on a swarm its own port',
+        'CacheService: port: 443 is also published by two/a/Service on the same swarm; give each cache site on a swarm its own port',
+      ]);
+      const fixed = newStack('two', false);
+      new DtrCacheSite(fixed, 'a', { ...props, datacenter: 'a' });
+      new DtrCacheSite(fixed, 'b', { ...props, datacenter: 'b', port: 8443 });
+      expect(validationErrors(fixed)).toEqual([]);
+    });
+
+    it('on two swarms: the second site gets a provider aliased by its ID, named on each of its docker resources', () => {
+      const stack = newStack('two', false);
+      new DtrCacheSite(stack, 'asia', props);
+      const connection = SwarmConnection.ssh({ user: 'ops', host: 'manager.eu.example.com' });
+      new DtrCacheSite(stack, 'europe', { ...props, datacenter: 'europe', host: 'cache.europe.example.com', connection });
+      const json = synth(stack);
+      expect(validationErrors(stack)).toEqual([]);
+      expect(json.provider.docker).toEqual([
+        { host: 'unix:///var/run/docker.sock' },
+        { host: 'ssh://ops@manager.eu.example.com', alias: 'europe' },
+      ]);
+      const dockerResources = Object.entries(json.resource as Record<string, Record<string, TfJson>>)
+        .filter(([type]) => type.startsWith('docker_'))
+        .flatMap(([, byName]) => Object.entries(byName));
+      expect(dockerResources.filter(([name]) => name.startsWith('europe_')).map(([, r]) => r.provider)).toEqual(
+        expect.arrayContaining(['docker.europe']),
+      );
+      for (const [name, r] of dockerResources) expect(r.provider).toBe(name.startsWith('europe_') ? 'docker.europe' : undefined);
+      // Each site's label steps reach its own swarm.
+      const hosts = resourcesOf(json, 'terraform_data').map((r) => r.input.environment.DOCKER_HOST);
+      expect(new Set(hosts)).toEqual(new Set(['unix:///var/run/docker.sock', 'ssh://ops@manager.eu.example.com']));
+    });
+
+    it('a given provider is used by every docker resource, and must reach the connection’s swarm', () => {
+      const stack = newStack('s', false);
+      const provider = new DockerProvider(stack, 'asia-docker', { alias: 'asia', host: 'unix:///var/run/docker.sock' });
+      new DtrCacheSite(stack, 'asia', { ...props, provider });
+      expect(onlyResource(synth(stack), 'docker_service').provider).toBe('docker.asia');
+      expect(validationErrors(stack)).toEqual([]);
+      const wrong = newStack('w', false);
+      const other = new DockerProvider(wrong, 'other', { host: 'tcp://other.example.com:2376' });
+      new DtrCacheSite(wrong, 'asia', { ...props, provider: other });
+      expect(validationErrors(wrong)).toEqual([
+        'DtrCacheSite: provider: reaches tcp://other.example.com:2376 but connection reaches unix:///var/run/docker.sock; the labels would be set on one swarm and the service created on another: give a provider from connection.providerConfig()',
+      ]);
+    });
+
+    it('a second default provider added to the stack is an error', () => {
+      const stack = newStack('s', false);
+      new DtrCacheSite(stack, 'asia', props);
+      new DockerProvider(stack, 'late', { host: 'unix:///var/run/docker.sock' });
+      expect(validationErrors(stack)).toEqual([
+        'DtrCacheSite: provider: the stack has 2 docker providers without an alias (s/asia/Provider, s/late); Terraform allows one: give the others an alias, or pass one as provider',
+      ]);
+    });
+
+    it('output names keep dashes, so a-b and a_b do not collide; IDs that still would are an error', () => {
+      const stack = newStack('s', false);
+      new DtrCacheSite(stack, 'a-b', { ...props, datacenter: 'a' });
+      new DtrCacheSite(stack, 'a_b', { ...props, datacenter: 'b', port: 8443 });
+      expect(validationErrors(stack)).toEqual([]);
+      const names = Object.keys(synth(stack).output).filter((n) => n.endsWith('_summary'));
+      expect(names.sort()).toEqual(['a-b_summary', 'a_b_summary']);
+      const clash = newStack('c', false);
+      new DtrCacheSite(clash, 'a.b', { ...props, datacenter: 'a' });
+      new DtrCacheSite(clash, 'a_b', { ...props, datacenter: 'b', port: 8443 });
+      expect(validationErrors(clash)).toEqual([
+        'DtrCacheSite: id: c/a.b and c/a_b both name their outputs a_b_*; give the sites IDs that differ in letters, digits, dashes or underscores',
+        'DtrCacheSite: id: c/a_b and c/a.b both name their outputs a_b_*; give the sites IDs that differ in letters, digits, dashes or underscores',
+      ]);
     });
   });
 
@@ -211,20 +290,6 @@ describe('DtrCacheSite', () => {
       expect(annotations(soon.stack, 'warn')).toEqual([
         `CacheTls: certificate: expires on ${validTo.toISOString()}, in 20 days; renew it soon`,
       ]);
-    });
-
-    it('two sites on one port in a stack', () => {
-      const stack = newStack('two', false);
-      new DtrCacheSite(stack, 'a', { ...props, datacenter: 'a' });
-      new DtrCacheSite(stack, 'b', { ...props, datacenter: 'b', createProvider: false });
-      expect(validationErrors(stack)).toEqual([
-        'CacheService: port: 443 is also published by two/b/Service; give each cache site in a stack its own port (or put them in separate stacks, one per swarm)',
-        'CacheService: port: 443 is also published by two/a/Service; give each cache site in a stack its own port (or put them in separate stacks, one per swarm)',
-      ]);
-      const fixed = newStack('two', false);
-      new DtrCacheSite(fixed, 'a', { ...props, datacenter: 'a' });
-      new DtrCacheSite(fixed, 'b', { ...props, datacenter: 'b', createProvider: false, port: 8443 });
-      expect(validationErrors(fixed)).toEqual([]);
     });
   });
 });

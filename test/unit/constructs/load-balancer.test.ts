@@ -77,11 +77,16 @@ describe('DtrCacheSite: connection kinds × load balancer modes', () => {
           expect(provider).toEqual({ host: 'unix:///run/docker.sock' });
         }
 
-        // Every local-exec (label add and remove, on each node) has the same swarm in its environment.
-        const execs = resourcesOf(json, 'terraform_data').flatMap((r) => r.provisioner.map((p: TfJson) => p['local-exec']));
-        expect(execs).toHaveLength(4);
-        for (const e of execs) expect(e.environment).toEqual(conn.environment());
-        if (conn.kind === 'client-bundle') expect(execs[0].environment).toMatchObject({ DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: bundle });
+        // Both label steps carry the same swarm in input, and their local-execs read it from there (self.input).
+        const labelSteps = resourcesOf(json, 'terraform_data').filter((r) => r.input?.environment);
+        expect(labelSteps).toHaveLength(2);
+        for (const r of labelSteps) {
+          expect(r.input.environment).toEqual(conn.environment());
+          for (const name of Object.keys(conn.environment()))
+            expect(r.provisioner[0]['local-exec'].environment[name]).toBe(`\${self.input.environment.${name}}`);
+        }
+        if (conn.kind === 'client-bundle')
+          expect(labelSteps[0].input.environment).toMatchObject({ DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: bundle });
 
         // Publishing and outputs per mode.
         const lbConfig = json.output.asia_load_balancer_config;
