@@ -1,8 +1,9 @@
 /**
  * docker_service as kreuzwerker/docker 3.6.2 implements it (resource_docker_service_funcs.go and
  * _structures.go): the spec it sends (every block key read, unset values as Go zero values), the state its Read
- * sets (durations through shortDur, the engine's own labels, image and endpoint), the image pinned to its digest on
- * create (the Docker client's QueryRegistry) but not on update, and the converge wait only under converge_config.
+ * sets (durations through shortDur, the engine's own labels, image and endpoint), the image pinned to its digest and
+ * the registry's platforms added on create (the Docker client's QueryRegistry) but not on update, and the converge
+ * wait only under converge_config.
  */
 import { Engine, EngineError } from './engine';
 import { parseGoDuration, shortDur } from './durations';
@@ -420,23 +421,38 @@ function flattenContainerSpec(c: Dict): Obj {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The Docker client's QueryRegistry on create: the image pinned to the digest the registry reports, when it answers. */
-async function pinImage(engine: Engine, image: string, auth: string): Promise<string> {
-  if (image.includes('@')) return image;
+/**
+ * What the Docker client's ServiceCreate does with QueryRegistry (docker/docker client/service_create.go), which the
+ * provider sets on create only: the image gets a tag (latest) when it has none, is pinned to the digest the
+ * registry reports unless it has one, and the registry's platforms become Placement.Platforms.
+ */
+async function queryRegistry(engine: Engine, spec: Dict, auth: string): Promise<void> {
+  const container = spec.TaskTemplate.ContainerSpec as Dict;
+  let info: { Descriptor: { digest: string }; Platforms?: { architecture: string; os: string }[] };
   try {
-    const info = await engine.request<{ Descriptor: { digest: string } }>('GET', `/distribution/${image}/json`, undefined, {
-      'x-registry-auth': auth,
-    });
-    return `${image}@${info.Descriptor.digest}`;
+    info = await engine.request('GET', `/distribution/${container.Image}/json`, undefined, { 'x-registry-auth': auth });
   } catch {
-    return image; // the client warns and deploys the unpinned reference
+    return; // the client warns that the image could not be pinned, and creates the service anyway
   }
+  if (!String(container.Image).includes('@')) container.Image = `${container.Image}@${info.Descriptor.digest}`;
+  if (info.Platforms?.length) {
+    spec.TaskTemplate.Placement ??= {};
+    spec.TaskTemplate.Placement.Platforms = info.Platforms.map((p) => ({ Architecture: p.architecture.toLowerCase() === 'arm' ? '' : p.architecture, OS: p.os }));
+  }
+}
+
+/** ServiceCreate and ServiceUpdate both tag an image that has neither tag nor digest with latest. */
+function tagImage(spec: Dict): void {
+  const container = spec.TaskTemplate.ContainerSpec as Dict;
+  const image = String(container.Image);
+  if (!image.includes('@') && !image.slice(image.lastIndexOf('/') + 1).includes(':')) container.Image = `${image}:latest`;
 }
 
 export async function createService(engine: Engine, d: Obj, auth: RegistryAuth): Promise<string> {
   const header = Buffer.from(JSON.stringify(auth)).toString('base64url');
   const spec = serviceSpec(d) as Dict;
-  spec.TaskTemplate.ContainerSpec.Image = await pinImage(engine, spec.TaskTemplate.ContainerSpec.Image, header);
+  tagImage(spec);
+  await queryRegistry(engine, spec, header);
   const { ID } = await engine.request<{ ID: string }>('POST', '/services/create', spec, { 'x-registry-auth': header });
   const converge = first(d.converge_config);
   if (converge) {
@@ -453,7 +469,9 @@ export async function createService(engine: Engine, d: Obj, auth: RegistryAuth):
 export async function updateService(engine: Engine, id: string, d: Obj, auth: RegistryAuth): Promise<void> {
   const current = await engine.request<Dict>('GET', `/services/${id}`);
   const header = Buffer.from(JSON.stringify(auth)).toString('base64url');
-  await engine.request('POST', `/services/${id}/update?version=${current.Version.Index}`, serviceSpec(d), { 'x-registry-auth': header });
+  const spec = serviceSpec(d) as Dict;
+  tagImage(spec);
+  await engine.request('POST', `/services/${id}/update?version=${current.Version.Index}`, spec, { 'x-registry-auth': header });
   const converge = first(d.converge_config);
   if (converge) await waitFor(engine, id, converge, true);
 }
