@@ -5,8 +5,8 @@
  * - an unset computed value keeps the prior state's, or is unknown when creating;
  * - an unset optional value that the prior state holds as its zero value (0, "", false, empty) stays: the SDK does
  *   not tell unset from zero;
- * - a changed ForceNew attribute anywhere (inside a set: an element added or removed that has one) replaces the
- *   resource, and the replacement is planned as a create.
+ * - a changed ForceNew attribute anywhere (inside a set: an element added or removed that has one; on a block
+ *   list: a change of its count) replaces the resource, and the replacement is planned as a create.
  * Nested blocks are lists (sets) of objects; Terraform's own null for an absent block is the empty list.
  */
 import { blockOf, FieldSchema, isBlock, isSingle } from './schema';
@@ -122,11 +122,14 @@ function forceNewChanges(attrs: Record<string, FieldSchema>, planned: ObjectValu
     const b: Value = prior?.[key] ?? null;
     if (equal(f, a, b)) continue;
     const here = [...path, key];
-    if (f.forceNew) {
+    const block = blockOf(f);
+    // ForceNew on a list or set of blocks covers its count (the SDK's "#" entry); its elements' attributes carry
+    // their own ForceNew. On any other attribute it covers every change.
+    const count = (v: Value) => (Array.isArray(v) ? v.length : 0);
+    if (f.forceNew && (!block || a === UNKNOWN || count(a) !== count(b))) {
       out.push(here);
       continue;
     }
-    const block = blockOf(f);
     if (!block || !hasForceNew(block)) continue;
     if (a === UNKNOWN) {
       out.push(here);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { providerCliConfig, terraformDeploy } from '../../support/terraform';
 import { goDurationString, parseGoDuration, shortDur } from '../../terraform-provider-docker/durations';
 import { planResource } from '../../terraform-provider-docker/planner';
+import { flattenService, serviceSpec } from '../../terraform-provider-docker/service';
 import { resourceType } from '../../terraform-provider-docker/schema';
 import { decodeValue, encodeValue, UNKNOWN } from '../../terraform-provider-docker/values';
 import { objectType } from '../../terraform-provider-docker/schema';
@@ -148,6 +149,9 @@ describe('planning as terraform-plugin-sdk v2', () => {
     expect(image.requiresReplace).toEqual([]);
     expect(image.planned.id).toBe('abc');
     expect(image.planned.mode).toEqual(prior.mode); // not configured: keeps what was read
+    // mode is ForceNew, which covers its count only: a new replica count updates in place.
+    const scaled = planResource(attrs, prior, { ...config, mode: [{ replicated: [{ replicas: 3 }] }] });
+    expect(scaled.requiresReplace).toEqual([]);
   });
 
   it('reads durations back as the provider does (shortDur)', () => {
@@ -161,6 +165,64 @@ describe('planning as terraform-plugin-sdk v2', () => {
       '500ms',
     ]);
     expect(goDurationString(parseGoDuration('1h2m3s')!)).toBe('1h2m3s');
+  });
+
+  it('sends the Engine API spec the provider builds, and reads it back as the provider does', () => {
+    const { planned } = planResource(attrs, null, {
+      name: 'svc',
+      labels: [{ label: 'a', value: 'b' }],
+      mode: [{ replicated: [{ replicas: 2 }] }],
+      task_spec: [
+        {
+          container_spec: [
+            {
+              image: '127.0.0.1:5000/x:1',
+              env: { A: '1' },
+              configs: [{ config_id: 'cid', config_name: 'cfg', file_name: '/config.yml' }],
+              secrets: [
+                { secret_id: 'sid', secret_name: 'sec', file_name: '/run/secrets/k', file_mode: 256, file_uid: '10001', file_gid: '10001' },
+              ],
+              healthcheck: [{ test: ['CMD', 'true'], interval: '15s', timeout: '5s', retries: 3, start_period: '90s' }],
+              stop_grace_period: '40s',
+            },
+          ],
+          placement: [{ constraints: ['node.labels.dtr.cache == true'], max_replicas: 1 }],
+          restart_policy: [{ condition: 'on-failure', delay: '5s', window: '120s' }],
+        },
+      ],
+      endpoint_spec: [{ mode: 'dnsrr', ports: [{ name: 'https', target_port: 443, published_port: 18443, publish_mode: 'host' }] }],
+    });
+    const spec = serviceSpec(planned) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(spec).toMatchObject({
+      Name: 'svc',
+      Labels: { a: 'b' },
+      Mode: { Replicated: { Replicas: 2 } },
+      TaskTemplate: {
+        ContainerSpec: {
+          Env: ['A=1'],
+          Configs: [{ ConfigID: 'cid', ConfigName: 'cfg', File: { Name: '/config.yml', UID: '0', GID: '0', Mode: 0o444 } }],
+          Secrets: [{ SecretID: 'sid', SecretName: 'sec', File: { Name: '/run/secrets/k', UID: '10001', GID: '10001', Mode: 0o400 } }],
+          Healthcheck: { Test: ['CMD', 'true'], Interval: 15e9, Timeout: 5e9, Retries: 3, StartPeriod: 90e9 },
+          StopGracePeriod: 40e9,
+          Isolation: 'default',
+        },
+        Placement: { Constraints: ['node.labels.dtr.cache == true'], MaxReplicas: 1 },
+        RestartPolicy: { Condition: 'on-failure', Delay: 5e9, Window: 120e9 },
+      },
+      EndpointSpec: {
+        Mode: 'dnsrr',
+        Ports: [{ Name: 'https', Protocol: 'tcp', TargetPort: 443, PublishedPort: 18443, PublishMode: 'host' }],
+      },
+    });
+    const read = flattenService({
+      ID: 'id1',
+      Spec: JSON.parse(JSON.stringify(spec)),
+      Endpoint: { Spec: { Mode: 'dnsrr' }, Ports: spec.EndpointSpec.Ports },
+    }) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+    // MaxAttempts is sent as 0 when unset and read back as 0: the SDK does not tell unset from zero.
+    expect(read.task_spec[0].restart_policy).toEqual([{ condition: 'on-failure', delay: '5s', max_attempts: 0, window: '2m' }]);
+    expect(read.task_spec[0].container_spec[0].healthcheck[0]).toMatchObject({ interval: '15s', start_period: '1m30s' });
+    expect(read.mode).toEqual([{ replicated: [{ replicas: 2 }], global: false }]);
   });
 
   it('encodes values as cty msgpack, unknowns as extension 0', () => {
