@@ -276,7 +276,7 @@ test('the unlabelled worker added to nodes: the next apply labels it and a third
   const result = await tf!.apply();
   console.log(
     `multi-node: terraform apply (3 labelled nodes) in ${result.ms} ms: ${planLines(result)
-      .filter((l) => /^\s*# |^Apply/.test(l))
+      .filter((l) => /^\s*# (docker|terraform)_|^Apply/.test(l))
       .join(' | ')}`,
   );
   expect(await tf!.outputs()).toMatchObject({ Site_replicas: 3 });
@@ -293,7 +293,7 @@ test('a worker removed from nodes: the next apply removes its label and its repl
   const result = await tf!.apply();
   console.log(
     `multi-node: terraform apply (worker1 removed) in ${result.ms} ms: ${planLines(result)
-      .filter((l) => /^\s*# |^Apply/.test(l))
+      .filter((l) => /^\s*# (docker|terraform)_|^Apply/.test(l))
       .join(' | ')}`,
   );
   expect(await tf!.outputs()).toMatchObject({ Site_replicas: 2 });

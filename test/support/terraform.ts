@@ -163,11 +163,15 @@ export class TerraformDeploy {
   }
 }
 
-/** The plan's summary and the lines that show a change (`~`, `+`, `-`, `-/+` and "forces replacement"). */
+/**
+ * The lines of a plan (or apply, destroy) that show a change (`#` resource headers, `~`, `+`, `-`, "forces
+ * replacement") and its summaries ("Plan:", "No changes.", "Apply complete!", "Destroy complete!").
+ */
 export function planLines(run: TerraformRun): string[] {
   return run.stdout
     .split('\n')
-    .filter((l) => /^\s*(#|~|\+|-|-\/\+|\+\/-)\s|forces replacement|^Plan:|^No changes/.test(l))
+    .filter((l) => /^\s*(#|~|\+|-|-\/\+|\+\/-)\s|forces replacement|^Plan:|^No changes|^(Apply|Destroy) complete/.test(l))
+    .filter((l) => !/^\s*# \(\d+ unchanged/.test(l))
     .map((l) => l.trimEnd());
 }
 
