@@ -123,7 +123,7 @@ export class CacheConfig extends Construct {
           Fn.replace(
             text,
             placeholder,
-            source.isFile ? Fn.jsonencode(Fn.trimspace(source.plain())) : Fn.rawString(JSON.stringify(source.plain())),
+            source.isFile ? Fn.jsonencode(Fn.trimspace(source.plain(this))) : Fn.rawString(JSON.stringify(source.plain(this))),
           ),
         Fn.rawString(this.text),
       );

@@ -71,7 +71,7 @@ export class CacheNodes extends Construct {
     this.nodes = [...props.nodes];
     this.placementConstraint = `node.labels.${this.labelKey} == true`;
     const connection = props.connection ?? SwarmConnection.localSocket();
-    const environment = connection.environment();
+    const environment = connection.environment(this);
     // Sorted: reordering the list changes nothing. A token list (a Terraform variable) is joined at apply time; the
     // script reads it word by word, so node names never reach the shell unquoted as code.
     const nodes = nodesAreToken ? Fn.join(' ', props.nodes) : [...new Set(props.nodes)].sort().join(' ');

@@ -8,6 +8,7 @@ import { DockerProvider } from '@cdktf/provider-docker/lib/provider';
 import { z } from 'zod';
 import { SwarmConnection } from './base/swarm-connection';
 import { SecretSource } from './base/secret-source';
+import { PortableLocalState } from './base/deploy-path';
 import { check, propsValidation } from './base/validation';
 import { CacheNodes } from './cache-nodes';
 import { SharedStorage, StorageBackend } from './shared-storage';
@@ -31,7 +32,7 @@ export interface SiteRegistrationOptions {
   readonly usernameEnv?: string;
   /** Environment variable holding the password or access token. @default "DTR_PASSWORD" */
   readonly passwordEnv?: string;
-  /** How the deploy machine runs the CLI. @default "npx dtr-cache" */
+  /** How the deploy machine runs the CLI. @default this package's own CLI, by its path (DtrRegistrationProps.cli) */
   readonly cli?: string;
 }
 
@@ -164,6 +165,7 @@ export class DtrCacheSite extends Construct {
     this.node.addValidation(check(() => loadBalancer.problems(balanced)));
 
     const outputPrefix = logicalName(id);
+    PortableLocalState.addTo(this);
     this.provider = props.provider ?? siteProvider(this, this.connection, outputPrefix);
     this.node.addValidation(check(() => providerProblems(this)));
     this.node.addValidation(check(() => outputPrefixProblems(this, outputPrefix)));
@@ -301,7 +303,7 @@ function defaultProviders(scope: Construct): DockerProvider[] {
 function siteProvider(site: Construct, connection: SwarmConnection, alias: string): DockerProvider {
   const existing = defaultProviders(site)[0];
   if (existing && providerHost(existing) === connection.host) return existing;
-  return new DockerProvider(site, 'Provider', { ...connection.providerConfig(), ...(existing ? { alias } : {}) });
+  return new DockerProvider(site, 'Provider', { ...connection.providerConfig(site), ...(existing ? { alias } : {}) });
 }
 
 function providerProblems(site: DtrCacheSite): string[] {

@@ -3,10 +3,13 @@
  * `terraform_data` local-exec. The command line comes from lib/cli's `registerCommandLine`, which puts only the names
  * of the credential variables in it: the values stay in the deploy environment, out of the synthesized JSON and state.
  */
-import { Construct } from 'constructs';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Construct, IConstruct } from 'constructs';
 import { DataResource } from 'cdktf';
 import { Service } from '@cdktf/provider-docker/lib/service';
-import { registerCommandLine } from '../cli/local-exec';
+import { registerCommandLine, shellQuote } from '../cli/local-exec';
+import { deployPath } from './base/deploy-path';
 
 export interface DtrRegistrationProps {
   /** DTR base URL, e.g. https://dtr.us.example.com. */
@@ -21,7 +24,11 @@ export interface DtrRegistrationProps {
   readonly usernameEnv?: string;
   /** Environment variable holding the password or access token. @default "DTR_PASSWORD" */
   readonly passwordEnv?: string;
-  /** How the deploy machine runs the CLI. @default "npx dtr-cache" */
+  /**
+   * How the deploy machine runs the CLI.
+   * @default this package's own CLI, run with node by its path (relative to the stack's directory); never a package
+   * fetched by name, which would run with DTR admin credentials in its environment
+   */
   readonly cli?: string;
   /**
    * The cache's service: registration runs only once it exists and, with its converge_config, has converged (every
@@ -43,7 +50,7 @@ export class DtrRegistration extends Construct {
       caFile: props.caFile,
       usernameEnv: props.usernameEnv,
       passwordEnv: props.passwordEnv,
-      cli: props.cli,
+      cli: props.cli ?? installedCli(this),
     };
     this.resource = new DataResource(this, 'Registration', {
       input: { dtr: props.dtr, name: props.name, host: props.cacheUrl },
@@ -56,4 +63,15 @@ export class DtrRegistration extends Construct {
       ],
     });
   }
+}
+
+/**
+ * `node <path>` of the dtr-cache CLI installed with these constructs: dist/bin/dtr-cache.js beside the compiled
+ * dist/lib/constructs, or, run from source (ts-node: this repository's tests and examples), bin/dtr-cache.ts.
+ */
+export function installedCli(scope: IConstruct): string {
+  const compiled = resolve(__dirname, '..', '..', 'bin', 'dtr-cache.js');
+  if (existsSync(compiled)) return `node ${shellQuote(deployPath(scope, compiled))}`;
+  const source = resolve(__dirname, '..', '..', 'bin', 'dtr-cache.ts');
+  return `node -r ts-node/register/transpile-only ${shellQuote(deployPath(scope, source))}`;
 }

@@ -19,8 +19,8 @@ export interface HashedSecretProps {
 /** Creates the secret; its `name` is `<baseName>-<hash>`. */
 export function hashedSecret(scope: Construct, id: string, props: HashedSecretProps): Secret {
   return new Secret(scope, id, {
-    name: `${props.baseName}-${props.source.contentHash()}`,
-    data: props.source.base64(),
+    name: `${props.baseName}-${props.source.contentHash(scope)}`,
+    data: props.source.base64(scope),
     labels: [
       { label: 'dtr.cache.managed-by', value: 'dtr-cache-site' },
       ...(props.testOnly ? [{ label: 'dtr.cache.test-only', value: 'true' }] : []),

@@ -14,6 +14,7 @@ import {
   onlyResource,
   resourcesOf,
   synth,
+  synthesizedPath,
   TfJson,
   validationErrors,
 } from './helpers';
@@ -112,16 +113,16 @@ describe('DtrCacheSite', () => {
       expect(json.provider.docker).toEqual([
         {
           host: 'tcp://ucp.asia.example.com:443',
-          ca_material: '${file("/etc/ucp/asia/ca.pem")}',
-          cert_material: '${file("/etc/ucp/asia/cert.pem")}',
-          key_material: '${file("/etc/ucp/asia/key.pem")}',
+          ca_material: `\${file(${synthesizedPath(stack, '/etc/ucp/asia/ca.pem')})}`,
+          cert_material: `\${file(${synthesizedPath(stack, '/etc/ucp/asia/cert.pem')})}`,
+          key_material: `\${file(${synthesizedPath(stack, '/etc/ucp/asia/key.pem')})}`,
         },
       ]);
       for (const label of resourcesOf(json, 'terraform_data')) {
         expect(label.input.environment).toEqual({
           DOCKER_HOST: 'tcp://ucp.asia.example.com:443',
           DOCKER_TLS_VERIFY: '1',
-          DOCKER_CERT_PATH: '/etc/ucp/asia',
+          DOCKER_CERT_PATH: `\${${synthesizedPath(stack, '/etc/ucp/asia')}}`,
         });
       }
     });

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DtrCacheSite, DtrCacheSiteProps, LoadBalancer, SwarmConnection, testCertificates } from '../../../lib/constructs';
-import { asiaSiteProps, fixture, newStack, onlyResource, resourcesOf, synth, TfJson, validationErrors } from './helpers';
+import { asiaSiteProps, fixture, newStack, onlyResource, resourcesOf, synth, synthesizedPath, TfJson, validationErrors } from './helpers';
 
 const props: DtrCacheSiteProps = asiaSiteProps({ port: 8443 });
 
@@ -67,9 +67,9 @@ describe('DtrCacheSite: connection kinds × load balancer modes', () => {
         if (conn.kind === 'client-bundle') {
           expect(provider).toEqual({
             host: 'tcp://ucp.asia.example.com:443',
-            ca_material: `\${file("${join(bundle, 'ca.pem')}")}`,
-            cert_material: `\${file("${join(bundle, 'cert.pem')}")}`,
-            key_material: `\${file("${join(bundle, 'key.pem')}")}`,
+            ca_material: `\${file(${synthesizedPath(stack, join(bundle, 'ca.pem'))})}`,
+            cert_material: `\${file(${synthesizedPath(stack, join(bundle, 'cert.pem'))})}`,
+            key_material: `\${file(${synthesizedPath(stack, join(bundle, 'key.pem'))})}`,
           });
         } else if (conn.kind === 'ssh') {
           expect(provider).toEqual({ host: 'ssh://ops@manager1.asia.example.com', ssh_opts: ['-o', 'StrictHostKeyChecking=yes'] });
@@ -81,12 +81,14 @@ describe('DtrCacheSite: connection kinds × load balancer modes', () => {
         const labelSteps = resourcesOf(json, 'terraform_data').filter((r) => r.input?.environment);
         expect(labelSteps).toHaveLength(2);
         for (const r of labelSteps) {
-          expect(r.input.environment).toEqual(conn.environment());
-          for (const name of Object.keys(conn.environment()))
+          expect(r.input.environment).toEqual(
+            conn.kind === 'client-bundle'
+              ? { DOCKER_HOST: conn.host, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: `\${${synthesizedPath(stack, bundle)}}` }
+              : { DOCKER_HOST: conn.host },
+          );
+          for (const name of Object.keys(r.input.environment))
             expect(r.provisioner[0]['local-exec'].environment[name]).toBe(`\${self.input.environment.${name}}`);
         }
-        if (conn.kind === 'client-bundle')
-          expect(labelSteps[0].input.environment).toMatchObject({ DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: bundle });
 
         // Publishing and outputs per mode.
         const lbConfig = json.output.asia_load_balancer_config;
