@@ -198,17 +198,7 @@ export const RESOURCES: Record<string, ResourceImpl> = {
     },
     async delete(ctx, id) {
       // Swarm removes task containers lazily: the provider retries while the volume is in use.
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        try {
-          await ctx.engine.request('DELETE', `/volumes/${id}?force=true`);
-          return;
-        } catch (err) {
-          if (err instanceof EngineError && err.status === 404) return;
-          if (Date.now() > deadline || !(err instanceof EngineError && /in use/.test(err.message))) throw err;
-          await sleep(1000);
-        }
-      }
+      await removeRetrying(ctx.engine, `/volumes/${id}?force=true`, 30_000);
     },
   },
 
