@@ -4,6 +4,7 @@
  * referenced by digest, so a rebuild rolls the service and every node runs the same bytes.
  */
 import { Construct } from 'constructs';
+import { Token } from 'cdktf';
 import { Image } from '@cdktf/provider-docker/lib/image';
 import { RegistryImage } from '@cdktf/provider-docker/lib/registry-image';
 import { z } from 'zod';
@@ -29,7 +30,7 @@ export interface CacheImageProps {
 }
 
 /** An image reference that names its registry host (a dot, a colon or localhost before the first slash). */
-const withRegistryHost = z.string().refine((ref) => /^([^/]*[.:][^/]*|localhost)\//.test(ref), {
+const withRegistryHost = z.string().refine((ref) => Token.isUnresolved(ref) || /^([^/]*[.:][^/]*|localhost)\//.test(ref), {
   message: 'must name its registry host, e.g. 127.0.0.1:5000/dtr-cache:0.1.0 (a bare name would be pulled from Docker Hub)',
 });
 

@@ -3,7 +3,7 @@
  * `dtr-cache plan` summarizes. Usually one per TerraformStack, since each datacenter is its own swarm.
  */
 import { Construct } from 'constructs';
-import { TerraformOutput, TerraformResource, TerraformStack, Token } from 'cdktf';
+import { Annotations, TerraformOutput, TerraformResource, TerraformStack, Token } from 'cdktf';
 import { DockerProvider } from '@cdktf/provider-docker/lib/provider';
 import { z } from 'zod';
 import { SwarmConnection } from './base/swarm-connection';
@@ -102,8 +102,13 @@ export interface DtrCacheSiteProps {
   readonly registration?: SiteRegistrationOptions;
 }
 
+/** Whether `value` is (or holds) a Terraform expression: known at apply only. */
+const isToken = (value: unknown): boolean => Token.isUnresolved(value);
+
 const httpsUrl = z.string().refine(
   (u) => {
+    // An expression, or the element of a list expression (reported on the list).
+    if (isToken(u) || u.startsWith('#{TfToken[')) return true;
     try {
       return new URL(u).protocol === 'https:';
     } catch {
@@ -118,8 +123,16 @@ const propsSchema = z.object({
     // Swarm object names are at most 64 characters: dtr-cache-<datacenter>-test-only-cache.cert.pem-<hash> must fit.
     message: 'must be 1 to 16 lower-case letters, digits and dashes, e.g. asia',
   }),
-  upstreams: z.array(httpsUrl).min(1, { message: 'list the DTR URL, e.g. ["https://dtr.us.example.com"]' }),
-  host: z.string().regex(/^[a-zA-Z0-9.-]+$/, { message: 'must be a host name without scheme or port, e.g. cache.asia.example.com' }),
+  upstreams: z
+    .array(httpsUrl)
+    .min(1, { message: 'list the DTR URL, e.g. ["https://dtr.us.example.com"]' })
+    .refine((u) => !isToken(u), {
+      message:
+        'list the URLs (each may be a Terraform variable, e.g. [dtrUrl.stringValue]); a whole list variable cannot be written into config.yml',
+    }),
+  host: z.string().refine((h) => isToken(h) || /^[a-zA-Z0-9.-]+$/.test(h), {
+    message: 'must be a host name without scheme or port, e.g. cache.asia.example.com',
+  }),
 });
 
 export class DtrCacheSite extends Construct {
@@ -153,15 +166,23 @@ export class DtrCacheSite extends Construct {
     this.node.addValidation(propsValidation('DtrCacheSite', propsSchema, props));
     const prefix = `dtr-cache-${props.datacenter}`;
     const backend = props.storage ?? StorageBackend.localFilesystem();
-    const replicas = props.replicas ?? (backend.shared ? props.nodes.length : 1);
+    const nodesAreToken = isToken(props.nodes);
+    const replicas = props.replicas ?? (backend.shared && !nodesAreToken ? props.nodes.length : 1);
     const port = props.port ?? 443;
     const loadBalancer = props.loadBalancer ?? LoadBalancer.routingMesh();
     const publishMode = loadBalancer.publishMode;
-    const balanced = { name: prefix, host: props.host, port, nodes: props.nodes };
+    const balanced = { name: prefix, host: props.host, port, nodes: nodesAreToken ? [] : props.nodes };
     this.datacenter = props.datacenter;
     this.cacheUrl = `https://${props.host}${port === 443 ? '' : `:${port}`}`;
     this.connection = props.connection ?? SwarmConnection.localSocket();
     this.node.addValidation(check(() => replicaProblems(props, backend, replicas)));
+    this.node.addValidation(check(() => tokenProblems(props, loadBalancer)));
+    const atApply = applyTimeChecks(props);
+    if (atApply.length) {
+      Annotations.of(this).addInfo(
+        `DtrCacheSite: ${atApply.join('; ')}: Terraform expressions, known at apply only; the rest was checked at synth`,
+      );
+    }
     this.node.addValidation(check(() => loadBalancer.problems(balanced)));
 
     const outputPrefix = logicalName(id);
@@ -176,7 +197,7 @@ export class DtrCacheSite extends Construct {
       certificate: props.tls.certificate,
       key: props.tls.key,
       dtrCa: props.tls.dtrCa,
-      host: props.host,
+      host: isToken(props.host) ? undefined : props.host,
       namePrefix: testOnly ? `${prefix}-test-only` : prefix,
       testOnly,
       now: props.now,
@@ -250,7 +271,9 @@ export class DtrCacheSite extends Construct {
           cacheUrl: this.cacheUrl,
           upstreams: props.upstreams,
           replicas,
-          nodes: props.nodes,
+          // A node list expression as the label step's space-separated copy (an expression without quotes, which the
+          // JSON text could not hold).
+          nodes: nodesAreToken ? [this.nodes.labelStep.getStringAttribute('output.nodes')] : props.nodes,
           storage: backend.label,
           port,
           publishMode,
@@ -264,7 +287,9 @@ export class DtrCacheSite extends Construct {
     };
     const lbConfig = this.loadBalancerService
       ? { kind: 'haproxy', fileName: 'haproxy.cfg (swarm config of the load-balancer service)', text: this.loadBalancerService.text }
-      : loadBalancer.render(balanced);
+      : nodesAreToken
+        ? undefined
+        : loadBalancer.render(balanced);
     if (lbConfig) {
       outputs.load_balancer_config = {
         value: lbConfig.text,
@@ -340,6 +365,31 @@ function outputPrefixProblems(site: DtrCacheSite, prefix: string): string[] {
   );
 }
 
+/** What is left to apply time, in words, for the props given as Terraform expressions. */
+function applyTimeChecks(props: DtrCacheSiteProps): string[] {
+  return [
+    ...(isToken(props.host) ? ['host (its format, and whether the certificate covers it)'] : []),
+    ...props.upstreams.flatMap((u, i) => (isToken(u) ? [`upstreams[${i}] (an https:// URL, checked by the cache when it starts)`] : [])),
+    ...(isToken(props.nodes) ? ['nodes (their names, and that there are as many as replicas)'] : []),
+    ...(isToken(props.image.reference) ? ['image.reference (its registry host)'] : []),
+  ];
+}
+
+/** Props that a Terraform expression leaves undecidable where synth needs them. */
+function tokenProblems(props: DtrCacheSiteProps, loadBalancer: LoadBalancer): string[] {
+  if (!isToken(props.nodes)) return [];
+  return [
+    ...(props.replicas === undefined
+      ? ['DtrCacheSite: replicas: nodes is a Terraform expression, so how many there are is known at apply only; set replicas']
+      : []),
+    ...(loadBalancer.mode === 'external'
+      ? [
+          'DtrCacheSite: loadBalancer: the external load balancer configuration lists the nodes, which are a Terraform expression here; list the nodes, or use LoadBalancer.routingMesh() or LoadBalancer.service()',
+        ]
+      : []),
+  ];
+}
+
 function replicaProblems(props: DtrCacheSiteProps, backend: StorageBackend, replicas: number): string[] {
   const problems: string[] = [];
   if (replicas > 1 && !backend.shared) {
@@ -349,7 +399,7 @@ function replicaProblems(props: DtrCacheSiteProps, backend: StorageBackend, repl
         : `DtrCacheSite: storage: the local filesystem is per container, so ${replicas} replicas would each cache their own copy and lose it on reschedule; use StorageBackend.nfs({ server }) or an object store, or set replicas: 1`,
     );
   }
-  if (replicas > props.nodes.length) {
+  if (!isToken(props.nodes) && replicas > props.nodes.length) {
     problems.push(
       `DtrCacheSite: replicas: ${replicas} replicas but ${props.nodes.length} node(s); the service runs one replica per node, so list ${replicas} nodes or lower replicas`,
     );

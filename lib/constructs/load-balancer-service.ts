@@ -7,7 +7,7 @@ import { Construct } from 'constructs';
 import { Config } from '@cdktf/provider-docker/lib/config';
 import { Network } from '@cdktf/provider-docker/lib/network';
 import { Service } from '@cdktf/provider-docker/lib/service';
-import { shortHash } from './base/secret-source';
+import { base64Text, terraformText, textHash } from './base/secret-source';
 import { providerDuration } from './base/provider-duration';
 import { PublishMode } from './cache-service';
 import { renderHaproxySwarmConfig } from './load-balancer-config';
@@ -68,10 +68,11 @@ export class LoadBalancerService extends Construct {
       port: props.containerPort,
       slots: Math.max(2, props.cacheReplicas * 2),
     });
-    const configName = `${props.namePrefix}-haproxy-${shortHash(this.text)}`;
+    const text = terraformText(this, 'Text', this.text);
+    const configName = `${props.namePrefix}-haproxy-${textHash(text)}`;
     this.config = new Config(this, 'Config', {
       name: configName,
-      data: Buffer.from(this.text, 'utf8').toString('base64'),
+      data: base64Text(text),
       lifecycle: { createBeforeDestroy: true },
     });
     this.service = new Service(this, 'Service', {

@@ -6,8 +6,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { IConstruct } from 'constructs';
-import { Fn } from 'cdktf';
+import { Construct, IConstruct } from 'constructs';
+import { Fn, TerraformLocal, Token } from 'cdktf';
 import { deployPath } from './deploy-path';
 
 export class SecretSource {
@@ -70,4 +70,26 @@ const HASH_LENGTH = 12;
 /** First 12 hex digits of the sha256 of `parts` (joined with NUL so that ["ab","c"] and ["a","bc"] differ). */
 export function shortHash(...parts: readonly string[]): string {
   return createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, HASH_LENGTH);
+}
+
+/**
+ * `text` as base64 for a docker_config or docker_secret `data`: encoded at synth, or by Terraform (`base64encode`) when
+ * the text holds Terraform expressions (a host given as a variable).
+ */
+export function base64Text(text: string): string {
+  return Token.isUnresolved(text) ? Fn.base64encode(text) : Buffer.from(text, 'utf8').toString('base64');
+}
+
+/** A short hash of `text` for names: at synth, or by Terraform (`sha256`) when the text holds Terraform expressions. */
+export function textHash(text: string): string {
+  return Token.isUnresolved(text) ? Fn.substr(Fn.sha256(text), 0, HASH_LENGTH) : shortHash(text);
+}
+
+/**
+ * `text` for use in Terraform functions: itself, or, when it holds Terraform expressions (a host variable in a
+ * rendered file), a reference to a local value holding it as a template (function arguments cannot carry its quotes and
+ * newlines, and Fn.rawString would not evaluate the expressions).
+ */
+export function terraformText(scope: IConstruct, id: string, text: string): string {
+  return Token.isUnresolved(text) ? new TerraformLocal(scope as Construct, id, text).asString : text;
 }

@@ -1,6 +1,10 @@
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { Testing } from 'cdktf';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { requireTool } from '../../support/tools';
+import { TerraformStack, TerraformVariable, Testing } from 'cdktf';
 import { DockerProvider } from '@cdktf/provider-docker/lib/provider';
 import { DtrCacheSite, DtrCacheSiteProps, LoadBalancer, SecretSource, StorageBackend, SwarmConnection } from '../../../lib/constructs';
 import { loadConfig } from '../../../lib/config';
@@ -148,6 +152,90 @@ describe('DtrCacheSite', () => {
       expect(synth(stack).provider.docker).toEqual([{}]);
       expect(asia.provider.node.path).toBe('s/docker');
       expect(onlyResource(synth(stack), 'docker_service').provider).toBeUndefined();
+    });
+  });
+
+  describe('Terraform variables for host, upstreams, nodes and image', () => {
+    const variables = (stack: TerraformStack) => ({
+      host: new TerraformVariable(stack, 'cache_host', { type: 'string' }).stringValue,
+      dtr: new TerraformVariable(stack, 'dtr_url', { type: 'string' }).stringValue,
+      nodes: new TerraformVariable(stack, 'cache_nodes', { type: 'list(string)' }).listValue,
+      image: new TerraformVariable(stack, 'cache_image', { type: 'string' }).stringValue,
+    });
+
+    it('synthesizes them as expressions, checks the rest, and says what is left to apply time', () => {
+      const stack = newStack('vars', false);
+      const v = variables(stack);
+      const site = new DtrCacheSite(stack, 'asia', {
+        ...props,
+        host: v.host,
+        upstreams: [v.dtr],
+        nodes: v.nodes,
+        replicas: 2,
+        image: { reference: v.image },
+      });
+      expect(validationErrors(stack)).toEqual([]);
+      expect(annotations(stack, 'info')).toContain(
+        'DtrCacheSite: host (its format, and whether the certificate covers it); upstreams[0] (an https:// URL, checked by the cache when it starts); nodes (their names, and that there are as many as replicas); image.reference (its registry host): Terraform expressions, known at apply only; the rest was checked at synth',
+      );
+      const json = synth(stack);
+      const service = onlyResource(json, 'docker_service');
+      expect(service.task_spec.container_spec.image).toBe('${var.cache_image}');
+      expect(service.mode.replicated.replicas).toBe(2);
+      // config.yml holds the host and upstream: a local value (a template), encoded and named by Terraform.
+      const config = onlyResource(json, 'docker_config');
+      const local = /^\$\{base64encode\(local\.(\w+)\)\}$/.exec(config.data)?.[1] as string;
+      expect(config.name).toBe(`dtr-cache-asia-config-\${substr(sha256(local.${local}), 0, 12)}`);
+      expect(json.locals[local]).toContain('host: https://${var.cache_host}\n');
+      expect(json.locals[local]).toContain('- ${var.dtr_url}\n');
+      // Terraform renders it with the variables' values, and the server's parser accepts the result.
+      requireTool('terraform');
+      const dir = mkdtempSync(join(tmpdir(), 'dtr-cache-vars-'));
+      try {
+        writeFileSync(join(dir, 'main.tf.json'), JSON.stringify({ variable: json.variable, locals: json.locals }));
+        const vars = [
+          'cache_host=cache.asia.example.com',
+          'dtr_url=https://dtr.us.example.com',
+          'cache_nodes=["n1","n2"]',
+          'cache_image=x',
+        ];
+        const out = execFileSync('terraform', [`-chdir=${dir}`, 'console', ...vars.flatMap((v) => ['-var', v])], {
+          input: `local.${local}`,
+          encoding: 'utf8',
+          env: { ...process.env, CHECKPOINT_DISABLE: '1' },
+        });
+        const rendered = loadConfig(
+          out
+            .trim()
+            .replace(/^<<EOT\n/, '')
+            .replace(/\nEOT$/, ''),
+        );
+        if (!rendered.ok) throw new Error(rendered.errors.join('\n'));
+        expect(rendered.config.http.host).toBe('https://cache.asia.example.com');
+        expect(rendered.config.middleware.registry[0].options.upstreams).toEqual(['https://dtr.us.example.com']);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      const labelStep = site.nodes.labelStep.friendlyUniqueId;
+      const labels = json.resource.terraform_data[labelStep];
+      expect(labels?.input.nodes).toBe('${join(" ", var.cache_nodes)}');
+      expect(JSON.parse(json.output.asia_summary.value)).toMatchObject({
+        cacheUrl: 'https://${var.cache_host}',
+        nodes: [`\${terraform_data.${labelStep}.output.nodes}`],
+        upstreams: ['${var.dtr_url}'],
+      });
+    });
+
+    it('asks for replicas and a listable load balancer when the nodes are a variable; a list variable of upstreams is refused', () => {
+      const stack = newStack('vars', false);
+      const v = variables(stack);
+      const upstreams = new TerraformVariable(stack, 'upstreams', { type: 'list(string)' }).listValue;
+      new DtrCacheSite(stack, 'asia', { ...props, nodes: v.nodes, upstreams, loadBalancer: LoadBalancer.external({ kind: 'haproxy' }) });
+      expect(validationErrors(stack)).toEqual([
+        'DtrCacheSite: upstreams: list the URLs (each may be a Terraform variable, e.g. [dtrUrl.stringValue]); a whole list variable cannot be written into config.yml',
+        'DtrCacheSite: replicas: nodes is a Terraform expression, so how many there are is known at apply only; set replicas',
+        'DtrCacheSite: loadBalancer: the external load balancer configuration lists the nodes, which are a Terraform expression here; list the nodes, or use LoadBalancer.routingMesh() or LoadBalancer.service()',
+      ]);
     });
   });
 
