@@ -44,13 +44,6 @@ function shape(value: Value | undefined, type: CtyType): unknown {
   throw new Error(`cty type ${kind} is not supported`);
 }
 
-export function isKnown(value: Value): boolean {
-  if (value === UNKNOWN) return false;
-  if (Array.isArray(value)) return value.every(isKnown);
-  if (value && typeof value === 'object') return Object.values(value).every(isKnown);
-  return true;
-}
-
 /** A stable JSON form for comparing values (sets compared as sorted lists). */
 export function canonical(value: Value | undefined, set = false): string {
   if (value === UNKNOWN) return '"<unknown>"';
