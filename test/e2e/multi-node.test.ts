@@ -302,6 +302,7 @@ test('a worker removed from nodes: the next apply removes its label and its repl
   console.log(`multi-node: ${LABEL} labels before ${JSON.stringify(labelsBefore)}, after ${JSON.stringify(labelsAfter)}`);
   expect(labelsAfter).toEqual({ manager: 'true', worker1: undefined, worker2: 'true' });
   const after = await runningTasksByRole();
+  console.log(`multi-node: running tasks before ${JSON.stringify(tasksByNode)}, after ${JSON.stringify(after)}`);
   expect(after).toEqual({ manager: tasksByNode.manager, worker2: tasksByNode.worker2 });
   await expectNoChanges('after removing worker1');
 });

@@ -437,7 +437,10 @@ async function queryRegistry(engine: Engine, spec: Dict, auth: string): Promise<
   if (!String(container.Image).includes('@')) container.Image = `${container.Image}@${info.Descriptor.digest}`;
   if (info.Platforms?.length) {
     spec.TaskTemplate.Placement ??= {};
-    spec.TaskTemplate.Placement.Platforms = info.Platforms.map((p) => ({ Architecture: p.architecture.toLowerCase() === 'arm' ? '' : p.architecture, OS: p.os }));
+    spec.TaskTemplate.Placement.Platforms = info.Platforms.map((p) => ({
+      Architecture: p.architecture.toLowerCase() === 'arm' ? '' : p.architecture,
+      OS: p.os,
+    }));
   }
 }
 
