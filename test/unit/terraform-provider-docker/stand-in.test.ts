@@ -223,6 +223,14 @@ describe('planning as terraform-plugin-sdk v2', () => {
     expect(read.task_spec[0].restart_policy).toEqual([{ condition: 'on-failure', delay: '5s', max_attempts: 0, window: '2m' }]);
     expect(read.task_spec[0].container_spec[0].healthcheck[0]).toMatchObject({ interval: '15s', start_period: '1m30s' });
     expect(read.mode).toEqual([{ replicated: [{ replicas: 2 }], global: false }]);
+
+    // Planned against what was read: an unset duration is sent as 0 and read back "0s", which is not the string's
+    // zero value: a change in every plan, as with the real provider (the number 0 of max_attempts is not).
+    const readPolicy = [{ condition: 'on-failure', delay: '5s', max_attempts: 0, window: '0s' }];
+    const prior = { ...planned, ...read, id: 'id1', task_spec: [{ ...read.task_spec[0], restart_policy: readPolicy }] };
+    const config = { ...prior, task_spec: [{ ...read.task_spec[0], restart_policy: [{ condition: 'on-failure', delay: '5s' }] }] };
+    const replan = planResource(attrs, prior, config);
+    expect((replan.planned.task_spec as any)[0].restart_policy).toEqual([{ ...readPolicy[0], window: null }]); // eslint-disable-line @typescript-eslint/no-explicit-any
   });
 
   it('encodes values as cty msgpack, unknowns as extension 0', () => {
