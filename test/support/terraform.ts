@@ -6,7 +6,7 @@
  * provider Terraform starts (several times per command) loads in a fraction of a second.
  */
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import ts from 'typescript';
 import { requireTool } from './tools';
@@ -16,6 +16,13 @@ const SOURCE = join(ROOT, 'test/terraform-provider-docker');
 const BUILD = join(ROOT, 'node_modules/.cache/terraform-provider-docker');
 
 let cliConfig: string | undefined;
+
+/** Writes through a temporary file and a rename: parallel test processes build the same files at once. */
+function writeAtomically(file: string, content: string | Buffer, mode = 0o644): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, content, { mode });
+  renameSync(tmp, file);
+}
 
 /** Builds the stand-in and returns the CLI config file that installs it. */
 export function providerCliConfig(): string {
@@ -29,16 +36,19 @@ export function providerCliConfig(): string {
         compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
         fileName: file,
       });
-      writeFileSync(join(BUILD, file.replace(/\.ts$/, '.js')), outputText);
+      writeAtomically(join(BUILD, file.replace(/\.ts$/, '.js')), outputText);
     }
   }
-  copyFileSync(join(SOURCE, 'schemas.json'), join(BUILD, 'schemas.json'));
-  for (const file of readdirSync(join(SOURCE, 'proto'))) copyFileSync(join(SOURCE, 'proto', file), join(BUILD, 'proto', file));
-  writeFileSync(join(bin, 'terraform-provider-docker_v3.6.2'), `#!/bin/sh\nexec "${process.execPath}" "${join(BUILD, 'main.js')}" "$@"\n`, {
-    mode: 0o755,
-  });
+  writeAtomically(join(BUILD, 'schemas.json'), readFileSync(join(SOURCE, 'schemas.json')));
+  for (const file of readdirSync(join(SOURCE, 'proto')))
+    writeAtomically(join(BUILD, 'proto', file), readFileSync(join(SOURCE, 'proto', file)));
+  writeAtomically(
+    join(bin, 'terraform-provider-docker_v3.6.2'),
+    `#!/bin/sh\nexec "${process.execPath}" "${join(BUILD, 'main.js')}" "$@"\n`,
+    0o755,
+  );
   cliConfig = join(BUILD, 'terraform.rc');
-  writeFileSync(
+  writeAtomically(
     cliConfig,
     `provider_installation {\n  filesystem_mirror {\n    path = "${join(BUILD, 'mirror')}"\n    include = ["kreuzwerker/docker"]\n  }\n  direct {\n    exclude = ["kreuzwerker/docker"]\n  }\n}\n`,
   );
