@@ -15,6 +15,7 @@ import { CacheConfigInput, validateConfig, renderConfig } from '../config';
 import { base64Text, shortHash, terraformText, textHash } from './base/secret-source';
 import { check } from './base/validation';
 import { ConfigSecretValue } from './shared-storage';
+import { managedLabels } from './base/labels';
 
 /** log.level of the server. */
 export enum LogLevel {
@@ -59,7 +60,21 @@ export interface CacheConfigProps {
   readonly logLevel?: LogLevel;
   /** Prefix of the swarm object's name. @default "dtr-cache" */
   readonly namePrefix?: string;
+  /**
+   * What the user wrote, per config.yml path: a message about `middleware.registry[0].options.blobttl` then reads
+   * "DtrCacheSite: blobTtl: …". Paths mapped to undefined are not reported here: the caller reports that prop itself.
+   * @default messages name the config.yml path
+   */
+  readonly propNames?: Readonly<Record<string, string | undefined>>;
 }
+
+/** The config.yml path of each setting a site takes from its props. */
+export const CONFIG_PATHS = {
+  upstreams: 'middleware.registry[0].options.upstreams',
+  host: 'http.host',
+  blobTtl: 'middleware.registry[0].options.blobttl',
+  logLevel: 'log.level',
+} as const;
 
 /** Where the service mounts config.yml from. */
 export interface ConfigMount {
@@ -107,7 +122,7 @@ export class CacheConfig extends Construct {
     const checkable = withStandIns(this.input);
     const result = validateConfig(checkable.value, 'config.yml');
     // Invalid settings are reported by validation (with the YAML path) rather than thrown here, so synth lists them all.
-    this.node.addValidation(check(() => (result.ok ? [] : result.errors.map((e) => `CacheConfig: ${e}`))));
+    this.node.addValidation(check(() => (result.ok ? [] : result.errors.flatMap((e) => renamed(e, props.propNames ?? {})))));
     this.text = result.ok ? checkable.restore(renderConfig(checkable.value)) : '';
     const secretValues = props.secretValues ?? [];
     const text = terraformText(this, 'Text', this.text);
@@ -135,7 +150,7 @@ export class CacheConfig extends Construct {
       this.resource = new Secret(this, 'Secret', {
         name,
         data: Fn.base64encode(spliced),
-        labels: [{ label: 'dtr.cache.managed-by', value: 'dtr-cache-site' }],
+        labels: managedLabels(this),
         lifecycle: { createBeforeDestroy: true },
       });
       this.mount = { kind: 'secret', id: this.resource.id, name, fileName: CONFIG_PATH };
@@ -163,4 +178,16 @@ function withStandIns<T>(value: T): { value: T; restore: (text: string) => strin
     value: JSON.parse(json) as T,
     restore: (text) => found.reduce((out, [name, t]) => out.split(name).join(t), text),
   };
+}
+
+/**
+ * "config.yml: <path>: <problem>" as the user wrote it: "<prop name><rest of path>: <problem>" for a mapped path (none
+ * for a path mapped to undefined), else "CacheConfig: config.yml: <path>: <problem>".
+ */
+function renamed(error: string, propNames: Readonly<Record<string, string | undefined>>): string[] {
+  const path = /^config\.yml: ([^:]+): /.exec(error)?.[1] ?? '';
+  const mapped = Object.keys(propNames).find((p) => path === p || path.startsWith(`${p}[`) || path.startsWith(`${p}.`));
+  if (mapped === undefined) return [`CacheConfig: ${error}`];
+  const name = propNames[mapped];
+  return name === undefined ? [] : [`${name}${path.slice(mapped.length)}: ${error.slice(`config.yml: ${path}: `.length)}`];
 }

@@ -10,6 +10,7 @@ import { SecretMount } from './base/hashed-secret';
 import { providerDuration } from './base/provider-duration';
 import { check, goDuration, port, propsValidation } from './base/validation';
 import { ConfigMount } from './cache-config';
+import { managedLabels } from './base/labels';
 
 /**
  * The image's non-root user (the Dockerfile's USER 10001:10001): secrets are mode 0400, so they must be owned by the
@@ -123,7 +124,7 @@ export class CacheService extends Construct {
     const update = { parallelism: 1, delay: '10s', failureAction: 'rollback', monitor: '30s', order: this.updateOrder };
     this.service = new Service(this, 'Service', {
       name: props.name ?? 'dtr-cache',
-      labels: [{ label: 'dtr.cache.managed-by', value: 'dtr-cache-site' }],
+      labels: managedLabels(this),
       dependsOn: props.dependsOn,
       mode: { replicated: { replicas: this.replicas } },
       taskSpec: {

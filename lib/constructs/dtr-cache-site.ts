@@ -3,19 +3,20 @@
  * `dtr-cache plan` summarizes. Usually one per TerraformStack, since each datacenter is its own swarm.
  */
 import { Construct } from 'constructs';
-import { Annotations, TerraformOutput, TerraformResource, TerraformStack, Token } from 'cdktf';
+import { Annotations, App, TerraformOutput, TerraformResource, TerraformStack, Token } from 'cdktf';
 import { DockerProvider } from '@cdktf/provider-docker/lib/provider';
 import { z } from 'zod';
 import { SwarmConnection } from './base/swarm-connection';
 import { SecretSource } from './base/secret-source';
 import { PortableLocalState } from './base/deploy-path';
+import { setAccessLabel } from './base/labels';
 import { check, propsValidation } from './base/validation';
 import { CacheNodes } from './cache-nodes';
 import { SharedStorage, StorageBackend } from './shared-storage';
 import { CacheTls } from './cache-tls';
-import { CacheConfig, LogLevel } from './cache-config';
+import { CacheConfig, CONFIG_PATHS, LogLevel } from './cache-config';
 import { CacheImage, CacheImageProps } from './cache-image';
-import { CacheService } from './cache-service';
+import { CacheService, PublishMode } from './cache-service';
 import { LoadBalancer } from './load-balancer';
 import { LoadBalancerService } from './load-balancer-service';
 import { DtrRegistration } from './dtr-registration';
@@ -98,6 +99,12 @@ export interface DtrCacheSiteProps {
    * @default 2 minutes per replica plus 1 (the load-balancer service: 3m)
    */
   readonly convergeTimeout?: string;
+  /**
+   * The MKE (UCP) collection of the site's services, secrets and networks: their `com.docker.ucp.access.label`,
+   * e.g. "/Shared/dtr-cache".
+   * @default none: MKE puts them in the deploying user's private collection
+   */
+  readonly accessLabel?: string;
   /** Register the cache with DTR on deploy and remove it on destroy (dtr-cache register). @default not registered */
   readonly registration?: SiteRegistrationOptions;
 }
@@ -164,10 +171,12 @@ export class DtrCacheSite extends Construct {
   constructor(scope: Construct, id: string, props: DtrCacheSiteProps) {
     super(scope, id);
     this.node.addValidation(propsValidation('DtrCacheSite', propsSchema, props));
+    // Props the site itself finds wrong: the constructs it feeds them to do not report them a second time.
+    const invalid = new Set(propsSchema.safeParse(props).error?.issues.map((i) => String(i.path[0])) ?? []);
     const prefix = `dtr-cache-${props.datacenter}`;
     const backend = props.storage ?? StorageBackend.localFilesystem();
     const nodesAreToken = isToken(props.nodes);
-    const replicas = props.replicas ?? (backend.shared && !nodesAreToken ? props.nodes.length : 1);
+    const replicas = props.replicas ?? (backend.shared && !nodesAreToken ? Math.max(1, props.nodes.length) : 1);
     const port = props.port ?? 443;
     const loadBalancer = props.loadBalancer ?? LoadBalancer.routingMesh();
     const publishMode = loadBalancer.publishMode;
@@ -187,6 +196,7 @@ export class DtrCacheSite extends Construct {
 
     const outputPrefix = logicalName(id);
     PortableLocalState.addTo(this);
+    if (props.accessLabel !== undefined) setAccessLabel(this, props.accessLabel);
     this.provider = props.provider ?? siteProvider(this, this.connection, outputPrefix);
     this.node.addValidation(check(() => providerProblems(this)));
     this.node.addValidation(check(() => outputPrefixProblems(this, outputPrefix)));
@@ -197,7 +207,7 @@ export class DtrCacheSite extends Construct {
       certificate: props.tls.certificate,
       key: props.tls.key,
       dtrCa: props.tls.dtrCa,
-      host: isToken(props.host) ? undefined : props.host,
+      host: isToken(props.host) || invalid.has('host') ? undefined : props.host,
       namePrefix: testOnly ? `${prefix}-test-only` : prefix,
       testOnly,
       now: props.now,
@@ -213,6 +223,12 @@ export class DtrCacheSite extends Construct {
       blobTtl: props.blobTtl,
       logLevel: props.logLevel,
       namePrefix: prefix,
+      propNames: {
+        [CONFIG_PATHS.upstreams]: invalid.has('upstreams') ? undefined : 'DtrCacheSite: upstreams',
+        [CONFIG_PATHS.host]: invalid.has('host') ? undefined : 'DtrCacheSite: host',
+        [CONFIG_PATHS.blobTtl]: 'DtrCacheSite: blobTtl',
+        [CONFIG_PATHS.logLevel]: 'DtrCacheSite: logLevel',
+      },
     });
     this.image = new CacheImage(this, 'Image', props.image);
     const lbOptions = loadBalancer.serviceOptions;
@@ -234,7 +250,8 @@ export class DtrCacheSite extends Construct {
       config: this.config.mount,
       secrets: [...this.tls.secrets, ...this.storage.secrets],
       mounts: [...this.storage.mounts],
-      replicas,
+      // A bad count is reported once, by the site.
+      replicas: Number.isInteger(replicas) && replicas >= 1 ? replicas : 1,
       placementConstraints: [this.nodes.placementConstraint],
       workersOnly: props.workersOnly,
       port,
@@ -265,6 +282,17 @@ export class DtrCacheSite extends Construct {
       image: { value: this.image.imageRef, description: 'image the service runs (name@digest when built here)' },
       replicas: { value: replicas, description: 'number of cache replicas' },
       storage_kind: { value: backend.label, description: 'where cached content is kept' },
+      service_name: { value: this.service.service.name, description: 'swarm service of the cache (docker service ps <name>)' },
+      service_id: { value: this.service.service.id, description: 'swarm service ID of the cache' },
+      secret_names: {
+        value: [...this.tls.secrets, ...this.storage.secrets].map((m) => m.secret.name),
+        description: 'swarm secrets the service mounts (TLS material, storage key file)',
+      },
+      config_name: {
+        value: this.config.mount.name,
+        description: `swarm ${this.config.mount.kind} holding config.yml (a secret when it carries storage credentials)`,
+      },
+      node_label: { value: `${this.nodes.labelKey}=true`, description: 'node label that places the replicas' },
       summary: {
         value: JSON.stringify({
           datacenter: props.datacenter,
@@ -303,13 +331,53 @@ export class DtrCacheSite extends Construct {
       });
       output.overrideLogicalId(`${outputPrefix}_${name}`);
     }
+    const dockerResources = this.node
+      .findAll()
+      .filter((c): c is TerraformResource => c instanceof TerraformResource && c.terraformResourceType.startsWith('docker_'));
     // An aliased or given provider is named on every docker resource; the stack's default provider needs no naming.
     if (this.provider.alias !== undefined || props.provider !== undefined) {
-      for (const c of this.node.findAll()) {
-        if (c instanceof TerraformResource && c.terraformResourceType.startsWith('docker_')) c.provider = this.provider;
+      for (const r of dockerResources) r.provider = this.provider;
+    }
+    // MKE stamps labels of its own (owner, collection) on services, secrets and networks; without ignore_changes every
+    // plan would undo them (and replace the secrets, whose labels force a new one). A client bundle means MKE (UCP).
+    if (this.connection.kind === 'client-bundle') {
+      for (const r of dockerResources.filter((d) => MKE_LABELLED.includes(d.terraformResourceType))) {
+        r.lifecycle = { ...r.lifecycle, ignoreChanges: [...((r.lifecycle?.ignoreChanges as string[] | undefined) ?? []), 'labels'] };
       }
     }
+    for (const warning of siteWarnings(this, props, port, publishMode)) Annotations.of(this).addWarning(warning);
   }
+}
+
+/** Resource types MKE labels. */
+const MKE_LABELLED = ['docker_service', 'docker_secret', 'docker_network'];
+
+/** Settings that deploy but are probably not what production wants. */
+function siteWarnings(site: DtrCacheSite, props: DtrCacheSiteProps, port: number, publishMode: PublishMode): string[] {
+  const warnings: string[] = [];
+  const image = props.image.reference ?? props.image.build?.name ?? '';
+  if (!isToken(image) && /^(127\.[0-9.]+|localhost|\[::1\])(:[0-9]+)?\//.test(image)) {
+    warnings.push(
+      `DtrCacheSite: image: ${image} is on a loopback registry, which each node resolves to itself: every node must run that registry; use a registry all nodes reach, e.g. registry.example.com/infra/dtr-cache`,
+    );
+  }
+  if (site.connection.kind === 'client-bundle' && port === 443 && publishMode === PublishMode.INGRESS) {
+    warnings.push(
+      'DtrCacheSite: port: 443 through the routing mesh is taken on every node, and MKE/UCP managers serve their API and UI on 443; pick another port, or host mode (LoadBalancer.external) on workers only',
+    );
+  }
+  const sharing = App.of(site)
+    .node.findAll()
+    .filter(
+      (c): c is DtrCacheSite =>
+        c instanceof DtrCacheSite && c !== site && c.nodes.labelKey === site.nodes.labelKey && c.connection.host === site.connection.host,
+    );
+  for (const other of sharing) {
+    warnings.push(
+      `DtrCacheSite: nodeLabel: ${site.nodes.labelKey} is also the label of ${other.node.path} on the same swarm (${site.connection.host}); each site removes its label from the nodes it does not list, so give each site its own nodeLabel`,
+    );
+  }
+  return warnings;
 }
 
 /** The host a docker provider block reaches: its own, or the provider's default, the local socket. */
@@ -399,7 +467,8 @@ function replicaProblems(props: DtrCacheSiteProps, backend: StorageBackend, repl
         : `DtrCacheSite: storage: the local filesystem is per container, so ${replicas} replicas would each cache their own copy and lose it on reschedule; use StorageBackend.nfs({ server }) or an object store, or set replicas: 1`,
     );
   }
-  if (!isToken(props.nodes) && replicas > props.nodes.length) {
+  // An empty list is CacheNodes' to report.
+  if (!isToken(props.nodes) && props.nodes.length > 0 && replicas > props.nodes.length) {
     problems.push(
       `DtrCacheSite: replicas: ${replicas} replicas but ${props.nodes.length} node(s); the service runs one replica per node, so list ${replicas} nodes or lower replicas`,
     );

@@ -11,6 +11,7 @@ import { base64Text, terraformText, textHash } from './base/secret-source';
 import { providerDuration } from './base/provider-duration';
 import { PublishMode } from './cache-service';
 import { renderHaproxySwarmConfig } from './load-balancer-config';
+import { managedLabels } from './base/labels';
 
 export interface LoadBalancerServiceProps {
   /** Names start with this, e.g. dtr-cache-asia. */
@@ -58,7 +59,7 @@ export class LoadBalancerService extends Construct {
     this.network = new Network(this, 'Network', {
       name: `${props.namePrefix}-lb`,
       driver: 'overlay',
-      labels: [{ label: 'dtr.cache.managed-by', value: 'dtr-cache-site' }],
+      labels: managedLabels(this),
     });
     this.text = renderHaproxySwarmConfig({
       name: props.namePrefix,
@@ -77,7 +78,7 @@ export class LoadBalancerService extends Construct {
     });
     this.service = new Service(this, 'Service', {
       name: `${props.namePrefix}-lb`,
-      labels: [{ label: 'dtr.cache.managed-by', value: 'dtr-cache-site' }],
+      labels: managedLabels(this),
       mode: { replicated: { replicas: props.replicas ?? 1 } },
       taskSpec: {
         containerSpec: {

@@ -6,6 +6,7 @@
 import { Construct } from 'constructs';
 import { Secret } from '@cdktf/provider-docker/lib/secret';
 import { SecretSource } from './secret-source';
+import { managedLabels } from './labels';
 
 export interface HashedSecretProps {
   /** Name before the hash, e.g. "dtr-cache-asia-cache.key.pem". */
@@ -21,10 +22,7 @@ export function hashedSecret(scope: Construct, id: string, props: HashedSecretPr
   return new Secret(scope, id, {
     name: `${props.baseName}-${props.source.contentHash(scope)}`,
     data: props.source.base64(scope),
-    labels: [
-      { label: 'dtr.cache.managed-by', value: 'dtr-cache-site' },
-      ...(props.testOnly ? [{ label: 'dtr.cache.test-only', value: 'true' }] : []),
-    ],
+    labels: [...managedLabels(scope), ...(props.testOnly ? [{ label: 'dtr.cache.test-only', value: 'true' }] : [])],
     lifecycle: { createBeforeDestroy: true },
   });
 }

@@ -64,11 +64,13 @@ describe('CacheTls', () => {
     expect(name(certPem)).not.toBe(name(`${certPem}\n`));
   });
 
-  it('marks generated test material in labels and an info annotation', () => {
+  it('marks generated test material in labels and a warning', () => {
     const stack = newStack();
     new CacheTls(stack, 'Tls', { ...fromFiles, testOnly: true, now: NOW });
     expect(resourceNamed(synth(stack), 'docker_secret', /cert/).labels).toContainEqual({ label: 'dtr.cache.test-only', value: 'true' });
-    expect(annotations(stack, 'info')).toEqual(['CacheTls: self-signed TEST ONLY certificates; give your own for production']);
+    expect(annotations(stack, 'warn')).toEqual([
+      'CacheTls: TEST ONLY certificates (self-signed, generated): clients will not trust them; give your own certificate and key for production',
+    ]);
   });
 
   describe('validation', () => {

@@ -74,6 +74,17 @@ describe('DtrCacheSite', () => {
     expect(out.asia_image.value).toBe('127.0.0.1:5000/dtr-cache:0.1.0');
     expect(out.asia_replicas.value).toBe(2);
     expect(out.asia_storage_kind.value).toBe('nfs');
+    // What a platform team needs to find the site's swarm objects.
+    const service = Object.keys(synth(stack).resource.docker_service)[0];
+    expect(out.asia_service_name.value).toBe(`\${docker_service.${service}.name}`);
+    expect(out.asia_service_id.value).toBe(`\${docker_service.${service}.id}`);
+    expect(out.asia_secret_names.value).toEqual([
+      expect.stringMatching(/^\$\{docker_secret\.asia_Tls_Certificate_\w+\.name\}$/),
+      expect.stringMatching(/^\$\{docker_secret\.asia_Tls_Key_\w+\.name\}$/),
+      expect.stringMatching(/^\$\{docker_secret\.asia_Tls_DtrCa_\w+\.name\}$/),
+    ]);
+    expect(out.asia_config_name.value).toMatch(/^dtr-cache-asia-config-[0-9a-f]{12}$/);
+    expect(out.asia_node_label.value).toBe('dtr.cache=true');
     const cert = new X509Certificate(readFileSync(fixture('cache.cert.pem')));
     expect(JSON.parse(out.asia_summary.value)).toEqual({
       datacenter: 'asia',
@@ -239,6 +250,51 @@ describe('DtrCacheSite', () => {
     });
   });
 
+  describe('real clusters: MKE access labels, ignore_changes and warnings', () => {
+    const bundle = SwarmConnection.clientBundle({ directory: '/etc/ucp/asia', host: 'tcp://ucp.asia.example.com:443' });
+
+    it('puts every service, secret and network into the accessLabel collection', () => {
+      const { stack } = site({
+        accessLabel: '/Shared/dtr-cache',
+        loadBalancer: LoadBalancer.service({ image: 'registry.example.com/haproxy:2.8' }),
+      });
+      const json = synth(stack);
+      const labelled = ['docker_service', 'docker_secret', 'docker_network'].flatMap((t) => resourcesOf(json, t));
+      expect(labelled).toHaveLength(6);
+      for (const r of labelled) expect(r.labels).toContainEqual({ label: 'com.docker.ucp.access.label', value: '/Shared/dtr-cache' });
+      expect(JSON.stringify(synth(site().stack))).not.toContain('com.docker.ucp.access.label');
+    });
+
+    it('through a client bundle (MKE), ignores the labels MKE stamps on services, secrets and networks', () => {
+      const json = synth(site({ connection: bundle, port: 8443 }).stack);
+      for (const t of ['docker_service', 'docker_secret']) {
+        for (const r of resourcesOf(json, t)) expect(r.lifecycle.ignore_changes).toEqual(['labels']);
+      }
+      // Secrets keep create_before_destroy.
+      for (const r of resourcesOf(json, 'docker_secret')) expect(r.lifecycle.create_before_destroy).toBe(true);
+      expect(onlyResource(synth(site({ port: 8443 }).stack), 'docker_service').lifecycle).toBeUndefined();
+    });
+
+    it('warns of TEST ONLY certificates, a loopback registry, 443 through the routing mesh on MKE, a label key shared on a swarm', () => {
+      const { stack } = site({ tls: { ...fixtureTls(), testOnly: true }, connection: bundle });
+      new DtrCacheSite(stack, 'europe', {
+        ...props,
+        datacenter: 'europe',
+        host: 'cache.europe.example.com',
+        port: 8443,
+        connection: bundle,
+        image: { reference: 'registry.example.com/infra/dtr-cache:0.1.0' },
+      });
+      expect(validationErrors(stack)).toEqual([]);
+      expect(annotations(stack, 'warn')).toEqual([
+        'DtrCacheSite: image: 127.0.0.1:5000/dtr-cache:0.1.0 is on a loopback registry, which each node resolves to itself: every node must run that registry; use a registry all nodes reach, e.g. registry.example.com/infra/dtr-cache',
+        'DtrCacheSite: port: 443 through the routing mesh is taken on every node, and MKE/UCP managers serve their API and UI on 443; pick another port, or host mode (LoadBalancer.external) on workers only',
+        'CacheTls: TEST ONLY certificates (self-signed, generated): clients will not trust them; give your own certificate and key for production',
+        'DtrCacheSite: nodeLabel: dtr.cache is also the label of dtr-cache-asia/asia on the same swarm (tcp://ucp.asia.example.com:443); each site removes its label from the nodes it does not list, so give each site its own nodeLabel',
+      ]);
+    });
+  });
+
   describe('two sites in one stack', () => {
     it('on one swarm: one default provider, and each site its own port', () => {
       const stack = newStack('two', false);
@@ -319,6 +375,25 @@ describe('DtrCacheSite', () => {
   });
 
   describe('validation', () => {
+    it('one mistake gives one message, naming the prop as the user wrote it', () => {
+      const messages = (overrides: Partial<DtrCacheSiteProps>): string[] => validationErrors(site(overrides).stack);
+      expect(messages({ nodes: [] })).toEqual(['CacheNodes: nodes: list at least one node ID or hostname to run the cache on']);
+      expect(messages({ upstreams: ['dtr.us.example.com'] })).toEqual([
+        'DtrCacheSite: upstreams.0: must be an https:// URL, e.g. https://dtr.us.example.com; the cache forwards users’ credentials to it',
+      ]);
+      expect(messages({ host: 'https://cache.asia.example.com' })).toEqual([
+        'DtrCacheSite: host: must be a host name without scheme or port, e.g. cache.asia.example.com',
+      ]);
+      expect(messages({ blobTtl: '1 day' })).toEqual([
+        'DtrCacheSite: blobTtl: is not a duration; write a Go duration such as 24h (units ns, us, ms, s, m, h)',
+      ]);
+      expect(messages({ replicas: 0 })).toEqual(['DtrCacheSite: replicas: must be a whole number of at least 1']);
+      // A URL the site accepts but the config parser does not still gets the parser's message, under the prop's name.
+      expect(messages({ upstreams: ['https://dtr.us.example.com/v2'] })).toEqual([
+        'DtrCacheSite: upstreams[0]: must be scheme://host[:port] with scheme http or https and no path, e.g. https://dtr.example.com',
+      ]);
+    });
+
     it('replicas > 1 without shared storage', () => {
       const { stack } = site({ storage: undefined, replicas: 2 });
       expect(validationErrors(stack)).toEqual([
@@ -374,7 +449,10 @@ describe('DtrCacheSite', () => {
       const validTo = new Date(new X509Certificate(readFileSync(fixture('cache.cert.pem'))).validTo);
       const expired = site({ now: new Date(validTo.getTime() + 86_400_000) });
       expect(validationErrors(expired.stack)).toEqual([`CacheTls: certificate: expired on ${validTo.toISOString()}; renew it`]);
-      const soon = site({ now: new Date(validTo.getTime() - 20 * 86_400_000) });
+      const soon = site({
+        now: new Date(validTo.getTime() - 20 * 86_400_000),
+        image: { reference: 'registry.example.com/infra/dtr-cache:0.1.0' },
+      });
       expect(validationErrors(soon.stack)).toEqual([]);
       expect(annotations(soon.stack, 'warn')).toEqual([
         `CacheTls: certificate: expires on ${validTo.toISOString()}, in 20 days; renew it soon`,
