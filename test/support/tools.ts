@@ -17,6 +17,8 @@ const INSTALL: Record<string, string> = {
   iptables: 'apt-get install -y iptables, or run npm run test:all',
   nsenter: 'apt-get install -y util-linux',
   unshare: 'apt-get install -y util-linux',
+  terraform:
+    'install Terraform 1.11 (not packaged by Debian): the linux_amd64 zip from https://releases.hashicorp.com/terraform/, unzipped into /usr/local/bin',
 };
 
 /** The absolute path of `tool`, or an Error telling how to install it. */
