@@ -7,25 +7,16 @@
  * (scripts/test-services.sh start builds them: no Docker Hub here). The image is removed afterwards.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { PACKAGE, packAndInstall, run } from '../support/pack';
 import { requireTool } from '../support/tools';
 
-const ROOT = join(__dirname, '..', '..');
-const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
+const pkg = PACKAGE;
 const DOCKER_ENV = { ...process.env, DOCKER_HOST: 'unix:///run/dtr-cache-test/docker.sock', DOCKER_BUILDKIT: '0' };
 const BASES = { BASE_IMAGE: '127.0.0.1:5000/dtr-cache-base:local', BUILD_IMAGE: '127.0.0.1:5000/dtr-cache-build-base:local' };
 const TAG = `127.0.0.1:5000/dtr-cache:from-tarball-${process.pid}`;
-
-function run(cmd: string, args: string[], cwd: string, timeoutMs: number, env = process.env): string {
-  try {
-    return execFileSync(cmd, args, { cwd, env, encoding: 'utf8', timeout: timeoutMs, stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    throw new Error(`${cmd} ${args.join(' ')} failed in ${cwd}: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`);
-  }
-}
 
 describe('the image built from the installed npm package', () => {
   let dir = '';
@@ -44,38 +35,10 @@ describe('the image built from the installed npm package', () => {
   });
 
   it('packs image/Dockerfile and the lockfile, builds from node_modules/dtr-cache-site, and the image runs the CLI', () => {
-    // Pack from a copy of the sources (the build must not write the shared checkout's dist/).
-    const src = join(dir, 'src');
-    mkdirSync(src);
-    for (const entry of [
-      'package.json',
-      'package-lock.json',
-      'tsconfig.json',
-      'README.md',
-      'CHANGELOG.md',
-      'Dockerfile',
-      'image',
-      'lib',
-      'bin',
-    ]) {
-      if (existsSync(join(ROOT, entry))) cpSync(join(ROOT, entry), join(src, entry), { recursive: true });
-    }
-    symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'), 'dir');
-    const packed = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', dir], src, 180_000)) as Array<{
-      filename: string;
-      files: Array<{ path: string }>;
-    }>;
-    const files = packed[0].files.map((f) => f.path);
+    const { files, installed } = packAndInstall(dir);
     expect(files).toEqual(
       expect.arrayContaining(['image/Dockerfile', 'image/lockfile.json', 'dist/bin/dtr-cache.js', 'dist/lib/cache/index.js']),
     );
-
-    // Install the tarball into a fresh app, as a platform team does.
-    const app = join(dir, 'app');
-    mkdirSync(app);
-    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'site-app', version: '1.0.0', private: true }));
-    run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', join(dir, packed[0].filename)], app, 240_000);
-    const installed = join(app, 'node_modules', pkg.name);
 
     // CacheImage's default context, from the installed constructs, is that directory.
     const { packageRoot } = require(join(installed, 'dist', 'lib', 'constructs', 'cache-image.js')) as { packageRoot: () => string };
