@@ -1,9 +1,7 @@
 #!/usr/bin/env node
-/**
- * dtr-cache: one entry point, one module per command under bin/commands/. Commands are loaded on demand so
- * `serve` in the image never loads the construct library, and `plan` never loads the server.
- */
-import { COMMANDS, runCommand } from './commands/registry';
+/** dtr-cache: one entry point; the command table is bin/commands/index.ts, one module per command beside it. */
+import { runCommand } from './commands/dispatch';
+import { COMMANDS } from './commands/index';
 
 runCommand(process.argv.slice(2), COMMANDS).then(
   (code) => {

@@ -1,11 +1,10 @@
 import { parseArgs } from 'node:util';
 import { selectStorage } from '../../lib/config';
 import { readConfigFile } from './config-file';
-import { Command, UsageError } from './registry';
+import { UsageError } from '../../lib/cli/errors';
+import { Command } from './command';
 
 export const command: Command = {
-  name: 'check-config',
-  summary: 'validate a cache config.yml',
   usage: `Usage: dtr-cache check-config <config.yml>
 
 Validates a cache config.yml with the schema the server uses, with REGISTRY_* environment overrides applied.

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { CacheConfig, loadConfig } from '../../lib/config';
-import { UsageError } from './registry';
+import { UsageError } from '../../lib/cli/errors';
 
 /**
  * Reads and validates a config.yml file with REGISTRY_* overrides from the environment, as the server does.

@@ -4,11 +4,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readSynthOutput, renderDiff, renderSummary } from '../../lib/constructs/synth-summary';
-import { Command, UsageError } from './registry';
+import { UsageError } from '../../lib/cli/errors';
+import { Command } from './command';
 
 export const command: Command = {
-  name: 'plan',
-  summary: 'summarize a synthesized cdktf app per datacenter, and what changed',
   usage: `Usage: dtr-cache plan [--app <app.ts|app.js|cdktf.out dir>] [--out <dir>] [--base <cdktf.out dir>]
 
 Synthesizes the app (a .ts or .js file that synthesizes when run, like the examples) into --out, or reads an

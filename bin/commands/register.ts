@@ -1,17 +1,15 @@
 import { parseArgs } from 'node:util';
 import { CREDENTIAL_FLAGS, readCredentials } from '../../lib/cli/credentials';
 import { DtrApi, ensureRegistered, ensureRemoved } from '../../lib/cli/dtr-api';
-import { baseUrl, InputError, parsing } from '../../lib/cli/flags';
+import { UsageError } from '../../lib/cli/errors';
+import { baseUrl } from '../../lib/cli/flags';
 import { renderTable } from '../../lib/cli/format';
-import { guard } from '../../lib/cli/run';
 import { makeAgent, TLS_FLAGS } from '../../lib/cli/transport';
-import { Command, UsageError } from './registry';
+import { Command } from './command';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export const command: Command = {
-  name: 'register',
-  summary: 'register a cache with DTR (content caches API), list or remove',
   usage: `Usage: dtr-cache register --dtr <url> --name <name> --host <cache-url> [options]
        dtr-cache register --dtr <url> --list
        dtr-cache register --dtr <url> --name <name> --remove
@@ -33,39 +31,31 @@ Options:
   -h, --help             this help
 
 Exit codes: 0 done (or nothing to change), 1 DTR refused or unreachable, 2 bad flags.`,
-  run(args) {
-    return guard(
-      'register',
-      (m) => new UsageError(m),
-      () => register(args),
-    );
-  },
+  run: register,
 };
 
 async function register(args: readonly string[]): Promise<number> {
-  const { values } = parsing(() =>
-    parseArgs({
-      args: [...args],
-      strict: true,
-      options: {
-        dtr: { type: 'string' },
-        name: { type: 'string' },
-        host: { type: 'string' },
-        list: { type: 'boolean' },
-        remove: { type: 'boolean' },
-        ...CREDENTIAL_FLAGS,
-        ...TLS_FLAGS,
-      },
-    }),
-  );
+  const { values } = parseArgs({
+    args: [...args],
+    strict: true,
+    options: {
+      dtr: { type: 'string' },
+      name: { type: 'string' },
+      host: { type: 'string' },
+      list: { type: 'boolean' },
+      remove: { type: 'boolean' },
+      ...CREDENTIAL_FLAGS,
+      ...TLS_FLAGS,
+    },
+  });
   const dtr = baseUrl('--dtr', values.dtr);
-  if (values.list && values.remove) throw new InputError('--list and --remove exclude each other');
+  if (values.list && values.remove) throw new UsageError('--list and --remove exclude each other');
   if (!values.list) {
-    if (!values.name) throw new InputError('--name is required (the cache name users pick, e.g. --name region-asia)');
-    if (!NAME.test(values.name)) throw new InputError(`--name "${values.name}": use letters, digits, ".", "_" or "-" (up to 64)`);
+    if (!values.name) throw new UsageError('--name is required (the cache name users pick, e.g. --name region-asia)');
+    if (!NAME.test(values.name)) throw new UsageError(`--name "${values.name}": use letters, digits, ".", "_" or "-" (up to 64)`);
   }
   const host = values.list || values.remove ? undefined : baseUrl('--host', values.host).origin;
-  if ((values.list || values.remove) && values.host) throw new InputError(`--host is not used with ${values.list ? '--list' : '--remove'}`);
+  if ((values.list || values.remove) && values.host) throw new UsageError(`--host is not used with ${values.list ? '--list' : '--remove'}`);
   const credentials = readCredentials(values, process.env);
   const agent = makeAgent(values);
   try {

@@ -1,10 +1,9 @@
 import { parseArgs } from 'node:util';
 import { readConfigFile } from './config-file';
-import { Command, UsageError } from './registry';
+import { UsageError } from '../../lib/cli/errors';
+import { Command } from './command';
 
 export const command: Command = {
-  name: 'serve',
-  summary: 'run the cache server',
   usage: `Usage: dtr-cache serve --config <config.yml>
 
 Runs the pull-through cache described by config.yml (REGISTRY_* environment overrides applied), in front of

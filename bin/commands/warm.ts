@@ -1,18 +1,16 @@
 import { parseArgs } from 'node:util';
 import { readFile } from 'node:fs/promises';
 import { CREDENTIAL_FLAGS, readCredentials } from '../../lib/cli/credentials';
-import { baseUrl, InputError, intFlag, parsing } from '../../lib/cli/flags';
+import { UsageError } from '../../lib/cli/errors';
+import { baseUrl, intFlag } from '../../lib/cli/flags';
 import { imageLines, parseImageRef, parsePlatform } from '../../lib/cli/image-ref';
 import { reporterFor, summaryTable } from '../../lib/cli/progress';
 import { RegistryClient } from '../../lib/cli/registry-client';
-import { guard } from '../../lib/cli/run';
 import { makeAgent, TLS_FLAGS } from '../../lib/cli/transport';
 import { warmImages } from '../../lib/cli/warm';
-import { Command, UsageError } from './registry';
+import { Command } from './command';
 
 export const command: Command = {
-  name: 'warm',
-  summary: 'pull images through a cache so the first real pull is a hit',
   usage: `Usage: dtr-cache warm --cache <url> [options] <image…>
        dtr-cache warm --cache <url> --file images.txt
 
@@ -35,32 +33,24 @@ Options:
 Credentials go only to the cache and to token realms on the cache's or --dtr's host.
 Progress: bars on a terminal, plain lines otherwise (stderr); the summary table goes to stdout.
 Exit codes: 0 every image warmed, 1 at least one image failed, 2 bad flags or image names.`,
-  run(args) {
-    return guard(
-      'warm',
-      (m) => new UsageError(m),
-      () => warm(args),
-    );
-  },
+  run: warm,
 };
 
 async function warm(args: readonly string[]): Promise<number> {
-  const { values, positionals } = parsing(() =>
-    parseArgs({
-      args: [...args],
-      strict: true,
-      allowPositionals: true,
-      options: {
-        cache: { type: 'string' },
-        file: { type: 'string' },
-        platform: { type: 'string' },
-        concurrency: { type: 'string' },
-        dtr: { type: 'string' },
-        ...CREDENTIAL_FLAGS,
-        ...TLS_FLAGS,
-      },
-    }),
-  );
+  const { values, positionals } = parseArgs({
+    args: [...args],
+    strict: true,
+    allowPositionals: true,
+    options: {
+      cache: { type: 'string' },
+      file: { type: 'string' },
+      platform: { type: 'string' },
+      concurrency: { type: 'string' },
+      dtr: { type: 'string' },
+      ...CREDENTIAL_FLAGS,
+      ...TLS_FLAGS,
+    },
+  });
   const cache = baseUrl('--cache', values.cache);
   const dtr = values.dtr ? baseUrl('--dtr', values.dtr) : undefined;
   const concurrency = intFlag('--concurrency', values.concurrency, 4, 1, 64);
@@ -68,11 +58,11 @@ async function warm(args: readonly string[]): Promise<number> {
   const texts = [...positionals];
   if (values.file) {
     const content = await readFile(values.file, 'utf8').catch((err: NodeJS.ErrnoException) => {
-      throw new InputError(`--file ${values.file}: cannot read it (${err.code ?? err.message})`);
+      throw new UsageError(`--file ${values.file}: cannot read it (${err.code ?? err.message})`);
     });
     texts.push(...imageLines(content));
   }
-  if (texts.length === 0) throw new InputError('no images: name them after the flags or pass --file <list>');
+  if (texts.length === 0) throw new UsageError('no images: name them after the flags or pass --file <list>');
   const images = [...new Map(texts.map((t) => parseImageRef(t, cache)).map((i) => [`${i.repository}@${i.reference}`, i])).values()];
   const credentials = readCredentials(values, process.env);
   const agent = makeAgent(values);

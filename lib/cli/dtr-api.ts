@@ -5,7 +5,7 @@
  */
 import { Dispatcher, request } from 'undici';
 import { basicAuthorization, Credentials } from './credentials';
-import { CommandError } from './flags';
+import { CommandError } from './errors';
 import { unreachable } from './transport';
 
 export interface ContentCache {

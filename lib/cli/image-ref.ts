@@ -2,7 +2,7 @@
  * Image references for `warm`: `repo/name:tag`, `repo/name@sha256:…` or `repo/name` (tag latest), pulled
  * through the cache. A leading registry host is accepted only when it is the cache itself.
  */
-import { InputError } from './flags';
+import { UsageError } from './errors';
 
 export interface ImageRef {
   /** Repository path inside the registry, e.g. `engineering/api`. */
@@ -25,27 +25,27 @@ export function parseImageRef(text: string, cache: URL): ImageRef {
   if (at >= 0) {
     reference = name.slice(at + 1);
     name = name.slice(0, at);
-    if (!DIGEST.test(reference)) throw new InputError(`image "${text}": digest must be sha256: and 64 lowercase hex digits`);
+    if (!DIGEST.test(reference)) throw new UsageError(`image "${text}": digest must be sha256: and 64 lowercase hex digits`);
   }
   const lastSlash = name.lastIndexOf('/');
   const colon = name.lastIndexOf(':');
   if (colon > lastSlash) {
     const tag = name.slice(colon + 1);
     name = name.slice(0, colon);
-    if (!TAG.test(tag)) throw new InputError(`image "${text}": tag "${tag}" is not a valid tag ([A-Za-z0-9_.-], up to 128)`);
+    if (!TAG.test(tag)) throw new UsageError(`image "${text}": tag "${tag}" is not a valid tag ([A-Za-z0-9_.-], up to 128)`);
     reference ??= tag; // name:tag@digest pulls by digest, like docker
   }
   const parts = name.split('/');
   if (parts.length > 1 && (parts[0].includes('.') || parts[0].includes(':') || parts[0] === 'localhost')) {
     const host = parts.shift() as string;
     if (host.toLowerCase() !== cache.host.toLowerCase()) {
-      throw new InputError(
+      throw new UsageError(
         `image "${text}" names registry ${host}, but warm pulls through --cache ${cache.host}: drop the host or fix --cache`,
       );
     }
   }
   if (parts.length === 0 || !parts.every((p) => COMPONENT.test(p))) {
-    throw new InputError(`image "${text}": repository "${parts.join('/')}" must be lowercase path components like team/app`);
+    throw new UsageError(`image "${text}": repository "${parts.join('/')}" must be lowercase path components like team/app`);
   }
   return { repository: parts.join('/'), reference: reference ?? 'latest', text: trimmed };
 }
@@ -66,7 +66,7 @@ export interface Platform {
 
 export function parsePlatform(text: string): Platform {
   const [os, architecture, variant, extra] = text.split('/');
-  if (!os || !architecture || extra !== undefined) throw new InputError(`--platform "${text}" must be os/arch[/variant], e.g. linux/amd64`);
+  if (!os || !architecture || extra !== undefined) throw new UsageError(`--platform "${text}" must be os/arch[/variant], e.g. linux/amd64`);
   return { os, architecture, ...(variant ? { variant } : {}) };
 }
 

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { Dispatcher, request } from 'undici';
 import { parseChallenge, realmTrusted } from './challenge';
 import { basicAuthorization, Credentials } from './credentials';
-import { CommandError } from './flags';
+import { CommandError } from './errors';
 import { unreachable } from './transport';
 
 export const MANIFEST_TYPES = [

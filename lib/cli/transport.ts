@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Agent } from 'undici';
-import { CommandError, InputError } from './flags';
+import { CommandError, UsageError } from './errors';
 
 export const TLS_FLAGS = {
   ca: { type: 'string' },
@@ -18,9 +18,9 @@ export function makeAgent(flags: { ca?: string; insecure?: boolean }): Agent {
     try {
       ca = readFileSync(flags.ca, 'utf8');
     } catch (err) {
-      throw new InputError(`--ca ${flags.ca}: cannot read it (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+      throw new UsageError(`--ca ${flags.ca}: cannot read it (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
     }
-    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new InputError(`--ca ${flags.ca}: not a PEM certificate file`);
+    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--ca ${flags.ca}: not a PEM certificate file`);
   }
   return new Agent({
     connect: { ...(ca ? { ca } : {}), rejectUnauthorized: !flags.insecure },

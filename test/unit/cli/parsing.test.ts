@@ -1,7 +1,8 @@
 import { parseChallenge, realmTrusted } from '../../../lib/cli/challenge';
 import { readCredentials } from '../../../lib/cli/credentials';
 import { normalizeHost, sameHost } from '../../../lib/cli/dtr-api';
-import { baseUrl, InputError, intFlag } from '../../../lib/cli/flags';
+import { UsageError } from '../../../lib/cli/errors';
+import { baseUrl, intFlag } from '../../../lib/cli/flags';
 import { imageLines, parseImageRef, parsePlatform, platformMatches } from '../../../lib/cli/image-ref';
 
 const cache = new URL('https://cache.example.com:8443');
@@ -25,7 +26,7 @@ describe('parseImageRef', () => {
     ['team/app@sha256:xyz', /digest must be sha256:/],
     ['team/app:bad!tag', /not a valid tag/],
   ])('rejects %s with a message naming the fix', (text, message) => {
-    expect(() => parseImageRef(text, cache)).toThrow(InputError);
+    expect(() => parseImageRef(text, cache)).toThrow(UsageError);
     expect(() => parseImageRef(text, cache)).toThrow(message);
   });
 

@@ -1,30 +1,13 @@
 /**
- * The command table and dispatcher. Exit codes (documented in the README):
+ * The dispatcher. Exit codes (documented in the README):
  * 0 success, 1 the command failed, 2 usage or input error (bad flags, invalid config).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { CommandError, UsageError } from '../../lib/cli/errors';
+import { CommandEntry } from './command';
 
-export interface Command {
-  readonly name: string;
-  readonly summary: string;
-  /** Full help text, printed by `dtr-cache <name> --help`. */
-  readonly usage: string;
-  run(args: readonly string[]): Promise<number>;
-}
-
-/** Name → loader. Each command module exports `command: Command`. */
-export const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {};
-
-/** Registers a command module lazily. */
-export function register(name: string, summary: string, load: () => Promise<{ command: Command }>): void {
-  COMMANDS[name] = { summary, load: async () => (await load()).command };
-}
-
-export class UsageError extends Error {}
-
-export async function runCommand(argv: readonly string[], commands: typeof COMMANDS): Promise<number> {
-  await import('./index');
+export async function runCommand(argv: readonly string[], commands: Readonly<Record<string, CommandEntry>>): Promise<number> {
   const [name, ...rest] = argv;
   if (name === '--version' || name === '-V') {
     process.stdout.write(`${packageVersion()}\n`);
@@ -39,7 +22,7 @@ export async function runCommand(argv: readonly string[], commands: typeof COMMA
     process.stderr.write(`dtr-cache: unknown command "${name}"\n\n${topLevelHelp(commands)}`);
     return 2;
   }
-  const command = await entry.load();
+  const { command } = await entry.load();
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(command.usage.endsWith('\n') ? command.usage : `${command.usage}\n`);
     return 0;
@@ -47,15 +30,24 @@ export async function runCommand(argv: readonly string[], commands: typeof COMMA
   try {
     return await command.run(rest);
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`dtr-cache ${name}: ${err.message}\nRun dtr-cache ${name} --help for usage.\n`);
+    if (err instanceof UsageError || isParseArgsError(err)) {
+      process.stderr.write(`dtr-cache ${name}: ${(err as Error).message}\nRun dtr-cache ${name} --help for usage.\n`);
       return 2;
+    }
+    if (err instanceof CommandError) {
+      process.stderr.write(`dtr-cache ${name}: ${err.message}\n`);
+      return 1;
     }
     throw err;
   }
 }
 
-function topLevelHelp(commands: typeof COMMANDS): string {
+/** node:util parseArgs rejects unknown flags and missing values with codes ERR_PARSE_ARGS_*. */
+function isParseArgsError(err: unknown): boolean {
+  return err instanceof TypeError && String((err as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS_');
+}
+
+function topLevelHelp(commands: Readonly<Record<string, CommandEntry>>): string {
   const width = Math.max(...Object.keys(commands).map((n) => n.length), 4);
   const lines = Object.entries(commands).map(([n, c]) => `  ${n.padEnd(width)}  ${c.summary}`);
   return `Usage: dtr-cache <command> [options]\n       dtr-cache --version\n\nCommands:\n${lines.join('\n')}\n\nRun dtr-cache <command> --help for a command's options.\n`;
