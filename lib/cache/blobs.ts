@@ -126,10 +126,19 @@ export class BlobHandler {
       );
       return true;
     }
-    this.ctx.events.emit('lookup', { kind: 'blob', result: 'hit' });
-    this.touch(key);
+    const { integrity } = this.ctx;
+    const recorded = integrity.recordedSize(digest);
+    if (recorded !== undefined && recorded !== size) {
+      await integrity.damaged(digest, 'size', `stored size ${size} differs from the verified ${recorded}`);
+      return false; // gone now: look again, and fetch it
+    }
+    if (recorded !== undefined) integrity.passed('size');
     const head = req.method === 'HEAD';
     const partial = range.kind === 'partial' ? range.range : undefined;
+    const checkDigest = !head && integrity.needsDigestCheck(digest.text);
+    if (checkDigest && partial && !(await this.verifyBeforeRange(client, digest))) return false;
+    this.ctx.events.emit('lookup', { kind: 'blob', result: 'hit' });
+    this.touch(key);
     if (head) {
       this.writeHead(res, digest, size, partial);
       res.end();
@@ -146,8 +155,22 @@ export class BlobHandler {
       return false;
     }
     this.writeHead(res, digest, size, partial);
-    this.send(stream, res, 'storage', release);
+    this.send(checkDigest && !partial ? integrity.verifying(stream, digest) : stream, res, 'storage', release);
     return true;
+  }
+
+  /** A range of a blob not verified lately: the whole blob is checked first; false when damaged (evicted) or gone. */
+  private async verifyBeforeRange(client: ClientRequest, digest: Digest): Promise<boolean> {
+    const release = this.ctx.busy.hold(blobKey(digest));
+    try {
+      return (await this.ctx.integrity.verifyStored(digest, 'digest')) === 'ok';
+    } catch (err) {
+      client.log.error('storage read failed', { digest: digest.text, reason: (err as Error).message });
+      this.ctx.events.emit('storageError', { operation: 'read' });
+      return false;
+    } finally {
+      release();
+    }
   }
 
   /** Streams from an in-flight fill's spool; false when the fill is already gone (then storage has it). */
@@ -193,12 +216,12 @@ export class BlobHandler {
     res.writeHead(range ? 206 : 200, headers);
   }
 
-  /** Pipes `stream` to the client; a failure mid-body destroys the socket, so the client sees a cut transfer. */
+  /** Pipes `stream` to the client; a failure mid-body resets the connection, so the client sees a failed transfer. */
   private send(stream: Readable, res: ServerResponse, source: 'storage' | 'upstream', done: () => void): void {
     stream.on('data', (chunk: Buffer) => this.ctx.events.emit('served', { source, bytes: chunk.length }));
     pipeline(stream, res, (err) => {
       done();
-      if (err && !res.destroyed) res.destroy();
+      if (err) resetConnection(res);
     });
   }
 
@@ -212,4 +235,14 @@ export class BlobHandler {
       this.ctx.events.emit('storageError', { operation: 'touch' });
     });
   }
+}
+
+/**
+ * Ends a response whose body failed with a TCP reset. A plain close would end a body sent without Content-Length to an
+ * HTTP/1.0 client (no chunked encoding) the way a complete one ends; a reset is a failed transfer to every client.
+ */
+export function resetConnection(res: ServerResponse): void {
+  const socket = res.socket;
+  if (socket && !socket.destroyed) socket.resetAndDestroy();
+  else if (!res.destroyed) res.destroy();
 }

@@ -12,8 +12,12 @@
  * - `dtr_cache_upstream_request_duration_seconds{method,outcome}` — time to the upstream's response headers;
  *   outcome is the status class (`2xx`, `4xx`, …) or `error` when no response came.
  * - `dtr_cache_fills_in_flight{kind}` — upstream transfers being written to storage now.
- * - `dtr_cache_evictions_total{reason}` — objects removed by the sweeper (`ttl`, `size`, `orphan-tag`).
+ * - `dtr_cache_evictions_total{reason}` — objects removed by the sweeper (`ttl`, `size`, `orphan-tag`), or by the
+ *   server: `damaged` (a stored blob failed an integrity check).
  * - `dtr_cache_storage_errors_total{operation}` — storage driver failures, by driver operation.
+ * - `dtr_cache_integrity_checks_total{check,result}` — checks of stored blobs: `size` (every hit of a verified blob),
+ *   `digest` (a hit's streaming check), `scrub` (background); result `ok` or `damaged`.
+ * - `dtr_cache_scrub_bytes_total` — bytes of stored blobs the background scrub read.
  */
 import type { CacheEvents } from './events';
 
@@ -203,6 +207,8 @@ export interface CacheMetrics {
   readonly fillsInFlight: Gauge;
   readonly evictions: Counter;
   readonly storageErrors: Counter;
+  readonly integrityChecks: Counter;
+  readonly scrubBytes: Counter;
 }
 
 /** The cache's metrics, documented at the top of this file. One instance per server. */
@@ -227,10 +233,18 @@ export function createCacheMetrics(): CacheMetrics {
       LATENCY_BUCKETS,
     ),
     fillsInFlight: registry.gauge('dtr_cache_fills_in_flight', 'Upstream transfers being written to storage now, by kind.', ['kind']),
-    evictions: registry.counter('dtr_cache_evictions_total', 'Objects removed by the sweeper, by reason (ttl, size, orphan-tag).', [
-      'reason',
-    ]),
+    evictions: registry.counter(
+      'dtr_cache_evictions_total',
+      'Objects removed, by reason (ttl, size, orphan-tag by the sweeper; damaged).',
+      ['reason'],
+    ),
     storageErrors: registry.counter('dtr_cache_storage_errors_total', 'Storage driver failures, by operation.', ['operation']),
+    integrityChecks: registry.counter(
+      'dtr_cache_integrity_checks_total',
+      'Checks of stored blobs, by check (size, digest, scrub) and result (ok, damaged).',
+      ['check', 'result'],
+    ),
+    scrubBytes: registry.counter('dtr_cache_scrub_bytes_total', 'Bytes of stored blobs read by the background scrub.'),
   };
 }
 
@@ -250,6 +264,9 @@ export function observeEvents(events: CacheEvents, metrics: CacheMetrics): () =>
     events.on('fillStarted', () => metrics.fillsInFlight.inc({ kind: 'blob' })),
     events.on('fillEnded', () => metrics.fillsInFlight.dec({ kind: 'blob' })),
     events.on('storageError', (p) => metrics.storageErrors.inc({ operation: p.operation })),
+    events.on('integrity', (p) => metrics.integrityChecks.inc({ check: p.check, result: p.result })),
+    events.on('scrubbed', (p) => metrics.scrubBytes.inc({}, p.bytes)),
+    events.on('evicted', (p) => metrics.evictions.inc({ reason: p.reason })),
   ];
   return () => offs.forEach((off) => off());
 }

@@ -20,6 +20,7 @@ import { BlobHandler } from './blobs';
 import { BusyKeys } from './busy';
 import type { ClientRequest, PullContext } from './context';
 import { CacheEvents } from './events';
+import { BlobIntegrity } from './integrity';
 import { createLogger, type Logger } from './log';
 import { ManifestStore } from './manifest-store';
 import { answerManifest } from './manifests';
@@ -94,6 +95,9 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
     events,
   );
   const busy = new BusyKeys();
+  const integrity = new BlobIntegrity(storage, downstream.verifyage, log, events);
+  // A fill verified the bytes it committed.
+  events.on('fillEnded', (p) => p.ok && integrity.record(p.digest, p.bytes));
   const ctx: PullContext = {
     options: downstream,
     storage,
@@ -102,6 +106,7 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
     authorizer: new Authorizer(upstream, { ttlMs: downstream.authttl, maxStaleMs: downstream.maxstale }, log, events),
     fills: new FillRegistry({ storage, spoolDir, timeoutMs: downstream.filltimeout, busy, log, events }),
     busy,
+    integrity,
     notFound: new NotFoundCache(downstream.notfoundttl),
     events,
     log,
@@ -182,6 +187,7 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
     upstream,
     log,
     isBusy: (key) => busy.has(key),
+    integrity,
     route: (path, handler) => void extraRoutes.set(path, handler),
     parseAddr,
   }).catch(async (err) => {

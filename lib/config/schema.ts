@@ -70,8 +70,15 @@ export const downstreamOptionsSchema = z
     filltimeout: duration('30m').default(1_800_000),
     /** Optional bound of the bytes stored; least recently used content is evicted above it. */
     maxsize: optionalSize('maxsize', 1),
-    /** How often the eviction sweeper runs. */
+    /** How often the eviction sweeper runs (and the pause between two passes of the scrub). */
     sweepinterval: duration('10m').default(600_000),
+    /**
+     * A stored blob is digest-checked on its first read after start, and again once its last check (a fill, a
+     * read, the scrub) is older than this.
+     */
+    verifyage: duration('24h').default(86_400_000),
+    /** Bytes per second the background scrub reads to verify stored blobs; 0 turns it off. */
+    scrubrate: optionalSize('scrubrate', 0).default(8 * 1024 * 1024),
   })
   .strict();
 
