@@ -350,8 +350,9 @@ export class BlobFill {
         stream.push(null);
         return;
       }
-      // Unverified: never hand out the last byte of what the client asked for.
-      const available = verified ? end : Math.min(this.written, endExclusive - 1);
+      // Unverified: never hand out the last byte of what the client asked for (of what came so far, when the
+      // upstream sent no length), so no client ever has all the bytes of a fill that fails.
+      const available = verified ? end : Math.min(this.written - (this.size === undefined ? 1 : 0), endExclusive - 1);
       if (available > position()) {
         const length = Math.min(available - position(), READ_CHUNK);
         const chunk = this.fromWindow(position(), length) ?? (await this.fromDisk(position(), length));

@@ -4,7 +4,7 @@
  * the authorization); either way the client reads the fill's spool at its own pace. HEAD never starts a fill.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { refusal, unavailable, type AccessTarget } from './authorize';
 import type { BlobFill, FillOpen } from './blob-fill';
 import type { ClientRequest, PullContext } from './context';
@@ -219,10 +219,22 @@ export class BlobHandler {
   /** Pipes `stream` to the client; a failure mid-body resets the connection, so the client sees a failed transfer. */
   private send(stream: Readable, res: ServerResponse, source: 'storage' | 'upstream', done: () => void): void {
     stream.on('data', (chunk: Buffer) => this.ctx.events.emit('served', { source, bytes: chunk.length }));
-    pipeline(stream, res, (err) => {
+    // Not pipeline(): on an error it destroys the response first, which closes the socket cleanly before a reset.
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
       done();
-      if (err) resetConnection(res);
+    };
+    stream.once('error', () => {
+      end();
+      resetConnection(res);
     });
+    res.once('close', () => {
+      end();
+      stream.destroy(); // the client left (or was cut): stop reading
+    });
+    stream.pipe(res);
   }
 
   private touch(key: string): void {
