@@ -83,6 +83,7 @@ export class BlobHandler {
     if (!res.ok) return { ok: false, error: unavailable(res.reason) };
     if (res.status !== 200) {
       if (res.status === 404) this.ctx.notFound.remember(client.credential, target);
+      this.ctx.authorizer.refused(client.credential, target, res.status);
       const body = await readCapped(res.body, 64 * 1024).catch(() => undefined);
       return { ok: false, error: refusal(res.status, res.headers, target, body) };
     }
@@ -106,6 +107,7 @@ export class BlobHandler {
     const target: AccessTarget = { kind: 'blob', name, reference: digest.text };
     if (up.status >= 200 && up.status < 300) this.ctx.authorizer.allow(client.credential, target);
     if (up.status === 404) this.ctx.notFound.remember(client.credential, target);
+    this.ctx.authorizer.refused(client.credential, target, up.status);
     relay(res, up.status, up.headers, up.body, true);
   }
 

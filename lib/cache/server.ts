@@ -103,7 +103,7 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
     storage,
     manifests: new ManifestStore(storage, downstream.tagttl),
     upstream,
-    authorizer: new Authorizer(upstream, { ttlMs: downstream.authttl, maxStaleMs: downstream.maxstale }, log, events),
+    authorizer: new Authorizer(upstream, { ttlMs: downstream.authttl, maxStaleMs: downstream.authstale }, log, events),
     fills: new FillRegistry({ storage, spoolDir, timeoutMs: downstream.filltimeout, busy, log, events }),
     busy,
     integrity,

@@ -54,6 +54,11 @@ export const downstreamOptionsSchema = z
     tagttl: duration('30s').default(30_000),
     /** How long the last known tag is served, with a Warning header, while the upstream is down. */
     maxstale: duration('24h').default(86_400_000),
+    /**
+     * How long a client's earlier authorization is reused while the upstream is unreachable (or answers 5xx), so
+     * cached images keep pulling through an outage. A 401/403 of the upstream to the credential voids it at once.
+     */
+    authstale: duration('24h').default(86_400_000),
     /** How long a client's authorization, checked with the upstream, is remembered (at most a minute). */
     authttl: duration('60s')
       .default(60_000)
