@@ -22,7 +22,7 @@ import type { ClientRequest, PullContext } from './context';
 import { CacheEvents } from './events';
 import { BlobIntegrity } from './integrity';
 import { createLogger, type Logger } from './log';
-import { ManifestStore } from './manifest-store';
+import { ManifestStore, migrateTagLayout } from './manifest-store';
 import { answerManifest } from './manifests';
 import { ociError, sendError } from './oci-error';
 import { parseRoute, type Route } from './reference';
@@ -81,6 +81,11 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
     return 0;
   });
   if (stale > 0) log.info('removed stale writes of an earlier process', { count: stale });
+  const migrated = await migrateTagLayout(storage).catch((err) => {
+    log.error('could not move tag records to the current layout; they are fetched again', { reason: (err as Error).message });
+    return 0;
+  });
+  if (migrated > 0) log.info('moved tag records to the current layout', { count: migrated });
   // One shared directory, never removed: spool files are unlinked as soon as they are opened, so it stays empty
   // and even a killed process leaves nothing in it (a per-process directory would leak on kill -9).
   const spoolDir = options.spoolDir ?? join(tmpdir(), 'dtr-cache-spool');
