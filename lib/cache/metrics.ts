@@ -18,6 +18,8 @@
  * - `dtr_cache_integrity_checks_total{check,result}` — checks of stored blobs: `size` (every hit of a verified blob),
  *   `digest` (a hit's streaming check), `scrub` (background); result `ok` or `damaged`.
  * - `dtr_cache_scrub_bytes_total` — bytes of stored blobs the background scrub read.
+ * - `dtr_cache_uncached_fills_total{reason}` — fills that lost their storage write and served their clients
+ *   uncached: `storage-full` (ENOSPC; least recently used content is then evicted) or `storage-error`.
  */
 import type { CacheEvents } from './events';
 
@@ -209,6 +211,7 @@ export interface CacheMetrics {
   readonly storageErrors: Counter;
   readonly integrityChecks: Counter;
   readonly scrubBytes: Counter;
+  readonly uncachedFills: Counter;
 }
 
 /** The cache's metrics, documented at the top of this file. One instance per server. */
@@ -245,6 +248,11 @@ export function createCacheMetrics(): CacheMetrics {
       ['check', 'result'],
     ),
     scrubBytes: registry.counter('dtr_cache_scrub_bytes_total', 'Bytes of stored blobs read by the background scrub.'),
+    uncachedFills: registry.counter(
+      'dtr_cache_uncached_fills_total',
+      'Fills whose storage write failed, served to their clients uncached, by reason (storage-full, storage-error).',
+      ['reason'],
+    ),
   };
 }
 
@@ -267,6 +275,7 @@ export function observeEvents(events: CacheEvents, metrics: CacheMetrics): () =>
     events.on('integrity', (p) => metrics.integrityChecks.inc({ check: p.check, result: p.result })),
     events.on('scrubbed', (p) => metrics.scrubBytes.inc({}, p.bytes)),
     events.on('evicted', (p) => metrics.evictions.inc({ reason: p.reason })),
+    events.on('uncached', (p) => metrics.uncachedFills.inc({ reason: p.reason })),
   ];
   return () => offs.forEach((off) => off());
 }

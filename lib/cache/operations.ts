@@ -1,7 +1,8 @@
 /**
  * The cache's operational surface, attached to a running server: `/metrics`, `/healthz` and `/readyz` on the
  * main listener (and on `http.debug.addr` when configured, so they can stay off the public port), the metrics
- * fed by the server's events, the eviction sweeper when `blobttl` or `maxsize` is set, and the integrity scrub.
+ * fed by the server's events, the eviction sweeper when `blobttl` or `maxsize` is set, the integrity scrub, and
+ * eviction when a fill finds the storage full.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +15,7 @@ import { createCacheMetrics, METRICS_CONTENT_TYPE, observeEvents, type CacheMetr
 import { sendError, ociError } from './oci-error';
 import type { StorageDriver } from './storage';
 import { Scrub } from './scrub';
+import { SpaceReclaimer } from './space';
 import { Sweeper } from './sweeper';
 import type { Upstream } from './upstream';
 
@@ -90,6 +92,8 @@ export async function startOperations(config: CacheConfig, parts: OperationsPart
     parts.log,
   );
   scrub.start();
+  const space = new SpaceReclaimer(parts.storage, parts.isBusy, metrics, parts.log);
+  const unwatchSpace = parts.events.on('uncached', (p) => p.reason === 'storage-full' && space.reclaim(p.bytes));
 
   let debug: Server | undefined;
   let debugUrl: string | undefined;
@@ -124,7 +128,8 @@ export async function startOperations(config: CacheConfig, parts: OperationsPart
     markDraining: () => void (draining = true),
     isDraining: () => draining,
     stop: async () => {
-      await Promise.all([sweeper?.stop(), scrub.stop()]);
+      unwatchSpace();
+      await Promise.all([sweeper?.stop(), scrub.stop(), space.stop()]);
       if (debug) {
         debug.closeAllConnections();
         await new Promise<void>((resolve) => debug!.close(() => resolve()));
