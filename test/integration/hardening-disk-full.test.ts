@@ -3,11 +3,11 @@
  * end), in front of a real distribution 2.8 upstream. A blob larger than the free space (and than the whole disk)
  * is still pulled, complete and right, served from the upstream uncached; the log and `/metrics` say so. A blob that
  * would fit once older content is gone makes the cache evict the least recently used blobs, and its next pull is
- * cached.
+ * cached. A full disk fails `/readyz`, and its write probe leaves no file behind.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blobKey, parseDigest } from '../../lib/cache/reference';
@@ -56,7 +56,14 @@ describe('a full disk: pulls go on uncached, space is freed by eviction', () => 
     cache = await startCache([upstream.url], { scrubrate: '0' }, mountpoint);
   });
   afterAll(async () => {
-    if (process.env.DEBUG_LOGS) console.log(JSON.stringify(cache?.logs.filter((l) => l.level !== 'info' && l.level !== 'debug'), null, 1));
+    if (process.env.DEBUG_LOGS)
+      console.log(
+        JSON.stringify(
+          cache?.logs.filter((l) => l.level !== 'info' && l.level !== 'debug'),
+          null,
+          1,
+        ),
+      );
     await cache?.server.close();
     if (mounted) execFileSync(requireTool('umount'), [mountpoint as string]);
     if (mountpoint) rmSync(mountpoint, { recursive: true, force: true });
@@ -97,5 +104,19 @@ describe('a full disk: pulls go on uncached, space is freed by eviction', () => 
     expect(sha(second.body)).toBe(digests.medium);
     await waitFor('the medium blob to be stored', async () => stored('medium'));
     expect(await metric('dtr_cache_uncached_fills_total{reason="storage-full"}')).toBe(2);
+  });
+
+  it('a full disk fails /readyz, and its write probe leaves no file behind', async () => {
+    const filler = join(mountpoint as string, 'filler');
+    const dd = spawnSync(requireTool('dd'), ['if=/dev/zero', `of=${filler}`, 'bs=64k'], { encoding: 'utf8' });
+    expect(dd.stderr).toMatch(/No space left on device/);
+    try {
+      const ready = await fetch(`${cache!.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as { reason: string }).reason).toMatch(/^storage: .*ENOSPC/);
+      expect(readdirSync(join(mountpoint as string, '_uploads')).filter((f) => f.startsWith('probe-'))).toEqual([]);
+    } finally {
+      rmSync(filler);
+    }
   });
 });
