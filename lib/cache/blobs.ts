@@ -218,10 +218,10 @@ export class BlobHandler {
     res.writeHead(range ? 206 : 200, headers);
   }
 
-  /** Pipes `stream` to the client; a failure mid-body resets the connection, so the client sees a failed transfer. */
+  /** Pipes `stream` to the client; a failure mid-body fails the transfer (`failTransfer`). */
   private send(stream: Readable, res: ServerResponse, source: 'storage' | 'upstream', done: () => void): void {
     stream.on('data', (chunk: Buffer) => this.ctx.events.emit('served', { source, bytes: chunk.length }));
-    // Not pipeline(): on an error it destroys the response first, which closes the socket cleanly before a reset.
+    // Not pipeline(): on an error it destroys the response first, which closes the socket cleanly before failTransfer.
     let ended = false;
     const end = () => {
       if (ended) return;
@@ -230,7 +230,7 @@ export class BlobHandler {
     };
     stream.once('error', () => {
       end();
-      resetConnection(res);
+      failTransfer(res);
     });
     res.once('close', () => {
       end();
@@ -252,11 +252,12 @@ export class BlobHandler {
 }
 
 /**
- * Ends a response whose body failed with a TCP reset. A plain close would end a body sent without Content-Length to an
- * HTTP/1.0 client (no chunked encoding) the way a complete one ends; a reset is a failed transfer to every client.
+ * Ends a response whose body failed so that every client sees a failed transfer. With a Content-Length, closing the
+ * connection short of it does. Without one (the upstream sent none), a close would end an HTTP/1.0 body (no chunked
+ * encoding) the way a complete one ends: the connection is reset (TCP RST) instead.
  */
-export function resetConnection(res: ServerResponse): void {
+function failTransfer(res: ServerResponse): void {
   const socket = res.socket;
-  if (socket && !socket.destroyed) socket.resetAndDestroy();
+  if (!res.hasHeader('content-length') && socket && !socket.destroyed) socket.resetAndDestroy();
   else if (!res.destroyed) res.destroy();
 }
