@@ -228,10 +228,11 @@ export class BlobHandler {
       ended = true;
       done();
     };
-    stream.once('error', () => {
+    stream.on('error', () => {
       end();
       failTransfer(res);
     });
+    res.on('error', () => undefined); // a write to a client already gone; 'close' follows and cleans up
     res.once('close', () => {
       end();
       stream.destroy(); // the client left (or was cut): stop reading
