@@ -8,6 +8,7 @@ packages=(
   wrk                                            # load generator of npm run bench (bench/load.ts)
   prometheus                                     # promtool and a real Prometheus for the docs' alert rules and dashboard
   haproxy nginx libnginx-mod-stream              # validate and run the rendered external load balancer configs
+  apache2-utils                                  # htpasswd: bcrypt users of the htpasswd-protected upstream (revocation test)
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done

@@ -170,9 +170,14 @@ export class FilesystemDriver implements StorageDriver {
   async probe(): Promise<void> {
     const file = join(this.root, UPLOADS, `probe-${randomUUID()}`);
     await mkdir(dirname(file), { recursive: true });
-    await writeFile(file, 'probe');
-    const back = await readFile(file, 'utf8');
-    await rm(file, { force: true });
+    let back: string;
+    try {
+      await writeFile(file, 'probe');
+      back = await readFile(file, 'utf8');
+    } finally {
+      // A failed write (a full disk) leaves the file created: a probe every few seconds must not pile them up.
+      await rm(file, { force: true });
+    }
     if (back !== 'probe') throw new StorageError('probe', file, 'read back different bytes');
   }
 }
