@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { manifestKey, parseDigest, tagKey, type Digest } from './reference';
 import { readCapped } from './relay';
-import type { StorageDriver } from './storage';
+import { writeSmall, type StorageDriver } from './storage';
 
 /** distribution refuses manifests over 4 MiB; so does the cache. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -121,16 +121,5 @@ export class ManifestStore {
     this.tags.delete(key);
     this.tags.set(key, record);
     if (this.tags.size > MEMORY_TAGS) this.tags.delete(this.tags.keys().next().value as string);
-  }
-}
-
-async function writeSmall(storage: StorageDriver, key: string, data: Buffer): Promise<void> {
-  const pending = await storage.write(key, data.length);
-  try {
-    pending.stream.end(data);
-    await pending.commit();
-  } catch (err) {
-    await pending.abort();
-    throw err;
   }
 }

@@ -122,6 +122,19 @@ export function describeConformance(name: string, setup: () => Promise<Conforman
       expect(await driver.stat(key('basic/missing'))).toBeUndefined();
     });
 
+    test('createIfAbsent: of 6 concurrent creates of one key exactly one wins, whole; an existing key is never replaced', async () => {
+      const bodies = Array.from({ length: 6 }, (_, i) => Buffer.from(`lease ${i} ${randomUUID()}`));
+      const won = await Promise.all(bodies.map((body) => driver.createIfAbsent(key('lease/one'), body)));
+      expect(won.filter(Boolean)).toHaveLength(1);
+      const stored = await readAll(await driver.read(key('lease/one')));
+      expect(stored!.equals(bodies[won.indexOf(true)])).toBe(true);
+      expect(await driver.createIfAbsent(key('lease/one'), Buffer.from('late'))).toBe(false);
+      expect((await readAll(await driver.read(key('lease/one'))))!.equals(stored!)).toBe(true);
+      await driver.delete(key('lease/one'));
+      expect(await driver.createIfAbsent(key('lease/one'), Buffer.from('again'))).toBe(true); // absent again: creatable
+      await driver.delete(key('lease/one'));
+    });
+
     test('an empty object commits and reads back empty', async () => {
       const w = await writeAll(driver, key('empty/blob'), Buffer.alloc(0));
       await w.commit();

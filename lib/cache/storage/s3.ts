@@ -157,6 +157,18 @@ export class S3Bucket implements Bucket {
     await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: name, Body: body, ...this.params }));
   }
 
+  /** If-None-Match: * (S3 conditional writes): 412 when the object exists, 409 when a concurrent one won. */
+  async create(name: string, body: Buffer): Promise<boolean> {
+    try {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: name, Body: body, IfNoneMatch: '*', ...this.params }));
+      return true;
+    } catch (err) {
+      const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+      if (status === 412 || status === 409) return false;
+      throw err;
+    }
+  }
+
   async remove(name: string): Promise<void> {
     try {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: name }));
