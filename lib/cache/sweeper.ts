@@ -8,8 +8,9 @@
  * - One replica per site sweeps: the holder of a lease in the store (sweep-lease.ts). The others only look at the
  *   lease once per renewal period, and report the bytes they filled.
  * - Content keys are split into 256 shards by the digest's first two hex digits (`blobs/<alg>/<xx>/…`,
- *   `manifests/<alg>/<xx>/…`); a pass lists `shardsPerPass` of them, chosen so every shard is listed at least once
- *   per quarter of `blobttl` (including a lease takeover): a blob unused for `blobttl` is gone within 1.25 × `blobttl`.
+ *   `manifests/<alg>/<xx>/…`); the passes of one cycle list each shard once, the cycle as long as a quarter of
+ *   `blobttl` allows (less a lease takeover and a pass): a blob unused for `blobttl` is gone within 1.25 × `blobttl`,
+ *   and the store is listed no faster than that needs.
  * - Per shard, the last listing's bytes, count and oldest access are kept in `_sweeper/state` (one small object,
  *   written once per pass), so the store's size is known without a full listing; fills since a shard's listing are
  *   added as they are reported (`_sweeper/fills/`, written by non-holders). Above `maxsize`, the 64 least recently
@@ -84,7 +85,7 @@ interface ShardState {
 
 interface State {
   version: 1;
-  /** Next shard a regular pass lists. */
+  /** Where the next regular pass starts, in 1/passesPerCycle of a shard: it lists shards cursor/p to (cursor+256)/p. */
   cursor: number;
   passAt: number;
   shards: (ShardState | null)[];
@@ -95,8 +96,8 @@ interface State {
  * runs a pass once per `intervalMs`. `runOnce` and `freeBytes` act now, lease or not (safe beside a running pass).
  */
 export class Sweeper {
-  /** Shards listed by one regular pass. */
-  readonly shardsPerPass: number;
+  /** Regular passes that list every shard once: a full cycle is this many `intervalMs`. */
+  readonly passesPerCycle: number;
   readonly leaseRenewMs: number;
   private readonly lease: StoreLease | undefined;
   private readonly now: () => number;
@@ -121,8 +122,7 @@ export class Sweeper {
     // A blob's shard must be listed within a quarter of the TTL after it expires, even if the holder died just before
     // (a takeover waits for expiry and one renewal) and counting the pass that lists it.
     const budget = options.blobTtlMs !== undefined ? options.blobTtlMs / 4 - expireMs - this.leaseRenewMs - intervalMs : DEFAULT_CYCLE_MS;
-    const passes = Math.floor(budget / intervalMs);
-    this.shardsPerPass = passes >= 1 ? Math.min(SHARDS, Math.ceil(SHARDS / passes)) : SHARDS;
+    this.passesPerCycle = Math.max(1, Math.floor(budget / intervalMs));
   }
 
   /** Whether this replica held the lease at its last tick (always true without a lease). */
@@ -164,6 +164,7 @@ export class Sweeper {
           return false;
         });
         if (!held) {
+          if (wasHeld) this.options.log?.('info', 'sweeper: another replica sweeps for the site', { holder: this.lease.holder });
           this.state = undefined; // the holder's from now on; read again if this replica takes over
           await this.reportFills();
           return undefined;
@@ -220,10 +221,13 @@ export class Sweeper {
     return run.result(storedBytes(state));
   }
 
-  /** The next `shardsPerPass` shards from the cursor, plus never-listed ones while `maxsize` needs their sizes. */
+  /** The next 256 / passesPerCycle shards (0, 1 or more), plus never-listed ones while `maxsize` needs their sizes. */
   private regularShards(state: State): number[] {
-    const shards = Array.from({ length: this.shardsPerPass }, (_, i) => (state.cursor + i) % SHARDS);
-    state.cursor = (state.cursor + this.shardsPerPass) % SHARDS;
+    const p = this.passesPerCycle;
+    const start = state.cursor % (SHARDS * p);
+    const shards: number[] = [];
+    for (let shard = Math.ceil(start / p); shard * p < start + SHARDS && shard < SHARDS; shard++) shards.push(shard);
+    state.cursor = (start + SHARDS) % (SHARDS * p);
     if (this.options.maxSizeBytes !== undefined) {
       const unknown = state.shards.flatMap((s, i) => (s === null && !shards.includes(i) ? [i] : []));
       shards.push(...unknown.slice(0, BOOTSTRAP_SHARDS_PER_PASS));
@@ -314,12 +318,14 @@ export class Sweeper {
     if (this.pendingFills.length === 0) return;
     const fills = this.pendingFills;
     this.pendingFills = [];
-    await writeSmall(this.storage, `${FILLS_PREFIX}${this.now()}-${this.lease?.holder ?? 'replica'}`, Buffer.from(JSON.stringify(fills))).catch(
-      (err: unknown) => {
-        this.pendingFills.push(...fills.slice(0, MAX_PENDING_FILLS - this.pendingFills.length));
-        this.options.log?.('warn', 'sweeper: fill report failed', { error: err instanceof Error ? err.message : String(err) });
-      },
-    );
+    await writeSmall(
+      this.storage,
+      `${FILLS_PREFIX}${this.now()}-${this.lease?.holder ?? 'replica'}`,
+      Buffer.from(JSON.stringify(fills)),
+    ).catch((err: unknown) => {
+      this.pendingFills.push(...fills.slice(0, MAX_PENDING_FILLS - this.pendingFills.length));
+      this.options.log?.('warn', 'sweeper: fill report failed', { error: err instanceof Error ? err.message : String(err) });
+    });
   }
 
   private async loadState(): Promise<State> {
@@ -329,18 +335,20 @@ export class Sweeper {
       const stream = await this.storage.read(STATE_KEY);
       if (stream) loaded = JSON.parse((await readCapped(stream, MAX_STATE_BYTES)).toString('utf8')) as Partial<State>;
     } catch (err) {
-      this.options.log?.('warn', 'sweeper: state unreadable; sizes are learnt again', { error: err instanceof Error ? err.message : String(err) });
+      this.options.log?.('warn', 'sweeper: state unreadable; sizes are learnt again', {
+        error: err instanceof Error ? err.message : String(err),
+      });
     }
     const valid = loaded?.version === 1 && Array.isArray(loaded.shards) && loaded.shards.length === SHARDS;
-    this.state = valid
-      ? (loaded as State)
-      : { version: 1, cursor: 0, passAt: 0, shards: Array.from({ length: SHARDS }, () => null) };
+    this.state = valid ? (loaded as State) : { version: 1, cursor: 0, passAt: 0, shards: Array.from({ length: SHARDS }, () => null) };
     this.candidates.clear();
     return this.state;
   }
 
   private async saveState(run: SweepRun, state: State): Promise<void> {
-    await writeSmall(this.storage, STATE_KEY, Buffer.from(JSON.stringify(state))).catch((err: unknown) => run.failed('write', STATE_KEY, err));
+    await writeSmall(this.storage, STATE_KEY, Buffer.from(JSON.stringify(state))).catch((err: unknown) =>
+      run.failed('write', STATE_KEY, err),
+    );
   }
 
   private exclusive<T>(work: () => Promise<T>): Promise<T> {

@@ -183,8 +183,8 @@ describe('Sweeper', () => {
     const c = clock();
     const ttl = 7 * DAY;
     const sweeper = new Sweeper(storage, 10 * MINUTE, { blobTtlMs: ttl, isBusy: idle, now: c.now });
-    // 7 days: a quarter is 42 h, minus a takeover (2.5 min) and a pass: 250 passes of 10 min, 2 shards each.
-    expect(sweeper.shardsPerPass).toBe(2);
+    // 7 days: a quarter is 42 h, minus a takeover (2.5 min) and a pass: 250 passes of 10 min list the 256 shards.
+    expect(sweeper.passesPerCycle).toBe(250);
     const expired = await blobInShard(0xfe, 10, ttl + MINUTE);
     const fresh = await blobInShard(0xfe, 10, ttl / 2);
     let passes = 0;
@@ -200,18 +200,18 @@ describe('Sweeper', () => {
       const result = await counted.tick();
       if (result) passes++;
       c.advance(10 * MINUTE);
-      expect(passes).toBeLessThanOrEqual(SHARDS / 2);
+      expect(passes).toBeLessThanOrEqual(sweeper.passesPerCycle);
     }
-    expect(passes).toBe(0xfe / 2 + 1); // shard 0xfe is in the 128th pass
-    expect(listed).toBe(passes * 2 * 2); // two shards a pass, sha256 and sha512 blob prefixes each
+    expect(passes).toBe(249); // shard 0xfe = 254 of 256, in pass 254 x 250 / 256 (0-based) of the cycle
+    expect(listed).toBe(255 * 2); // shards 0 to 254 listed once each, sha256 and sha512 blob prefixes
     expect(await keys('blobs/')).toEqual([fresh]);
-    // Worst case: a full cycle after expiry plus a pass, well under a quarter of the TTL.
-    expect((SHARDS / sweeper.shardsPerPass + 1) * 10 * MINUTE).toBeLessThanOrEqual(ttl / 4);
+    // Worst case: a full cycle after expiry plus a pass, within a quarter of the TTL.
+    expect((sweeper.passesPerCycle + 1) * 10 * MINUTE).toBeLessThanOrEqual(ttl / 4);
   });
 
   it('sweeps everything each pass when the interval is long against blobttl, as before', async () => {
     const sweeper = new Sweeper(storage, 100, { blobTtlMs: 1000, isBusy: idle, leaseRenewMs: 50 });
-    expect(sweeper.shardsPerPass).toBe(SHARDS);
+    expect(sweeper.passesPerCycle).toBe(1);
     const old = await Promise.all([blobInShard(0, 10, 5000), blobInShard(0x80, 10, 5000), blobInShard(0xff, 10, 5000)]);
     const result = await sweeper.tick();
     expect(result!.evicted.map((e) => e.key).sort()).toEqual(old.sort());
@@ -276,7 +276,12 @@ describe('Sweeper', () => {
   it('one sweeper per store: the lease goes to one replica, passes to another on stop, and is taken over after its holder dies', async () => {
     const c = clock();
     const make = () =>
-      new Sweeper(new FilesystemDriver({ rootdirectory: root }), 10 * MINUTE, { blobTtlMs: DAY, isBusy: idle, now: c.now, leaseRenewMs: MINUTE });
+      new Sweeper(new FilesystemDriver({ rootdirectory: root }), 10 * MINUTE, {
+        blobTtlMs: DAY,
+        isBusy: idle,
+        now: c.now,
+        leaseRenewMs: MINUTE,
+      });
     const replicas = [make(), make(), make()];
     await Promise.all(replicas.map((r) => r.tick()));
     expect(replicas.filter((r) => r.isLeader)).toHaveLength(1);
