@@ -152,8 +152,9 @@ export class Sweeper {
   }
 
   /**
-   * One tick: renew or take the lease; on the holder, a pass when one is due. Without the lease, fills are reported
-   * to the holder. Resolves to the pass's result, or undefined when none ran.
+   * One tick: renew or take the lease; on the holder, a pass when one is due, else (with `maxsize`) the fills
+   * reported since and the evictions they call for. Without the lease, fills are reported to the holder. Resolves to
+   * what was done, or undefined when nothing was.
    */
   tick(): Promise<SweepResult | undefined> {
     return this.exclusive(async () => {
@@ -175,7 +176,7 @@ export class Sweeper {
         }
       }
       const state = await this.loadState();
-      if (this.now() - state.passAt < this.intervalMs) return undefined;
+      if (this.now() - state.passAt < this.intervalMs) return this.afterFills(state);
       const cursor = state.cursor;
       const shards = this.regularShards(state);
       return this.pass(state, shards, state.cursor <= cursor); // tags once per cycle: when the cursor wraps
@@ -206,6 +207,20 @@ export class Sweeper {
       await this.saveState(run, state);
       return run.result(storedBytes(state));
     });
+  }
+
+  /**
+   * Between passes, with `maxsize`: fills reported since the last tick are added, and least recently used content
+   * goes at once if they took the store over the bound (so it exceeds `maxsize` by one renewal period's fills at most).
+   */
+  private async afterFills(state: State): Promise<SweepResult | undefined> {
+    const max = this.options.maxSizeBytes;
+    if (max === undefined) return undefined;
+    const run = new SweepRun(this.storage, this.options);
+    if ((await this.mergeFills(run, state)) === 0) return undefined;
+    await this.evictLeastRecent(run, state, () => storedBytes(state) - max);
+    await this.saveState(run, state);
+    return run.result(storedBytes(state));
   }
 
   private async pass(state: State, shards: readonly number[], tags: boolean): Promise<SweepResult> {
@@ -288,9 +303,14 @@ export class Sweeper {
     }
   }
 
-  /** Adds this replica's fills and the reported ones of others to their shards (if filled after the shard's listing). */
-  private async mergeFills(run: SweepRun, state: State): Promise<void> {
+  /**
+   * Adds this replica's fills and the reported ones of others to their shards (if filled after the shard's listing);
+   * returns how many fills it saw.
+   */
+  private async mergeFills(run: SweepRun, state: State): Promise<number> {
+    let seen = 0;
     const add = (fills: [number, number, number][]) => {
+      seen += fills.length;
       for (const [shard, bytes, at] of fills) {
         const known = state.shards[shard];
         if (known && at >= known.listedAt) {
@@ -311,6 +331,7 @@ export class Sweeper {
     } catch (err) {
       run.failed('list', FILLS_PREFIX, err);
     }
+    return seen;
   }
 
   /** A replica without the lease writes its fills for the holder, one small object per tick with fills. */

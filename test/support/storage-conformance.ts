@@ -127,7 +127,7 @@ export function describeConformance(name: string, setup: () => Promise<Conforman
       expect(await driver.stat(key('basic/missing'))).toBeUndefined();
     });
 
-    test('createIfAbsent: of 6 concurrent creates of one key exactly one wins, whole; an existing key is never replaced', async () => {
+    test('createIfAbsent: of 6 concurrent creates of one key one wins (exactly one where the store excludes them), whole; an existing key is never replaced', async () => {
       const bodies = Array.from({ length: 6 }, (_, i) => Buffer.from(`lease ${i} ${randomUUID()}`));
       const won = await Promise.all(bodies.map((body) => driver.createIfAbsent(key('lease/one'), body)));
       const stored = await readAll(await driver.read(key('lease/one')));
