@@ -59,11 +59,26 @@ export class SweepRun {
   staleWritesRemoved = 0;
   readonly now: () => number;
 
+  /** Objects listed since the last checkpoint. */
+  private sinceCheckpoint = 0;
+
   constructor(
     readonly storage: StorageDriver,
     readonly options: SweepOptions,
+    /**
+     * Asked every 1,000 listed objects: false stops the listing (the sweeper renews its lease here, so a long pass
+     * does not let it expire, and stops when another replica holds it).
+     */
+    private readonly checkpoint: () => Promise<boolean> = async () => true,
   ) {
     this.now = options.now ?? Date.now;
+  }
+
+  /** False when the run must stop. */
+  private async proceed(): Promise<boolean> {
+    if (++this.sinceCheckpoint < 1000) return true;
+    this.sinceCheckpoint = 0;
+    return this.checkpoint();
   }
 
   failed(operation: string, key: string, err: unknown): void {
@@ -105,6 +120,7 @@ export class SweepRun {
     for (const prefix of prefixes) {
       try {
         for await (const info of this.storage.list(prefix)) {
+          if (!(await this.proceed())) return kept;
           const item = { key: info.key, size: info.size, lastAccess: info.lastAccess.getTime() };
           if (expired(item.lastAccess) && (await this.evict(item.key, 'ttl', expired)) !== undefined) continue;
           kept.push(item);
@@ -131,6 +147,7 @@ export class SweepRun {
   async dropOrphanTags(prefix: string): Promise<void> {
     try {
       for await (const tag of this.storage.list(prefix)) {
+        if (!(await this.proceed())) return;
         const content = await readSmall(this.storage, tag.key);
         const target = content === undefined ? undefined : manifestKeyOfTag(content);
         if (target === undefined) continue; // unreadable or not ours to judge: leave it

@@ -202,7 +202,7 @@ export class Sweeper {
   freeBytes(bytes: number): Promise<SweepResult> {
     return this.exclusive(async () => {
       const state = await this.loadState();
-      const run = new SweepRun(this.storage, this.options);
+      const run = this.run();
       await this.evictLeastRecent(run, state, (freed) => bytes - freed);
       await this.saveState(run, state);
       return run.result(storedBytes(state));
@@ -216,15 +216,28 @@ export class Sweeper {
   private async afterFills(state: State): Promise<SweepResult | undefined> {
     const max = this.options.maxSizeBytes;
     if (max === undefined) return undefined;
-    const run = new SweepRun(this.storage, this.options);
+    const run = this.run();
     if ((await this.mergeFills(run, state)) === 0) return undefined;
     await this.evictLeastRecent(run, state, () => storedBytes(state) - max);
     await this.saveState(run, state);
     return run.result(storedBytes(state));
   }
 
+  /**
+   * A run whose listings renew the lease when a renewal is due (a pass over a large store may outlast several
+   * renewal periods) and stop once another replica holds it.
+   */
+  private run(): SweepRun {
+    let renewedAt = Date.now();
+    return new SweepRun(this.storage, this.options, async () => {
+      if (!this.lease?.held || Date.now() - renewedAt < this.leaseRenewMs) return true;
+      renewedAt = Date.now();
+      return this.lease.tick().catch(() => false);
+    });
+  }
+
   private async pass(state: State, shards: readonly number[], tags: boolean): Promise<SweepResult> {
-    const run = new SweepRun(this.storage, this.options);
+    const run = this.run();
     state.passAt = this.now();
     await this.mergeFills(run, state);
     for (const shard of shards) await this.listShard(run, state, shard);
