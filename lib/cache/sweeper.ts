@@ -197,7 +197,9 @@ export class Sweeper {
 
   /**
    * Evicts least recently used content now until at least `bytes` are gone or nothing evictable is left (lease or
-   * not: for a replica that must make room, e.g. on ENOSPC). Busy keys are spared as in every sweep.
+   * not: for a replica that must make room, e.g. on ENOSPC). Busy keys are spared as in every sweep. Shards are
+   * listed as least-recently-used order needs: few on the holder, which remembers each shard's oldest entries; up to
+   * the whole store on a replica that has not listed any yet.
    */
   freeBytes(bytes: number): Promise<SweepResult> {
     return this.exclusive(async () => {
@@ -379,7 +381,9 @@ export class Sweeper {
     return this.state;
   }
 
+  /** Only the holder writes the state (a replica without the lease acting now, e.g. freeBytes, keeps its view). */
   private async saveState(run: SweepRun, state: State): Promise<void> {
+    if (this.lease && !this.lease.held) return;
     await writeSmall(this.storage, STATE_KEY, Buffer.from(JSON.stringify(state))).catch((err: unknown) =>
       run.failed('write', STATE_KEY, err),
     );
