@@ -240,7 +240,9 @@ export class Sweeper {
 
   private async pass(state: State, shards: readonly number[], tags: boolean): Promise<SweepResult> {
     const run = this.run();
-    state.passAt = this.now();
+    // Passes keep to a grid of `intervalMs` (a pass starts up to one tick late, and the lateness must not add up over
+    // a cycle's hundreds of passes); after a long gap (no holder) the grid restarts now.
+    state.passAt = this.now() - state.passAt < 2 * this.intervalMs ? state.passAt + this.intervalMs : this.now();
     await this.mergeFills(run, state);
     for (const shard of shards) await this.listShard(run, state, shard);
     if (tags) await run.dropOrphanTags(TAGS_PREFIX);

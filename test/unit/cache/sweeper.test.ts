@@ -209,6 +209,17 @@ describe('Sweeper', () => {
     expect((sweeper.passesPerCycle + 1) * 10 * MINUTE).toBeLessThanOrEqual(ttl / 4);
   });
 
+  it('keeps passes on a grid of the interval, so ticks that come late do not stretch the cycle', async () => {
+    const c = clock();
+    const sweeper = new Sweeper(storage, 10 * MINUTE, { blobTtlMs: 7 * DAY, isBusy: idle, now: c.now, lease: false });
+    let passes = 0;
+    for (let tick = 0; tick < 70; tick++) {
+      if (await sweeper.tick()) passes++;
+      c.advance(7 * MINUTE); // a pass is due every 10 min, ticks come every 7: each pass starts up to 4 min late
+    }
+    expect(passes).toBeGreaterThanOrEqual(48); // 490 min: 49 passes on the grid (35 if each late start added up)
+  });
+
   it('sweeps everything each pass when the interval is long against blobttl, as before', async () => {
     const sweeper = new Sweeper(storage, 100, { blobTtlMs: 1000, isBusy: idle, leaseRenewMs: 50 });
     expect(sweeper.passesPerCycle).toBe(1);
