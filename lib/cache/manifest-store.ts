@@ -15,7 +15,7 @@
 import { createHash } from 'node:crypto';
 import { manifestKey, migratedTagKey, parseDigest, tagKey, type Digest } from './reference';
 import { readCapped } from './relay';
-import type { StorageDriver } from './storage';
+import { writeSmall, type StorageDriver } from './storage';
 
 /** distribution refuses manifests over 4 MiB; so does the cache. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -125,16 +125,6 @@ export class ManifestStore {
   }
 }
 
-async function writeSmall(storage: StorageDriver, key: string, data: Buffer): Promise<void> {
-  const pending = await storage.write(key, data.length);
-  try {
-    pending.stream.end(data);
-    await pending.commit();
-  } catch (err) {
-    await pending.abort();
-    throw err;
-  }
-}
 
 /**
  * Moves tag records of the earlier layout (`tags/<repository>/<tag>`, where a tag could collide with a repository

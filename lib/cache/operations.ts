@@ -79,6 +79,7 @@ export async function startOperations(config: CacheConfig, parts: OperationsPart
           isBusy: parts.isBusy,
           // As at server start: no fill (bounded by filltimeout) can still own an older temp file.
           staleWriteAgeMs: options.filltimeout + 60_000,
+          events: parts.events,
           metrics,
           log: (level, message, fields) => parts.log[level](message, fields),
         })

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, utimes, writeFile, readFile } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, rm, stat, utimes, writeFile, readFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -116,6 +116,24 @@ export class FilesystemDriver implements StorageDriver {
         await rm(temp, { force: true });
       },
     };
+  }
+
+  /** The body goes to a temp file first; link(2) then publishes it whole, and fails with EEXIST if the key exists. */
+  async createIfAbsent(key: string, body: Buffer): Promise<boolean> {
+    const target = this.path(key);
+    const temp = join(this.root, UPLOADS, `${writerId()}.${randomUUID()}.tmp`);
+    try {
+      await mkdir(dirname(temp), { recursive: true });
+      await writeFile(temp, body, { flush: true });
+      await mkdir(dirname(target), { recursive: true });
+      await link(temp, target);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw new StorageError('createIfAbsent', key, err);
+    } finally {
+      await rm(temp, { force: true });
+    }
   }
 
   async delete(key: string): Promise<void> {
