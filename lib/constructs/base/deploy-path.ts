@@ -16,10 +16,6 @@ export function stackDirectory(scope: IConstruct): string {
 /** `absolutePath` as a Terraform expression relative to `path.module` (the stack's directory at apply). */
 export function deployPath(scope: IConstruct, absolutePath: string): string {
   // join() rather than a "${path.module}/…" template: cdktf escapes a template nested in a function argument.
-  // A path outside the app's folder (the parent of its outdir), such as /etc/dtr-cache/…, is a machine path that
-  // reads the same on every machine: it stays absolute, independent of where the checkout is.
-  const appFolder = resolve(App.of(scope).outdir, '..');
-  if (relative(appFolder, absolutePath).startsWith('..')) return absolutePath;
   return Fn.join('/', [Token.asString(ref('path.module')), relative(stackDirectory(scope), absolutePath)]);
 }
 
