@@ -31,6 +31,7 @@ COPY package.json ./
 COPY --from=deps /src/node_modules ./node_modules
 COPY --from=build /src/dist/lib/config ./dist/lib/config
 COPY --from=build /src/dist/lib/cache ./dist/lib/cache
+COPY --from=build /src/dist/lib/cli ./dist/lib/cli
 COPY --from=build /src/dist/bin ./dist/bin
 COPY --from=build --chown=10001:10001 /out/var/lib/registry /var/lib/registry
 # Non-root; ports below 1024 still bind because Docker sets net.ipv4.ip_unprivileged_port_start=0 in containers.

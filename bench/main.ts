@@ -3,7 +3,8 @@
  * storage, with the same clients; writes bench/results/latest.md and latest.svg.
  * Flags: --quick (small blobs, short runs, for building and debugging), --profile (our cache under
  * node --cpu-prof; profiles in bench/results/prof/), --cli=<path> (another build of dist/bin/dtr-cache.js),
- * --commit=<sha> (what that build was made from, for the report).
+ * --commit=<sha> (what that build was made from, for the report), --scrub-cost[=<rounds>] (only the scrub's cost on
+ * row 1, scrub off against on: bench/scrub-cost.ts; default 1 round).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,6 +27,7 @@ import {
   ttfbTarget,
 } from './report';
 import { RssSampler } from './rss';
+import { scrubCost } from './scrub-cost';
 import { startOurCache, startRegistry, startStaticServer, System } from './systems';
 
 const MiB = 2 ** 20;
@@ -140,6 +142,11 @@ async function main(): Promise<number> {
   const cli = args.find((a) => a.startsWith('--cli='))?.slice('--cli='.length);
   commitFlag = args.find((a) => a.startsWith('--commit='))?.slice('--commit='.length);
   for (const tool of ['wrk', 'curl', 'docker-registry']) requireTool(tool);
+  const scrubRounds = args.find((a) => a.startsWith('--scrub-cost'));
+  if (scrubRounds) {
+    await scrubCost(cli && resolve(cli), gitCommit(), Number(scrubRounds.split('=')[1] ?? 1));
+    return 0;
+  }
 
   const work = mkdtempSync(join(tmpdir(), 'dtr-cache-bench-'));
   atExit(() => rmSync(work, { recursive: true, force: true }));

@@ -40,11 +40,24 @@ export async function startRegistry(name: string, proxyOf?: string): Promise<Sys
   };
 }
 
+/** What a benchmark may change of our cache's setup. */
+export interface OurCacheSetup {
+  /** Storage root to use (kept on stop); default a fresh directory, removed on stop. */
+  readonly root?: string;
+  /** Downstream options over the defaults, e.g. `{ scrubrate: '0' }`. */
+  readonly options?: Readonly<Record<string, string>>;
+}
+
 /**
  * Our cache through its CLI (`node dist/bin/dtr-cache.js serve --config`), on fresh filesystem storage.
  * `cli` points at another build of the CLI (before/after comparisons).
  */
-export async function startOurCache(upstreamUrl: string, cpuProfDir?: string, cli = join(ROOT, 'dist/bin/dtr-cache.js')): Promise<System> {
+export async function startOurCache(
+  upstreamUrl: string,
+  cpuProfDir?: string,
+  cli = join(ROOT, 'dist/bin/dtr-cache.js'),
+  setup: OurCacheSetup = {},
+): Promise<System> {
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build`);
   const dir = mkdtempSync(join(tmpdir(), 'dtr-cache-bench-ours-'));
   atExit(() => rmSync(dir, { recursive: true, force: true }));
@@ -55,9 +68,9 @@ export async function startOurCache(upstreamUrl: string, cpuProfDir?: string, cl
     renderConfig({
       version: '0.1',
       log: { level: 'warn' },
-      storage: { filesystem: { rootdirectory: join(dir, 'data') } },
+      storage: { filesystem: { rootdirectory: setup.root ?? join(dir, 'data') } },
       http: { addr: `127.0.0.1:${port}` },
-      middleware: { registry: [{ name: 'downstream', options: { upstreams: [upstreamUrl] } }] },
+      middleware: { registry: [{ name: 'downstream', options: { upstreams: [upstreamUrl], ...setup.options } }] },
     }),
   );
   const nodeArgs = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [];

@@ -3,7 +3,7 @@
  * the embedded TEST ONLY certificates used when none are given.
  */
 import { App } from 'cdktf';
-import { SiteTlsOptions, testCertificates } from '../lib/constructs';
+import { SiteTlsOptions, SwarmConnection, testCertificates } from '../lib/constructs';
 import { version } from '../package.json';
 
 export interface ExampleOptions {
@@ -13,9 +13,22 @@ export interface ExampleOptions {
   readonly tls?: (host: string) => SiteTlsOptions;
   /** Clock for certificate expiry checks. @default now */
   readonly now?: Date;
-  /** Image the sites run. @default 127.0.0.1:5000/dtr-cache:<package version> */
+  /** Image the sites run. @default $DTR_CACHE_IMAGE, else the example's default */
   readonly image?: string;
+  /** How each datacenter's swarm is reached. @default the example's (three-datacenters: a client bundle each) */
+  readonly connection?: (datacenter: string) => SwarmConnection;
 }
+
+/**
+ * The image of the production example: `options.image`, else $DTR_CACHE_IMAGE, else a placeholder to replace with
+ * your registry's copy (build it from the package: see the README's "Image").
+ */
+export function productionImage(options: ExampleOptions): string {
+  return options.image ?? process.env.DTR_CACHE_IMAGE ?? PLACEHOLDER_IMAGE;
+}
+
+/** Deploys nowhere until replaced: registry.example.com is reserved (RFC 2606). */
+export const PLACEHOLDER_IMAGE = `registry.example.com/replace-me/dtr-cache:${version}`;
 
 export const DEFAULT_IMAGE = `127.0.0.1:5000/dtr-cache:${version}`;
 

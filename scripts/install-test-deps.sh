@@ -9,6 +9,7 @@ packages=(
   prometheus                                     # promtool and a real Prometheus for the docs' alert rules and dashboard
   haproxy nginx libnginx-mod-stream              # validate and run the rendered external load balancer configs
   openssh-server strace                          # sshd for the NFS export's SSH apply step; the filesystem commit order
+  apache2-utils                                  # htpasswd: bcrypt users of the htpasswd-protected upstream (revocation test)
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done

@@ -2,11 +2,17 @@
  * The dispatcher. Exit codes (documented in the README):
  * 0 success, 1 the command failed, 2 usage or input error (bad flags, invalid config).
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { CommandError, UsageError } from '../../lib/cli/errors';
 import { CommandEntry } from './command';
 
 export async function runCommand(argv: readonly string[], commands: Readonly<Record<string, CommandEntry>>): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`${packageVersion()}\n`);
+    return 0;
+  }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(topLevelHelp(commands));
     return name ? 0 : 2;
@@ -44,5 +50,17 @@ function isParseArgsError(err: unknown): boolean {
 function topLevelHelp(commands: Readonly<Record<string, CommandEntry>>): string {
   const width = Math.max(...Object.keys(commands).map((n) => n.length), 4);
   const lines = Object.entries(commands).map(([n, c]) => `  ${n.padEnd(width)}  ${c.summary}`);
-  return `Usage: dtr-cache <command> [options]\n\nCommands:\n${lines.join('\n')}\n\nRun dtr-cache <command> --help for a command's options.\n`;
+  return `Usage: dtr-cache <command> [options]\n       dtr-cache --version\n\nCommands:\n${lines.join('\n')}\n\nRun dtr-cache <command> --help for a command's options.\n`;
+}
+
+/** The version in this package's package.json (bin/commands from source, dist/bin/commands when installed). */
+export function packageVersion(): string {
+  for (let dir = __dirname; dir !== dirname(dir); dir = dirname(dir)) {
+    const file = join(dir, 'package.json');
+    if (existsSync(file)) {
+      const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'dtr-cache-site' && pkg.version) return pkg.version;
+    }
+  }
+  return 'unknown';
 }

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -47,9 +47,26 @@ Exit 0 when printed, 1 when the app fails to synthesize, 2 on usage errors.`,
     }
     process.stdout.write(renderSummary(head));
     if (values.base) process.stdout.write(`\n${renderDiff(readSynthOutput(values.base), head)}`);
+    if (dir !== app) process.stdout.write(`\n${nextSteps(dir)}`);
     return 0;
   },
 };
+
+/** What the synthesis wrote, and what to do with it. */
+export function nextSteps(dir: string): string {
+  const stacks = readdirSync(join(dir, 'stacks')).sort();
+  return [
+    '## Next',
+    '',
+    `Wrote ${stacks.map((s) => `${join(dir, 'stacks', s, 'cdk.tf.json')}`).join(', ')}.`,
+    '',
+    `- Fix the warnings above (TEST ONLY certificates, a placeholder or loopback image) for a real datacenter.`,
+    `- Deploy one datacenter: \`cdktf deploy ${stacks[0] ?? '<stack>'}\` (cdktf-cli and Terraform, run in this folder, with`,
+    '  the docker provider from the Terraform registry and the swarm reachable as its SwarmConnection says).',
+    '- Then point users at the cache: docs/operations.md, "Registering the cache with DTR".',
+    '',
+  ].join('\n');
+}
 
 /**
  * Runs the app file in a child node process, as cdktf-cli does, with CDKTF_OUTDIR pointing at `out`; a .ts file runs

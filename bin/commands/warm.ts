@@ -23,14 +23,14 @@ Options:
   --file <path>          read images from a file, one per line ("#" comments allowed)
   --platform <os/arch>   only this platform of multi-arch images, e.g. linux/amd64
   --concurrency <n>      blobs pulled at once, 1-64 (default 4)
-  --dtr <url>            DTR base URL: its token realm may also receive the credentials
+  --dtr <url>            DTR's token realm origin, e.g. https://dtr.example.com: it may also receive the credentials
   --username <user>      user for the registry's token or basic auth (default: $DTR_USERNAME)
   --password-env <VAR>   environment variable holding the password or token (default: DTR_PASSWORD)
   --ca <file>            PEM CA certificate of the cache (and of DTR)
   --insecure             do not verify TLS certificates
   -h, --help             this help
 
-Credentials go only to the cache and to token realms on the cache's or --dtr's host.
+Credentials go only to the cache and to token realms at the cache's or --dtr's origin (scheme, host and port).
 Progress: bars on a terminal, plain lines otherwise (stderr); the summary table goes to stdout.
 Exit codes: 0 every image warmed, 1 at least one image failed, 2 bad flags or image names.`,
   run: warm,

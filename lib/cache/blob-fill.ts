@@ -13,9 +13,10 @@
  * receive a complete-looking response of unverified content. On a digest mismatch, a short body or an upstream
  * abort, nothing is committed and every reader fails, which cuts the client's connection mid-body.
  *
- * A storage failure during a fill that spools separately leaves the clients served and the blob uncached; when
- * the pending write is what readers read back, it fails the fill (a full or broken disk then shows as failed pulls
- * and a failing /readyz, whose probe writes too).
+ * A storage failure during a fill (a full disk: ENOSPC) leaves the clients served and the blob uncached: when the
+ * pending write is what readers read back, the rest of the blob goes to a spool from then on, and readers read
+ * what was written before from the aborted write's descriptor (it keeps the bytes after the file is removed). The
+ * `uncached` event says so (the server then frees space by eviction when the disk was full).
  *
  * The spool file is unlinked as soon as it is opened: it lives as long as its descriptor, so a killed process
  * leaves nothing behind (the storage driver's own temp file is cleaned by `removeStaleWrites` at start).
@@ -149,6 +150,9 @@ export class BlobFill {
   private backing?: WrittenBytes;
   /** The spool, when the pending write cannot be read back. */
   private spool?: FileHandle;
+  /** The spool the fill goes on in after its read-back storage write failed, from byte `cut`. */
+  private fallback?: Promise<FileHandle>;
+  private cut = Infinity;
   /**
    * Opening the disk side (storage write, read-back or spool). Nothing waits for it but the disk writes: the first
    * bytes reach the clients while the files are being opened (time to first byte, bench/).
@@ -168,18 +172,56 @@ export class BlobFill {
   }
 
   private async openDisk(): Promise<void> {
-    const { storage, spoolDir } = this.context;
+    const { storage } = this.context;
     this.pending = await storage.write(this.key, this.size).catch((err: unknown) => {
-      storageFailed(this.context, this.digest, 'write', err);
+      this.uncached('write', err);
       return undefined;
     });
     this.pending?.stream.on('error', () => undefined); // surfaced by writeAllTo/commit
     this.backing = await this.pending?.readBack?.();
     if (this.backing) return;
+    this.backing = this.spool = await this.openSpool();
+  }
+
+  private async openSpool(): Promise<FileHandle> {
+    const { spoolDir } = this.context;
     await mkdir(spoolDir, { recursive: true });
     const path = join(spoolDir, `${this.digest.hex.slice(0, 16)}-${randomUUID()}.spool`);
-    this.backing = this.spool = await open(path, 'w+');
+    const spool = await open(path, 'w+');
     await unlink(path).catch(() => undefined);
+    return spool;
+  }
+
+  /** After the read-back write failed: a spool for bytes from `cut` on; the write's descriptor serves those before. */
+  private async fallBack(): Promise<FileHandle> {
+    const written = this.backing as WrittenBytes;
+    const spool = await this.openSpool();
+    if (this.closing) await spool.close(); // the fill is over already: later writes to it fail, and nobody reads
+    this.backing = {
+      read: (buffer, offset, length, position) =>
+        position < this.cut
+          ? written.read(buffer, offset, Math.min(length, this.cut - position), position)
+          : spool.read(buffer, offset, length, position),
+      close: async () => {
+        await Promise.all([written.close(), spool.close()]);
+      },
+    };
+    return spool;
+  }
+
+  /** The storage write is lost: logged, and the `uncached` event (the fill goes on for its clients). */
+  private uncached(operation: string, err: unknown): void {
+    storageFailed(this.context, this.digest, operation, err);
+    const full = isNoSpace(err);
+    this.context.log.warn('serving the blob from the upstream uncached', {
+      digest: this.digest.text,
+      reason: full ? 'storage full' : 'storage error',
+    });
+    this.context.events?.emit('uncached', {
+      digest: this.digest.text,
+      reason: full ? 'storage-full' : 'storage-error',
+      bytes: this.size ?? this.written,
+    });
   }
 
   get bytesWritten(): number {
@@ -214,7 +256,7 @@ export class BlobFill {
           this.wake();
           const end = this.written;
           const written = this.diskOpened.then(() =>
-            Promise.all([this.storeBatch(chunks), this.spool && writevFully(this.spool, chunks, offset)]),
+            Promise.all([this.storeBatch(chunks, offset), this.spool && writevFully(this.spool, chunks, offset)]),
           );
           // In order: the disk holds [0, end) once this and every earlier batch are written.
           disk = Promise.all([disk, written]).then(
@@ -251,7 +293,7 @@ export class BlobFill {
           pending.stream.end();
           await pending.commit().then(
             () => log.info('blob cached', { digest: this.digest.text, bytes: this.written, ms: Date.now() - started }),
-            (err) => storageFailed(this.context, this.digest, 'commit', err),
+            (err) => this.uncached('commit', err),
           );
         }
         events?.emit('fillEnded', { digest: this.digest.text, ok: true, bytes: this.written });
@@ -273,21 +315,23 @@ export class BlobFill {
   }
 
   /**
-   * Hands a batch to the storage write. A storage failure with a spool beside it only stops caching (clients are
-   * still served from the spool); without one, the pending write is what readers read back, so it is fatal.
+   * Hands a batch (at `offset`) to the storage write. A storage failure only stops caching: with a spool beside the
+   * write, clients go on reading the spool; without one, this batch and the rest go to a fallback spool.
    */
-  private storeBatch(chunks: readonly Buffer[]): Promise<void> | undefined {
+  private storeBatch(chunks: Buffer[], offset: number): Promise<void> | undefined {
     const pending = this.pending;
-    return pending
-      ? writeAllTo(pending.stream, chunks).catch(async (err: unknown) => {
-          if (this.pending === pending) {
-            storageFailed(this.context, this.digest, 'write', err);
-            this.pending = undefined;
-            await pending.abort().catch(() => undefined);
-          }
-          if (!this.spool) throw new Error(`storage write failed: ${(err as Error)?.message ?? String(err)}`);
-        })
-      : undefined;
+    if (!pending) return this.fallback?.then((spool) => writevFully(spool, chunks, offset));
+    return writeAllTo(pending.stream, chunks).catch(async (err: unknown) => {
+      // Batches written before this one are in the aborted write; this one and later ones may not be.
+      this.cut = Math.min(this.cut, offset);
+      if (this.pending === pending) {
+        this.uncached('write', err);
+        this.pending = undefined;
+        if (!this.spool) this.fallback = this.fallBack();
+        await pending.abort().catch(() => undefined);
+      }
+      if (this.fallback) await writevFully(await this.fallback, chunks, offset);
+    });
   }
 
   /**
@@ -350,8 +394,9 @@ export class BlobFill {
         stream.push(null);
         return;
       }
-      // Unverified: never hand out the last byte of what the client asked for.
-      const available = verified ? end : Math.min(this.written, endExclusive - 1);
+      // Unverified: never hand out the last byte of what the client asked for (of what came so far, when the
+      // upstream sent no length), so no client ever has all the bytes of a fill that fails.
+      const available = verified ? end : Math.min(this.written - (this.size === undefined ? 1 : 0), endExclusive - 1);
       if (available > position()) {
         const length = Math.min(available - position(), READ_CHUNK);
         const chunk = this.fromWindow(position(), length) ?? (await this.fromDisk(position(), length));
@@ -418,6 +463,12 @@ export class BlobFill {
     this.closing ??= this.diskOpened.then(() => this.backing?.close()).catch(() => undefined);
     await this.closing;
   }
+}
+
+/** A full disk (the driver's error, or its cause). */
+function isNoSpace(err: unknown): boolean {
+  const code = (e: unknown) => (e as NodeJS.ErrnoException | undefined)?.code;
+  return code(err) === 'ENOSPC' || code((err as Error | undefined)?.cause) === 'ENOSPC';
 }
 
 function storageFailed(context: FillContext, digest: Digest, operation: string, err: unknown): void {

@@ -4,7 +4,7 @@
  * the authorization); either way the client reads the fill's spool at its own pace. HEAD never starts a fill.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { refusal, unavailable, type AccessTarget } from './authorize';
 import type { BlobFill, FillOpen } from './blob-fill';
 import type { ClientRequest, PullContext } from './context';
@@ -83,6 +83,7 @@ export class BlobHandler {
     if (!res.ok) return { ok: false, error: unavailable(res.reason) };
     if (res.status !== 200) {
       if (res.status === 404) this.ctx.notFound.remember(client.credential, target);
+      this.ctx.authorizer.refused(client.credential, target, res.status);
       const body = await readCapped(res.body, 64 * 1024).catch(() => undefined);
       return { ok: false, error: refusal(res.status, res.headers, target, body) };
     }
@@ -106,6 +107,7 @@ export class BlobHandler {
     const target: AccessTarget = { kind: 'blob', name, reference: digest.text };
     if (up.status >= 200 && up.status < 300) this.ctx.authorizer.allow(client.credential, target);
     if (up.status === 404) this.ctx.notFound.remember(client.credential, target);
+    this.ctx.authorizer.refused(client.credential, target, up.status);
     relay(res, up.status, up.headers, up.body, true);
   }
 
@@ -126,10 +128,19 @@ export class BlobHandler {
       );
       return true;
     }
-    this.ctx.events.emit('lookup', { kind: 'blob', result: 'hit' });
-    this.touch(key);
+    const { integrity } = this.ctx;
+    const recorded = integrity.recordedSize(digest);
+    if (recorded !== undefined && recorded !== size) {
+      await integrity.damaged(digest, 'size', `stored size ${size} differs from the verified ${recorded}`);
+      return false; // gone now: look again, and fetch it
+    }
+    if (recorded !== undefined) integrity.passed('size');
     const head = req.method === 'HEAD';
     const partial = range.kind === 'partial' ? range.range : undefined;
+    const checkDigest = !head && integrity.needsDigestCheck(digest.text);
+    if (checkDigest && partial && !(await this.verifyBeforeRange(client, digest))) return false;
+    this.ctx.events.emit('lookup', { kind: 'blob', result: 'hit' });
+    this.touch(key);
     if (head) {
       this.writeHead(res, digest, size, partial);
       res.end();
@@ -146,8 +157,22 @@ export class BlobHandler {
       return false;
     }
     this.writeHead(res, digest, size, partial);
-    this.send(stream, res, 'storage', release);
+    this.send(checkDigest && !partial ? integrity.verifying(stream, digest) : stream, res, 'storage', release);
     return true;
+  }
+
+  /** A range of a blob not verified lately: the whole blob is checked first; false when damaged (evicted) or gone. */
+  private async verifyBeforeRange(client: ClientRequest, digest: Digest): Promise<boolean> {
+    const release = this.ctx.busy.hold(blobKey(digest));
+    try {
+      return (await this.ctx.integrity.verifyStored(digest, 'digest')) === 'ok';
+    } catch (err) {
+      client.log.error('storage read failed', { digest: digest.text, reason: (err as Error).message });
+      this.ctx.events.emit('storageError', { operation: 'read' });
+      return false;
+    } finally {
+      release();
+    }
   }
 
   /** Streams from an in-flight fill's spool; false when the fill is already gone (then storage has it). */
@@ -193,13 +218,26 @@ export class BlobHandler {
     res.writeHead(range ? 206 : 200, headers);
   }
 
-  /** Pipes `stream` to the client; a failure mid-body destroys the socket, so the client sees a cut transfer. */
+  /** Pipes `stream` to the client; a failure mid-body fails the transfer (`failTransfer`). */
   private send(stream: Readable, res: ServerResponse, source: 'storage' | 'upstream', done: () => void): void {
     stream.on('data', (chunk: Buffer) => this.ctx.events.emit('served', { source, bytes: chunk.length }));
-    pipeline(stream, res, (err) => {
+    // Not pipeline(): on an error it destroys the response first, which closes the socket cleanly before failTransfer.
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
       done();
-      if (err && !res.destroyed) res.destroy();
+    };
+    stream.on('error', () => {
+      end();
+      failTransfer(res);
     });
+    res.on('error', () => undefined); // a write to a client already gone; 'close' follows and cleans up
+    res.once('close', () => {
+      end();
+      stream.destroy(); // the client left (or was cut): stop reading
+    });
+    stream.pipe(res);
   }
 
   private touch(key: string): void {
@@ -212,4 +250,15 @@ export class BlobHandler {
       this.ctx.events.emit('storageError', { operation: 'touch' });
     });
   }
+}
+
+/**
+ * Ends a response whose body failed so that every client sees a failed transfer. With a Content-Length, closing the
+ * connection short of it does. Without one (the upstream sent none), a close would end an HTTP/1.0 body (no chunked
+ * encoding) the way a complete one ends: the connection is reset (TCP RST) instead.
+ */
+function failTransfer(res: ServerResponse): void {
+  const socket = res.socket;
+  if (!res.hasHeader('content-length') && socket && !socket.destroyed) socket.resetAndDestroy();
+  else if (!res.destroyed) res.destroy();
 }

@@ -2,6 +2,7 @@
 import type { DownstreamOptions } from '../config';
 import type { Authorizer } from './authorize';
 import type { FillRegistry } from './blob-fill';
+import type { BlobIntegrity } from './integrity';
 import type { BusyKeys } from './busy';
 import type { CacheEvents } from './events';
 import type { Logger } from './log';
@@ -19,6 +20,8 @@ export interface PullContext {
   readonly authorizer: Authorizer;
   readonly fills: FillRegistry;
   readonly busy: BusyKeys;
+  /** Which stored blobs were verified, and when: what a hit checks. */
+  readonly integrity: BlobIntegrity;
   /** Upstream 404s remembered for `notfoundttl`. */
   readonly notFound: NotFoundCache;
   readonly events: CacheEvents;

@@ -18,6 +18,14 @@ export interface CacheEventMap {
   /** Cached content was served past its freshness because the upstream was unreachable. */
   stale: { kind: 'tag' | 'authorization'; name: string };
   storageError: { operation: string };
+  /** A fill lost its storage write and went on for its clients only; `bytes`: the blob's size, or what came so far. */
+  uncached: { digest: string; reason: 'storage-full' | 'storage-error'; bytes: number };
+  /** A stored blob was checked: on a hit (`size`, `digest`) or by the scrub. */
+  integrity: { check: 'size' | 'digest' | 'scrub'; result: 'ok' | 'damaged' };
+  /** Bytes of stored blobs the scrub read. */
+  scrubbed: { bytes: number };
+  /** The server removed a stored object itself (the sweeper counts its own evictions). */
+  evicted: { reason: 'damaged' };
 }
 
 export type CacheEventName = keyof CacheEventMap;

@@ -2,7 +2,8 @@
  * How manifests and tags sit in storage (other replicas and the sweeper read the same keys):
  * - `manifests/<alg>/<xx>/<hex>/data`: the media type, a newline, then the manifest bytes — one object, so the
  *   type and the bytes are committed together;
- * - `tags/<repository>/<tag>`: `{"digest","mediaType","checkedAt"}`, the last answer of the upstream for the tag.
+ * - `tags/<repository>/_tags/<tag>`: `{"digest","mediaType","checkedAt"}`, the last answer of the upstream for the
+ *   tag. Stores written with the earlier `tags/<repository>/<tag>` are moved to it on start (`migrateTagLayout`).
  * Reads verify: a manifest whose bytes do not hash to its key is treated as absent.
  *
  * A bounded memory layer sits in front: a warm tag pull is then answered without storage I/O or hashing
@@ -12,9 +13,9 @@
  * may have revalidated the tag since).
  */
 import { createHash } from 'node:crypto';
-import { manifestKey, parseDigest, tagKey, type Digest } from './reference';
+import { manifestKey, migratedTagKey, parseDigest, tagKey, type Digest } from './reference';
 import { readCapped } from './relay';
-import type { StorageDriver } from './storage';
+import { writeSmall, type StorageDriver } from './storage';
 
 /** distribution refuses manifests over 4 MiB; so does the cache. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -124,13 +125,23 @@ export class ManifestStore {
   }
 }
 
-async function writeSmall(storage: StorageDriver, key: string, data: Buffer): Promise<void> {
-  const pending = await storage.write(key, data.length);
-  try {
-    pending.stream.end(data);
-    await pending.commit();
-  } catch (err) {
-    await pending.abort();
-    throw err;
+
+/**
+ * Moves tag records of the earlier layout (`tags/<repository>/<tag>`, where a tag could collide with a repository
+ * of the same path) to `tagKey`. A record already at its new key (written since, or by another replica migrating
+ * at the same time) is newer and wins. The old record is deleted before the new one is written: the tag `_tags`
+ * of the earlier layout is a file where its new key needs a directory. A record lost to a crash in between is only
+ * a tag answer, asked from the upstream again. Returns how many records moved.
+ */
+export async function migrateTagLayout(storage: StorageDriver): Promise<number> {
+  const old: string[] = [];
+  for await (const info of storage.list('tags/')) if (migratedTagKey(info.key)) old.push(info.key);
+  for (const key of old) {
+    const target = migratedTagKey(key) as string;
+    const stream = await storage.read(key);
+    const record = stream && (await readCapped(stream, 64 * 1024));
+    await storage.delete(key);
+    if (record && !(await storage.stat(target))) await writeSmall(storage, target, record);
   }
+  return old.length;
 }

@@ -89,6 +89,7 @@ async function revalidateTag(
     await ctx.manifests.deleteTag(name, tag).catch(() => undefined);
   }
   if (head.status !== 200) {
+    ctx.authorizer.refused(client.credential, target, head.status);
     // HEAD answers carry no body; GET the tag for the upstream's own error body when the client should see it.
     return { ok: false, error: refusal(head.status, head.headers, target) };
   }
@@ -157,6 +158,7 @@ async function fetchManifest(
   if (!res.ok) return { ok: false, error: unavailable(res.reason) };
   if (res.status !== 200) {
     if (res.status === 404) ctx.notFound.remember(client.credential, target);
+    ctx.authorizer.refused(client.credential, target, res.status);
     const body = await readCapped(res.body, 64 * 1024).catch(() => undefined);
     return { ok: false, error: refusal(res.status, res.headers, target, body) };
   }

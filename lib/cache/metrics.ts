@@ -12,8 +12,14 @@
  * - `dtr_cache_upstream_request_duration_seconds{method,outcome}` — time to the upstream's response headers;
  *   outcome is the status class (`2xx`, `4xx`, …) or `error` when no response came.
  * - `dtr_cache_fills_in_flight{kind}` — upstream transfers being written to storage now.
- * - `dtr_cache_evictions_total{reason}` — objects removed by the sweeper (`ttl`, `size`, `orphan-tag`).
+ * - `dtr_cache_evictions_total{reason}` — objects removed by the sweeper (`ttl`, `size`, `orphan-tag`), or by the
+ *   server: `damaged` (a stored blob failed an integrity check).
  * - `dtr_cache_storage_errors_total{operation}` — storage driver failures, by driver operation.
+ * - `dtr_cache_integrity_checks_total{check,result}` — checks of stored blobs: `size` (every hit of a verified blob),
+ *   `digest` (a hit's streaming check), `scrub` (background); result `ok` or `damaged`.
+ * - `dtr_cache_scrub_bytes_total` — bytes of stored blobs the background scrub read.
+ * - `dtr_cache_uncached_fills_total{reason}` — fills that lost their storage write and served their clients
+ *   uncached: `storage-full` (ENOSPC; least recently used content is then evicted) or `storage-error`.
  */
 import type { CacheEvents } from './events';
 
@@ -203,6 +209,9 @@ export interface CacheMetrics {
   readonly fillsInFlight: Gauge;
   readonly evictions: Counter;
   readonly storageErrors: Counter;
+  readonly integrityChecks: Counter;
+  readonly scrubBytes: Counter;
+  readonly uncachedFills: Counter;
 }
 
 /** The cache's metrics, documented at the top of this file. One instance per server. */
@@ -227,10 +236,23 @@ export function createCacheMetrics(): CacheMetrics {
       LATENCY_BUCKETS,
     ),
     fillsInFlight: registry.gauge('dtr_cache_fills_in_flight', 'Upstream transfers being written to storage now, by kind.', ['kind']),
-    evictions: registry.counter('dtr_cache_evictions_total', 'Objects removed by the sweeper, by reason (ttl, size, orphan-tag).', [
-      'reason',
-    ]),
+    evictions: registry.counter(
+      'dtr_cache_evictions_total',
+      'Objects removed, by reason (ttl, size, orphan-tag by the sweeper; damaged).',
+      ['reason'],
+    ),
     storageErrors: registry.counter('dtr_cache_storage_errors_total', 'Storage driver failures, by operation.', ['operation']),
+    integrityChecks: registry.counter(
+      'dtr_cache_integrity_checks_total',
+      'Checks of stored blobs, by check (size, digest, scrub) and result (ok, damaged).',
+      ['check', 'result'],
+    ),
+    scrubBytes: registry.counter('dtr_cache_scrub_bytes_total', 'Bytes of stored blobs read by the background scrub.'),
+    uncachedFills: registry.counter(
+      'dtr_cache_uncached_fills_total',
+      'Fills whose storage write failed, served to their clients uncached, by reason (storage-full, storage-error).',
+      ['reason'],
+    ),
   };
 }
 
@@ -250,6 +272,10 @@ export function observeEvents(events: CacheEvents, metrics: CacheMetrics): () =>
     events.on('fillStarted', () => metrics.fillsInFlight.inc({ kind: 'blob' })),
     events.on('fillEnded', () => metrics.fillsInFlight.dec({ kind: 'blob' })),
     events.on('storageError', (p) => metrics.storageErrors.inc({ operation: p.operation })),
+    events.on('integrity', (p) => metrics.integrityChecks.inc({ check: p.check, result: p.result })),
+    events.on('scrubbed', (p) => metrics.scrubBytes.inc({}, p.bytes)),
+    events.on('evicted', (p) => metrics.evictions.inc({ reason: p.reason })),
+    events.on('uncached', (p) => metrics.uncachedFills.inc({ reason: p.reason })),
   ];
   return () => offs.forEach((off) => off());
 }

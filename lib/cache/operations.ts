@@ -1,17 +1,21 @@
 /**
  * The cache's operational surface, attached to a running server: `/metrics`, `/healthz` and `/readyz` on the
  * main listener (and on `http.debug.addr` when configured, so they can stay off the public port), the metrics
- * fed by the server's events, and the eviction sweeper when `blobttl` or `maxsize` is set.
+ * fed by the server's events, the eviction sweeper when `blobttl` or `maxsize` is set, the integrity scrub, and
+ * eviction when a fill finds the storage full.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { CacheConfig } from '../config';
 import type { CacheEvents } from './events';
 import { Health } from './health';
+import type { BlobIntegrity } from './integrity';
 import type { Logger } from './log';
 import { createCacheMetrics, METRICS_CONTENT_TYPE, observeEvents, type CacheMetrics } from './metrics';
 import { sendError, ociError } from './oci-error';
 import type { StorageDriver } from './storage';
+import { Scrub } from './scrub';
+import { SpaceReclaimer } from './space';
 import { Sweeper } from './sweeper';
 import type { Upstream } from './upstream';
 
@@ -23,6 +27,7 @@ export interface OperationsParts {
   readonly upstream: Upstream;
   readonly log: Logger;
   readonly isBusy: (key: string) => boolean;
+  readonly integrity: BlobIntegrity;
   /** Registers an exact path on the main listener. */
   readonly route: (path: string, handler: Handler) => void;
   /** `host:port` → bind parameters (the server's own parser). */
@@ -33,6 +38,7 @@ export interface Operations {
   readonly metrics: CacheMetrics;
   readonly health: Health;
   readonly sweeper: Sweeper | undefined;
+  readonly scrub: Scrub;
   /** Where the debug listener answers, when `http.debug.addr` is set. */
   readonly debugUrl: string | undefined;
   markDraining(): void;
@@ -73,11 +79,22 @@ export async function startOperations(config: CacheConfig, parts: OperationsPart
           isBusy: parts.isBusy,
           // As at server start: no fill (bounded by filltimeout) can still own an older temp file.
           staleWriteAgeMs: options.filltimeout + 60_000,
+          events: parts.events,
           metrics,
           log: (level, message, fields) => parts.log[level](message, fields),
         })
       : undefined;
   sweeper?.start();
+  const scrub = new Scrub(
+    parts.storage,
+    parts.integrity,
+    { rateBytesPerSecond: options.scrubrate, intervalMs: options.sweepinterval, isBusy: parts.isBusy },
+    parts.events,
+    parts.log,
+  );
+  scrub.start();
+  const space = new SpaceReclaimer(parts.storage, parts.isBusy, metrics, parts.log);
+  const unwatchSpace = parts.events.on('uncached', (p) => p.reason === 'storage-full' && space.reclaim(p.bytes));
 
   let debug: Server | undefined;
   let debugUrl: string | undefined;
@@ -107,11 +124,13 @@ export async function startOperations(config: CacheConfig, parts: OperationsPart
     metrics,
     health,
     sweeper,
+    scrub,
     debugUrl,
     markDraining: () => void (draining = true),
     isDraining: () => draining,
     stop: async () => {
-      await sweeper?.stop();
+      unwatchSpace();
+      await Promise.all([sweeper?.stop(), scrub.stop(), space.stop()]);
       if (debug) {
         debug.closeAllConnections();
         await new Promise<void>((resolve) => debug!.close(() => resolve()));

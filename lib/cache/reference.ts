@@ -117,9 +117,25 @@ export function manifestKey(digest: Digest): string {
   return `manifests/${digest.algorithm}/${digest.hex.slice(0, 2)}/${digest.hex}/data`;
 }
 
-/** Storage key of a tag record (digest, mediaType, checkedAt). */
+/**
+ * Storage key of a tag record (digest, mediaType, checkedAt): `tags/<repository>/_tags/<tag>`. No repository path
+ * component starts with `_`, so the tags of `team/small` (`tags/team/small/_tags/app`) and the repository
+ * `team/small/app` (`tags/team/small/app/_tags/…`) never share a key or a directory (distribution keeps
+ * `_manifests/tags/` for the same reason).
+ */
 export function tagKey(name: string, tag: string): string {
-  return `tags/${name}/${tag}`;
+  return `tags/${name}/${TAGS_DIR}/${tag}`;
+}
+
+const TAGS_DIR = '_tags';
+
+/** A key of the earlier layout, `tags/<repository>/<tag>`: the key it has now, or undefined for a current key. */
+export function migratedTagKey(key: string): string | undefined {
+  const parts = key.split('/');
+  if (parts.length < 3 || parts[0] !== 'tags' || parts[parts.length - 2] === TAGS_DIR) return undefined;
+  const name = parts.slice(1, -1).join('/');
+  const tag = parts[parts.length - 1];
+  return isValidName(name) && isValidTag(tag) ? tagKey(name, tag) : undefined;
 }
 
 function fail(error: OciError): { ok: false; error: OciError } {

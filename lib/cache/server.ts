@@ -20,8 +20,9 @@ import { BlobHandler } from './blobs';
 import { BusyKeys } from './busy';
 import type { ClientRequest, PullContext } from './context';
 import { CacheEvents } from './events';
+import { BlobIntegrity } from './integrity';
 import { createLogger, type Logger } from './log';
-import { ManifestStore } from './manifest-store';
+import { ManifestStore, migrateTagLayout } from './manifest-store';
 import { answerManifest } from './manifests';
 import { ociError, sendError } from './oci-error';
 import { parseRoute, type Route } from './reference';
@@ -80,6 +81,11 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
     return 0;
   });
   if (stale > 0) log.info('removed stale writes of an earlier process', { count: stale });
+  const migrated = await migrateTagLayout(storage).catch((err) => {
+    log.error('could not move tag records to the current layout; they are fetched again', { reason: (err as Error).message });
+    return 0;
+  });
+  if (migrated > 0) log.info('moved tag records to the current layout', { count: migrated });
   // One shared directory, never removed: spool files are unlinked as soon as they are opened, so it stays empty
   // and even a killed process leaves nothing in it (a per-process directory would leak on kill -9).
   const spoolDir = options.spoolDir ?? join(tmpdir(), 'dtr-cache-spool');
@@ -94,14 +100,18 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
     events,
   );
   const busy = new BusyKeys();
+  const integrity = new BlobIntegrity(storage, downstream.verifyage, log, events);
+  // A fill verified the bytes it committed.
+  events.on('fillEnded', (p) => p.ok && integrity.record(p.digest, p.bytes));
   const ctx: PullContext = {
     options: downstream,
     storage,
     manifests: new ManifestStore(storage, downstream.tagttl),
     upstream,
-    authorizer: new Authorizer(upstream, { ttlMs: downstream.authttl, maxStaleMs: downstream.maxstale }, log, events),
+    authorizer: new Authorizer(upstream, { ttlMs: downstream.authttl, maxStaleMs: downstream.authstale }, log, events),
     fills: new FillRegistry({ storage, spoolDir, timeoutMs: downstream.filltimeout, busy, log, events }),
     busy,
+    integrity,
     notFound: new NotFoundCache(downstream.notfoundttl),
     events,
     log,
@@ -182,6 +192,7 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
     upstream,
     log,
     isBusy: (key) => busy.has(key),
+    integrity,
     route: (path, handler) => void extraRoutes.set(path, handler),
     parseAddr,
   }).catch(async (err) => {

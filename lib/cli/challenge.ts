@@ -1,7 +1,8 @@
 /**
  * Registry auth challenges (`WWW-Authenticate`) and the rule for where credentials may go: a Bearer realm is
- * trusted only on the host of the cache or of the configured DTR (a 2026 advisory: credentials must only go to
- * token realms of the upstream itself).
+ * trusted only at the origin (scheme, host and port) of the cache or of the configured DTR (a 2026 advisory:
+ * credentials must only go to token realms of the upstream itself; another port of the same host may be another
+ * service).
  */
 
 export interface Challenge {
@@ -23,10 +24,7 @@ export function parseChallenge(header: string | undefined): Challenge | undefine
   return { scheme, params };
 }
 
-/**
- * Whether a token realm may receive the user's credentials: same host name as one of `trusted` (any port), and
- * no downgrade from https to plain http.
- */
+/** Whether a token realm may receive the user's credentials: the same origin (scheme, host, port) as one of `trusted`. */
 export function realmTrusted(realm: string, trusted: readonly URL[]): boolean {
   let url: URL;
   try {
@@ -35,7 +33,5 @@ export function realmTrusted(realm: string, trusted: readonly URL[]): boolean {
     return false;
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') return false;
-  return trusted.some(
-    (t) => t.hostname.toLowerCase() === url.hostname.toLowerCase() && (url.protocol === 'https:' || t.protocol === 'http:'),
-  );
+  return trusted.some((t) => t.origin === url.origin);
 }

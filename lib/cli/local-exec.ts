@@ -16,8 +16,8 @@ export interface RegisterCommandOptions {
   readonly usernameEnv?: string;
   /** Environment variable holding the password or token (default DTR_PASSWORD). */
   readonly passwordEnv?: string;
-  /** How to invoke the CLI (default `npx dtr-cache`). */
-  readonly cli?: string;
+  /** How to invoke the CLI, e.g. `node /opt/dtr-cache/dist/bin/dtr-cache.js`. */
+  readonly cli: string;
   /** `remove` for a destroy-time provisioner. */
   readonly action?: 'register' | 'remove';
 }
@@ -36,7 +36,7 @@ export function registerCommandLine(o: RegisterCommandOptions): string {
   ];
   // The user name is read by the shell at run time so that it, too, stays out of the synthesized config.
   const user = usernameEnv === 'DTR_USERNAME' ? '' : ` --username "$${usernameEnv}"`;
-  return `${o.cli ?? 'npx dtr-cache'} ${args.map(shellQuote).join(' ')}${user}`;
+  return `${o.cli} ${args.map(shellQuote).join(' ')}${user}`;
 }
 
 /** POSIX single-quote quoting. */

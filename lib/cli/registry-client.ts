@@ -127,7 +127,7 @@ export class RegistryClient {
     const realm = challenge.params.realm;
     if (!realmTrusted(realm, [this.base, ...this.options.trustedRealms])) {
       throw new CommandError(
-        `${this.base.origin} sends credentials to token realm ${realm}, which is neither the cache's nor --dtr's host: refusing (pass --dtr if it is your DTR)`,
+        `${this.base.origin} sends credentials to token realm ${realm}, which is at neither the cache's nor --dtr's origin (scheme, host and port): refusing (pass --dtr <realm origin> if it is your DTR's)`,
       );
     }
     const tokenUrl = new URL(realm);

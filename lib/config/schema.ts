@@ -54,6 +54,11 @@ export const downstreamOptionsSchema = z
     tagttl: duration('30s').default(30_000),
     /** How long the last known tag is served, with a Warning header, while the upstream is down. */
     maxstale: duration('24h').default(86_400_000),
+    /**
+     * How long a client's earlier authorization is reused while the upstream is unreachable (or answers 5xx), so
+     * cached images keep pulling through an outage. A 401/403 of the upstream to the credential voids it at once.
+     */
+    authstale: duration('24h').default(86_400_000),
     /** How long a client's authorization, checked with the upstream, is remembered (at most a minute). */
     authttl: duration('60s')
       .default(60_000)
@@ -70,8 +75,15 @@ export const downstreamOptionsSchema = z
     filltimeout: duration('30m').default(1_800_000),
     /** Optional bound of the bytes stored; least recently used content is evicted above it. */
     maxsize: optionalSize('maxsize', 1),
-    /** How often the eviction sweeper runs. */
+    /** How often the eviction sweeper runs (and the pause between two passes of the scrub). */
     sweepinterval: duration('10m').default(600_000),
+    /**
+     * A stored blob is digest-checked on its first read after start, and again once its last check (a fill, a
+     * read, the scrub) is older than this.
+     */
+    verifyage: duration('24h').default(86_400_000),
+    /** Bytes per second the background scrub reads to verify stored blobs; 0 turns it off. */
+    scrubrate: optionalSize('scrubrate', 0).default(8 * 1024 * 1024),
   })
   .strict();
 

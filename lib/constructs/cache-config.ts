@@ -8,13 +8,14 @@
  * at deploy time. The name carries a content hash so a change rolls the service.
  */
 import { Construct } from 'constructs';
-import { Fn } from 'cdktf';
+import { Fn, Token } from 'cdktf';
 import { Config } from '@cdktf/provider-docker/lib/config';
 import { Secret } from '@cdktf/provider-docker/lib/secret';
 import { CacheConfigInput, validateConfig, renderConfig } from '../config';
-import { shortHash } from './base/secret-source';
+import { base64Text, shortHash, terraformText, textHash } from './base/secret-source';
 import { check } from './base/validation';
 import { ConfigSecretValue } from './shared-storage';
+import { managedLabels } from './base/labels';
 
 /** log.level of the server. */
 export enum LogLevel {
@@ -59,7 +60,21 @@ export interface CacheConfigProps {
   readonly logLevel?: LogLevel;
   /** Prefix of the swarm object's name. @default "dtr-cache" */
   readonly namePrefix?: string;
+  /**
+   * What the user wrote, per config.yml path: a message about `middleware.registry[0].options.blobttl` then reads
+   * "DtrCacheSite: blobTtl: …". Paths mapped to undefined are not reported here: the caller reports that prop itself.
+   * @default messages name the config.yml path
+   */
+  readonly propNames?: Readonly<Record<string, string | undefined>>;
 }
+
+/** The config.yml path of each setting a site takes from its props. */
+export const CONFIG_PATHS = {
+  upstreams: 'middleware.registry[0].options.upstreams',
+  host: 'http.host',
+  blobTtl: 'middleware.registry[0].options.blobttl',
+  logLevel: 'log.level',
+} as const;
 
 /** Where the service mounts config.yml from. */
 export interface ConfigMount {
@@ -103,16 +118,19 @@ export class CacheConfig extends Construct {
       },
       middleware: { registry: [{ name: 'downstream', options }] },
     } as CacheConfigInput;
-    const result = validateConfig(this.input, 'config.yml');
+    // Values that are Terraform expressions are checked with a stand-in; their own format is checked at apply.
+    const checkable = withStandIns(this.input);
+    const result = validateConfig(checkable.value, 'config.yml');
     // Invalid settings are reported by validation (with the YAML path) rather than thrown here, so synth lists them all.
-    this.node.addValidation(check(() => (result.ok ? [] : result.errors.map((e) => `CacheConfig: ${e}`))));
-    this.text = result.ok ? renderConfig(this.input) : '';
+    this.node.addValidation(check(() => (result.ok ? [] : result.errors.flatMap((e) => renamed(e, props.propNames ?? {})))));
+    this.text = result.ok ? checkable.restore(renderConfig(checkable.value)) : '';
     const secretValues = props.secretValues ?? [];
+    const text = terraformText(this, 'Text', this.text);
     if (secretValues.length === 0) {
-      const name = `${prefix}-config-${shortHash(this.text)}`;
+      const name = `${prefix}-config-${textHash(text)}`;
       this.resource = new Config(this, 'Config', {
         name,
-        data: Buffer.from(this.text, 'utf8').toString('base64'),
+        data: base64Text(text),
         lifecycle: { createBeforeDestroy: true },
       });
       this.mount = { kind: 'config', id: this.resource.id, name, fileName: CONFIG_PATH };
@@ -123,18 +141,53 @@ export class CacheConfig extends Construct {
           Fn.replace(
             text,
             placeholder,
-            source.isFile ? Fn.jsonencode(Fn.trimspace(source.plain())) : Fn.rawString(JSON.stringify(source.plain())),
+            source.isFile ? Fn.jsonencode(Fn.trimspace(source.plain(this))) : Fn.rawString(JSON.stringify(source.plain(this))),
           ),
-        Fn.rawString(this.text),
+        // Raw, unless it holds expressions (a host variable), which Terraform must evaluate.
+        Token.isUnresolved(text) ? text : Fn.rawString(text),
       );
-      const name = `${prefix}-config-${shortHash(this.text)}-${Fn.substr(Fn.sha256(spliced), 0, 8)}`;
+      const name = `${prefix}-config-${textHash(text)}-${Fn.substr(Fn.sha256(spliced), 0, 8)}`;
       this.resource = new Secret(this, 'Secret', {
         name,
         data: Fn.base64encode(spliced),
-        labels: [{ label: 'dtr.cache.managed-by', value: 'dtr-cache-site' }],
+        labels: managedLabels(this),
         lifecycle: { createBeforeDestroy: true },
       });
       this.mount = { kind: 'secret', id: this.resource.id, name, fileName: CONFIG_PATH };
     }
   }
+}
+
+/**
+ * `value` with every Terraform expression in its strings replaced by a plausible stand-in, so that it can be validated
+ * and rendered: a string that is one expression (an upstream URL variable) by a URL, an expression inside a string (the
+ * host in https://<host>) by a host name. `restore` puts the expressions back into rendered text.
+ */
+function withStandIns<T>(value: T): { value: T; restore: (text: string) => string } {
+  const found: [string, string][] = [];
+  const standIn = (token: string, whole: boolean): string => {
+    const name = `apply-time-${found.length}.invalid`;
+    found.push([whole ? `https://${name}` : name, token]);
+    return whole ? `https://${name}` : name;
+  };
+  const token = String.raw`[$#]\{TfToken\[[^\]]*\]\}`;
+  const json = JSON.stringify(value)
+    .replace(new RegExp(`"(${token})"`, 'g'), (_m, t: string) => `"${standIn(t, true)}"`)
+    .replace(new RegExp(token, 'g'), (t) => standIn(t, false));
+  return {
+    value: JSON.parse(json) as T,
+    restore: (text) => found.reduce((out, [name, t]) => out.split(name).join(t), text),
+  };
+}
+
+/**
+ * "config.yml: <path>: <problem>" as the user wrote it: "<prop name><rest of path>: <problem>" for a mapped path (none
+ * for a path mapped to undefined), else "CacheConfig: config.yml: <path>: <problem>".
+ */
+function renamed(error: string, propNames: Readonly<Record<string, string | undefined>>): string[] {
+  const path = /^config\.yml: ([^:]+): /.exec(error)?.[1] ?? '';
+  const mapped = Object.keys(propNames).find((p) => path === p || path.startsWith(`${p}[`) || path.startsWith(`${p}.`));
+  if (mapped === undefined) return [`CacheConfig: ${error}`];
+  const name = propNames[mapped];
+  return name === undefined ? [] : [`${name}${path.slice(mapped.length)}: ${error.slice(`config.yml: ${path}: `.length)}`];
 }

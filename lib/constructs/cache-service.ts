@@ -7,8 +7,10 @@ import { ITerraformDependable, TerraformStack } from 'cdktf';
 import { Service, ServiceTaskSpecContainerSpecMounts } from '@cdktf/provider-docker/lib/service';
 import { z } from 'zod';
 import { SecretMount } from './base/hashed-secret';
-import { check, port, propsValidation } from './base/validation';
+import { providerDuration } from './base/provider-duration';
+import { check, goDuration, port, propsValidation } from './base/validation';
 import { ConfigMount } from './cache-config';
+import { managedLabels } from './base/labels';
 
 /**
  * The image's non-root user (the Dockerfile's USER 10001:10001): secrets are mode 0400, so they must be owned by the
@@ -61,6 +63,24 @@ export interface CacheServiceProps {
   readonly networks?: string[];
   /** Publish `port` at all; false when only a load-balancer service on `networks` reaches the replicas. @default true */
   readonly publish?: boolean;
+  /**
+   * How long `cdktf deploy` waits for the service to converge (every replica running and healthy) after a create or an
+   * update before it fails the deploy (Go duration). A create that does not converge deletes the service again (the
+   * provider's converge_config); an update that fails its healthcheck is rolled back first.
+   * @default 2 minutes per replica plus 1: a rolling update replaces one replica at a time (10s delay, 30s monitor,
+   * up to 20s start period and 45s of failed healthchecks)
+   */
+  readonly convergeTimeout?: string;
+  /**
+   * How often the deploy checks whether the service converged (Go duration).
+   * @default "7s" (the provider's)
+   */
+  readonly convergeInterval?: string;
+}
+
+/** The default converge timeout: 2 minutes per replica plus 1. */
+export function defaultConvergeTimeout(replicas: number): string {
+  return providerDuration(`${2 * replicas + 1}m`);
 }
 
 const propsSchema = z.object({
@@ -71,6 +91,8 @@ const propsSchema = z.object({
     .string()
     .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, { message: 'must be a service name: letters, digits, dash, dot, underscore' })
     .optional(),
+  convergeTimeout: goDuration.optional(),
+  convergeInterval: goDuration.optional(),
 });
 
 export class CacheService extends Construct {
@@ -98,10 +120,11 @@ export class CacheService extends Construct {
       this.publishMode === PublishMode.INGRESS && (props.nodeCount ?? this.replicas) > this.replicas ? 'start-first' : 'stop-first';
     this.node.addValidation(check(() => this.portConflicts()));
 
+    // Every duration is written as the provider reads it back (its shortDur): anything else is a change in every plan.
     const update = { parallelism: 1, delay: '10s', failureAction: 'rollback', monitor: '30s', order: this.updateOrder };
     this.service = new Service(this, 'Service', {
       name: props.name ?? 'dtr-cache',
-      labels: [{ label: 'dtr.cache.managed-by', value: 'dtr-cache-site' }],
+      labels: managedLabels(this),
       dependsOn: props.dependsOn,
       mode: { replicated: { replicas: this.replicas } },
       taskSpec: {
@@ -143,9 +166,14 @@ export class CacheService extends Construct {
         },
         networksAdvanced: props.networks?.map((name) => ({ name })),
         placement: { constraints, maxReplicas: 1 },
-        restartPolicy: { condition: 'on-failure', delay: '5s', window: '120s' },
+        restartPolicy: { condition: 'on-failure', delay: '5s', window: '2m' },
       },
       updateConfig: update,
+      // Deploy fails when tasks never run or never pass their healthcheck, instead of reporting success.
+      convergeConfig: {
+        timeout: providerDuration(props.convergeTimeout ?? defaultConvergeTimeout(this.replicas)),
+        delay: providerDuration(props.convergeInterval ?? '7s'),
+      },
       rollbackConfig: { ...update, failureAction: 'pause' },
       endpointSpec: {
         // Host-mode publishing needs no virtual IP; dnsrr also works where IPVS is missing.
@@ -158,14 +186,17 @@ export class CacheService extends Construct {
     });
   }
 
-  /** Other cache services in the same stack publishing the same port. */
+  /** Other cache services in the same stack publishing the same port on the same swarm (provider). */
   private portConflicts(): string[] {
     const others = TerraformStack.of(this)
       .node.findAll()
-      .filter((c): c is CacheService => c instanceof CacheService && c !== this && c.port === this.port);
+      .filter(
+        (c): c is CacheService =>
+          c instanceof CacheService && c !== this && c.port === this.port && c.service.provider === this.service.provider,
+      );
     return others.map(
       (o) =>
-        `CacheService: port: ${this.port} is also published by ${o.node.path}; give each cache site in a stack its own port (or put them in separate stacks, one per swarm)`,
+        `CacheService: port: ${this.port} is also published by ${o.node.path} on the same swarm; give each cache site on a swarm its own port`,
     );
   }
 }

@@ -96,7 +96,11 @@ export class CacheTls extends Construct {
     );
     this.certificateInfo = report.info;
     for (const warning of report.warnings) Annotations.of(this).addWarning(warning);
-    if (testOnly) Annotations.of(this).addInfo('CacheTls: self-signed TEST ONLY certificates; give your own for production');
+    if (testOnly) {
+      Annotations.of(this).addWarning(
+        'CacheTls: TEST ONLY certificates (self-signed, generated): clients will not trust them; give your own certificate and key for production',
+      );
+    }
     this.node.addValidation(check(() => report.errors));
   }
 }

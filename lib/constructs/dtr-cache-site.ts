@@ -3,18 +3,20 @@
  * `dtr-cache plan` summarizes. Usually one per TerraformStack, since each datacenter is its own swarm.
  */
 import { Construct } from 'constructs';
-import { TerraformOutput } from 'cdktf';
+import { Annotations, App, TerraformOutput, TerraformResource, TerraformStack, Token } from 'cdktf';
 import { DockerProvider } from '@cdktf/provider-docker/lib/provider';
 import { z } from 'zod';
 import { SwarmConnection } from './base/swarm-connection';
 import { SecretSource } from './base/secret-source';
+import { PortableLocalState } from './base/deploy-path';
+import { setAccessLabel } from './base/labels';
 import { check, propsValidation } from './base/validation';
 import { CacheNodes } from './cache-nodes';
 import { SharedStorage, StorageBackend } from './shared-storage';
 import { CacheTls } from './cache-tls';
-import { CacheConfig, LogLevel } from './cache-config';
+import { CacheConfig, CONFIG_PATHS, LogLevel } from './cache-config';
 import { CacheImage, CacheImageProps } from './cache-image';
-import { CacheService } from './cache-service';
+import { CacheService, PublishMode } from './cache-service';
 import { LoadBalancer } from './load-balancer';
 import { LoadBalancerService } from './load-balancer-service';
 import { DtrRegistration } from './dtr-registration';
@@ -32,7 +34,7 @@ export interface SiteRegistrationOptions {
   readonly usernameEnv?: string;
   /** Environment variable holding the password or access token. @default "DTR_PASSWORD" */
   readonly passwordEnv?: string;
-  /** How the deploy machine runs the CLI. @default "npx dtr-cache" */
+  /** How the deploy machine runs the CLI. @default this package's own CLI, by its path (DtrRegistrationProps.cli) */
   readonly cli?: string;
 }
 
@@ -67,8 +69,13 @@ export interface DtrCacheSiteProps {
   readonly replicas?: number;
   /** How the deploy reaches the swarm, for the provider and for local-exec. @default SwarmConnection.localSocket() */
   readonly connection?: SwarmConnection;
-  /** Create the stack's docker provider from connection. Set false when the stack configures it. @default true */
-  readonly createProvider?: boolean;
+  /**
+   * The docker provider every docker_* resource of the site uses; it must reach the same swarm as `connection`.
+   * @default the stack's default docker provider when it points at the connection's host (an unset host counts as
+   * the local socket); else a new one from `connection`: the stack's default when it has none, otherwise one aliased
+   * by the site's ID (two sites on two swarms in one stack)
+   */
+  readonly provider?: DockerProvider;
   /** The published port. @default 443 */
   readonly port?: number;
   /**
@@ -87,6 +94,18 @@ export interface DtrCacheSiteProps {
   readonly logLevel?: LogLevel;
   /** The time certificate expiry is checked against. @default the time of synth */
   readonly now?: Date;
+  /**
+   * How long `cdktf deploy` waits for the cache service (and the load-balancer service) to converge, every replica
+   * running and healthy, before it fails (Go duration, e.g. "10m").
+   * @default 2 minutes per replica plus 1 (the load-balancer service: 3m)
+   */
+  readonly convergeTimeout?: string;
+  /**
+   * The MKE (UCP) collection of the site's services, secrets and networks: their `com.docker.ucp.access.label`,
+   * e.g. "/Shared/dtr-cache".
+   * @default none: MKE puts them in the deploying user's private collection
+   */
+  readonly accessLabel?: string;
   /** Register the cache with DTR on deploy and remove it on destroy (dtr-cache register). @default not registered */
   readonly registration?: SiteRegistrationOptions;
   /**
@@ -97,8 +116,13 @@ export interface DtrCacheSiteProps {
   readonly storagePreflight?: boolean;
 }
 
+/** Whether `value` is (or holds) a Terraform expression: known at apply only. */
+const isToken = (value: unknown): boolean => Token.isUnresolved(value);
+
 const httpsUrl = z.string().refine(
   (u) => {
+    // An expression, or the element of a list expression (reported on the list).
+    if (isToken(u) || u.startsWith('#{TfToken[')) return true;
     try {
       return new URL(u).protocol === 'https:';
     } catch {
@@ -113,8 +137,16 @@ const propsSchema = z.object({
     // Swarm object names are at most 64 characters: dtr-cache-<datacenter>-test-only-cache.cert.pem-<hash> must fit.
     message: 'must be 1 to 16 lower-case letters, digits and dashes, e.g. asia',
   }),
-  upstreams: z.array(httpsUrl).min(1, { message: 'list the DTR URL, e.g. ["https://dtr.us.example.com"]' }),
-  host: z.string().regex(/^[a-zA-Z0-9.-]+$/, { message: 'must be a host name without scheme or port, e.g. cache.asia.example.com' }),
+  upstreams: z
+    .array(httpsUrl)
+    .min(1, { message: 'list the DTR URL, e.g. ["https://dtr.us.example.com"]' })
+    .refine((u) => !isToken(u), {
+      message:
+        'list the URLs (each may be a Terraform variable, e.g. [dtrUrl.stringValue]); a whole list variable cannot be written into config.yml',
+    }),
+  host: z.string().refine((h) => isToken(h) || /^[a-zA-Z0-9.-]+$/.test(h), {
+    message: 'must be a host name without scheme or port, e.g. cache.asia.example.com',
+  }),
 });
 
 export class DtrCacheSite extends Construct {
@@ -136,6 +168,8 @@ export class DtrCacheSite extends Construct {
   public readonly service: CacheService;
   /** How provider and local-exec reach the swarm. */
   public readonly connection: SwarmConnection;
+  /** The docker provider of the site's resources. */
+  public readonly provider: DockerProvider;
   /** The load-balancer service, with LoadBalancer.service(). */
   public readonly loadBalancerService: LoadBalancerService | undefined;
   /** The DTR registration, when requested. */
@@ -146,20 +180,35 @@ export class DtrCacheSite extends Construct {
   constructor(scope: Construct, id: string, props: DtrCacheSiteProps) {
     super(scope, id);
     this.node.addValidation(propsValidation('DtrCacheSite', propsSchema, props));
+    // Props the site itself finds wrong: the constructs it feeds them to do not report them a second time.
+    const invalid = new Set(propsSchema.safeParse(props).error?.issues.map((i) => String(i.path[0])) ?? []);
     const prefix = `dtr-cache-${props.datacenter}`;
     const backend = props.storage ?? StorageBackend.localFilesystem();
-    const replicas = props.replicas ?? (backend.shared ? props.nodes.length : 1);
+    const nodesAreToken = isToken(props.nodes);
+    const replicas = props.replicas ?? (backend.shared && !nodesAreToken ? Math.max(1, props.nodes.length) : 1);
     const port = props.port ?? 443;
     const loadBalancer = props.loadBalancer ?? LoadBalancer.routingMesh();
     const publishMode = loadBalancer.publishMode;
-    const balanced = { name: prefix, host: props.host, port, nodes: props.nodes };
+    const balanced = { name: prefix, host: props.host, port, nodes: nodesAreToken ? [] : props.nodes };
     this.datacenter = props.datacenter;
     this.cacheUrl = `https://${props.host}${port === 443 ? '' : `:${port}`}`;
     this.connection = props.connection ?? SwarmConnection.localSocket();
     this.node.addValidation(check(() => replicaProblems(props, backend, replicas)));
+    this.node.addValidation(check(() => tokenProblems(props, loadBalancer)));
+    const atApply = applyTimeChecks(props);
+    if (atApply.length) {
+      Annotations.of(this).addInfo(
+        `DtrCacheSite: ${atApply.join('; ')}: Terraform expressions, known at apply only; the rest was checked at synth`,
+      );
+    }
     this.node.addValidation(check(() => loadBalancer.problems(balanced)));
 
-    if (props.createProvider ?? true) new DockerProvider(this, 'Provider', this.connection.providerConfig());
+    const outputPrefix = logicalName(id);
+    PortableLocalState.addTo(this);
+    if (props.accessLabel !== undefined) setAccessLabel(this, props.accessLabel);
+    this.provider = props.provider ?? siteProvider(this, this.connection, outputPrefix);
+    this.node.addValidation(check(() => providerProblems(this)));
+    this.node.addValidation(check(() => outputPrefixProblems(this, outputPrefix)));
     this.nodes = new CacheNodes(this, 'Nodes', { nodes: props.nodes, connection: this.connection, labelKey: props.nodeLabel });
     this.storage = new SharedStorage(this, 'Storage', { backend, namePrefix: prefix });
     const testOnly = props.tls.testOnly ?? false;
@@ -167,7 +216,7 @@ export class DtrCacheSite extends Construct {
       certificate: props.tls.certificate,
       key: props.tls.key,
       dtrCa: props.tls.dtrCa,
-      host: props.host,
+      host: isToken(props.host) || invalid.has('host') ? undefined : props.host,
       namePrefix: testOnly ? `${prefix}-test-only` : prefix,
       testOnly,
       now: props.now,
@@ -183,6 +232,12 @@ export class DtrCacheSite extends Construct {
       blobTtl: props.blobTtl,
       logLevel: props.logLevel,
       namePrefix: prefix,
+      propNames: {
+        [CONFIG_PATHS.upstreams]: invalid.has('upstreams') ? undefined : 'DtrCacheSite: upstreams',
+        [CONFIG_PATHS.host]: invalid.has('host') ? undefined : 'DtrCacheSite: host',
+        [CONFIG_PATHS.blobTtl]: 'DtrCacheSite: blobTtl',
+        [CONFIG_PATHS.logLevel]: 'DtrCacheSite: logLevel',
+      },
     });
     this.image = new CacheImage(this, 'Image', props.image);
     const lbOptions = loadBalancer.serviceOptions;
@@ -195,6 +250,7 @@ export class DtrCacheSite extends Construct {
           port,
           containerPort: 443,
           cacheReplicas: replicas,
+          convergeTimeout: props.convergeTimeout,
         })
       : undefined;
     const volume = this.storage.mounts[0];
@@ -215,17 +271,19 @@ export class DtrCacheSite extends Construct {
       config: this.config.mount,
       secrets: [...this.tls.secrets, ...this.storage.secrets],
       mounts: [...this.storage.mounts],
-      replicas,
+      // A bad count is reported once, by the site.
+      replicas: Number.isInteger(replicas) && replicas >= 1 ? replicas : 1,
       placementConstraints: [this.nodes.placementConstraint],
       workersOnly: props.workersOnly,
       port,
       containerPort: 443,
       publishMode,
       nodeCount: props.nodes.length,
-      dependsOn: [...this.nodes.labels, ...(this.storagePreflight?.resources ?? [])],
+      dependsOn: [this.nodes.labelStep, ...(this.storagePreflight?.resources ?? [])],
       // With a load-balancer service, replicas are reached on its overlay network only.
       networks: this.loadBalancerService ? [this.loadBalancerService.network.id] : undefined,
       publish: this.loadBalancerService === undefined,
+      convergeTimeout: props.convergeTimeout,
     });
 
     const reg = props.registration;
@@ -235,7 +293,7 @@ export class DtrCacheSite extends Construct {
           dtr: reg.dtr ?? props.upstreams[0],
           name: reg.name ?? prefix,
           cacheUrl: this.cacheUrl,
-          dependsOn: [this.service.service],
+          service: this.service.service,
         })
       : undefined;
 
@@ -245,13 +303,26 @@ export class DtrCacheSite extends Construct {
       image: { value: this.image.imageRef, description: 'image the service runs (name@digest when built here)' },
       replicas: { value: replicas, description: 'number of cache replicas' },
       storage_kind: { value: backend.label, description: 'where cached content is kept' },
+      service_name: { value: this.service.service.name, description: 'swarm service of the cache (docker service ps <name>)' },
+      service_id: { value: this.service.service.id, description: 'swarm service ID of the cache' },
+      secret_names: {
+        value: [...this.tls.secrets, ...this.storage.secrets].map((m) => m.secret.name),
+        description: 'swarm secrets the service mounts (TLS material, storage key file)',
+      },
+      config_name: {
+        value: this.config.mount.name,
+        description: `swarm ${this.config.mount.kind} holding config.yml (a secret when it carries storage credentials)`,
+      },
+      node_label: { value: `${this.nodes.labelKey}=true`, description: 'node label that places the replicas' },
       summary: {
         value: JSON.stringify({
           datacenter: props.datacenter,
           cacheUrl: this.cacheUrl,
           upstreams: props.upstreams,
           replicas,
-          nodes: props.nodes,
+          // A node list expression as the label step's space-separated copy (an expression without quotes, which the
+          // JSON text could not hold).
+          nodes: nodesAreToken ? [this.nodes.labelStep.getStringAttribute('output.nodes')] : props.nodes,
           storage: backend.label,
           nfsExport: backend.nfsMount?.export.line ?? null,
           port,
@@ -273,14 +344,15 @@ export class DtrCacheSite extends Construct {
     }
     const lbConfig = this.loadBalancerService
       ? { kind: 'haproxy', fileName: 'haproxy.cfg (swarm config of the load-balancer service)', text: this.loadBalancerService.text }
-      : loadBalancer.render(balanced);
+      : nodesAreToken
+        ? undefined
+        : loadBalancer.render(balanced);
     if (lbConfig) {
       outputs.load_balancer_config = {
         value: lbConfig.text,
         description: `${lbConfig.kind} configuration (${lbConfig.fileName}), TCP passthrough`,
       };
     }
-    const outputPrefix = id.replace(/[^A-Za-z0-9_]/g, '_');
     for (const [name, { value, description }] of Object.entries(outputs)) {
       const output = new TerraformOutput(this, `Output-${name}`, {
         value,
@@ -288,7 +360,131 @@ export class DtrCacheSite extends Construct {
       });
       output.overrideLogicalId(`${outputPrefix}_${name}`);
     }
+    const dockerResources = this.node
+      .findAll()
+      .filter((c): c is TerraformResource => c instanceof TerraformResource && c.terraformResourceType.startsWith('docker_'));
+    // An aliased or given provider is named on every docker resource; the stack's default provider needs no naming.
+    if (this.provider.alias !== undefined || props.provider !== undefined) {
+      for (const r of dockerResources) r.provider = this.provider;
+    }
+    // MKE stamps labels of its own (owner, collection) on services, secrets and networks; without ignore_changes every
+    // plan would undo them (and replace the secrets, whose labels force a new one). A client bundle means MKE (UCP).
+    if (this.connection.kind === 'client-bundle') {
+      for (const r of dockerResources.filter((d) => MKE_LABELLED.includes(d.terraformResourceType))) {
+        r.lifecycle = { ...r.lifecycle, ignoreChanges: [...((r.lifecycle?.ignoreChanges as string[] | undefined) ?? []), 'labels'] };
+      }
+    }
+    for (const warning of siteWarnings(this, props, port, publishMode)) Annotations.of(this).addWarning(warning);
   }
+}
+
+/** Resource types MKE labels. */
+const MKE_LABELLED = ['docker_service', 'docker_secret', 'docker_network'];
+
+/** Settings that deploy but are probably not what production wants. */
+function siteWarnings(site: DtrCacheSite, props: DtrCacheSiteProps, port: number, publishMode: PublishMode): string[] {
+  const warnings: string[] = [];
+  const image = props.image.reference ?? props.image.build?.name ?? '';
+  if (!isToken(image) && /^(127\.[0-9.]+|localhost|\[::1\])(:[0-9]+)?\//.test(image)) {
+    warnings.push(
+      `DtrCacheSite: image: ${image} is on a loopback registry, which each node resolves to itself: every node must run that registry; use a registry all nodes reach, e.g. registry.example.com/infra/dtr-cache`,
+    );
+  }
+  if (site.connection.kind === 'client-bundle' && port === 443 && publishMode === PublishMode.INGRESS) {
+    warnings.push(
+      'DtrCacheSite: port: 443 through the routing mesh is taken on every node, and MKE/UCP managers serve their API and UI on 443; pick another port, or host mode (LoadBalancer.external) on workers only',
+    );
+  }
+  const sharing = App.of(site)
+    .node.findAll()
+    .filter(
+      (c): c is DtrCacheSite =>
+        c instanceof DtrCacheSite && c !== site && c.nodes.labelKey === site.nodes.labelKey && c.connection.host === site.connection.host,
+    );
+  for (const other of sharing) {
+    warnings.push(
+      `DtrCacheSite: nodeLabel: ${site.nodes.labelKey} is also the label of ${other.node.path} on the same swarm (${site.connection.host}); each site removes its label from the nodes it does not list, so give each site its own nodeLabel`,
+    );
+  }
+  return warnings;
+}
+
+/** The host a docker provider block reaches: its own, or the provider's default, the local socket. */
+function providerHost(provider: DockerProvider): string {
+  return provider.host ?? 'unix:///var/run/docker.sock';
+}
+
+/** The stack's docker providers without an alias: Terraform allows one. */
+function defaultProviders(scope: Construct): DockerProvider[] {
+  return TerraformStack.of(scope)
+    .node.findAll()
+    .filter((c): c is DockerProvider => c instanceof DockerProvider && c.alias === undefined);
+}
+
+/** The stack's default provider when it reaches `connection`'s swarm; else a new one, aliased when a default exists. */
+function siteProvider(site: Construct, connection: SwarmConnection, alias: string): DockerProvider {
+  const existing = defaultProviders(site)[0];
+  if (existing && providerHost(existing) === connection.host) return existing;
+  return new DockerProvider(site, 'Provider', { ...connection.providerConfig(site), ...(existing ? { alias } : {}) });
+}
+
+function providerProblems(site: DtrCacheSite): string[] {
+  const problems: string[] = [];
+  const defaults = defaultProviders(site);
+  if (defaults.length > 1) {
+    problems.push(
+      `DtrCacheSite: provider: the stack has ${defaults.length} docker providers without an alias (${defaults.map((p) => p.node.path).join(', ')}); Terraform allows one: give the others an alias, or pass one as provider`,
+    );
+  }
+  const host = site.provider.host;
+  if (host !== undefined && !Token.isUnresolved(host) && host !== site.connection.host) {
+    problems.push(
+      `DtrCacheSite: provider: reaches ${host} but connection reaches ${site.connection.host}; the labels would be set on one swarm and the service created on another: give a provider from connection.providerConfig()`,
+    );
+  }
+  return problems;
+}
+
+/** `id` as a Terraform output name prefix: letters, digits, underscores and dashes, not starting with a digit. */
+function logicalName(id: string): string {
+  const name = id.replace(/[^A-Za-z0-9_-]/g, '_');
+  return /^[0-9]/.test(name) ? `_${name}` : name;
+}
+
+/** Another site of the stack whose outputs would carry the same names. */
+function outputPrefixProblems(site: DtrCacheSite, prefix: string): string[] {
+  const clashes = TerraformStack.of(site)
+    .node.findAll()
+    .filter((c): c is DtrCacheSite => c instanceof DtrCacheSite && c !== site && logicalName(c.node.id) === prefix);
+  return clashes.map(
+    (c) =>
+      `DtrCacheSite: id: ${site.node.path} and ${c.node.path} both name their outputs ${prefix}_*; give the sites IDs that differ in letters, digits, dashes or underscores`,
+  );
+}
+
+/** What is left to apply time, in words, for the props given as Terraform expressions. */
+function applyTimeChecks(props: DtrCacheSiteProps): string[] {
+  return [
+    ...(isToken(props.host) ? ['host (its format, and whether the certificate covers it)'] : []),
+    ...props.upstreams.flatMap((u, i) => (isToken(u) ? [`upstreams[${i}] (an https:// URL, checked by the cache when it starts)`] : [])),
+    ...(isToken(props.nodes) ? ['nodes (their names, and that there are as many as replicas)'] : []),
+    ...(isToken(props.image.reference) ? ['image.reference (its registry host)'] : []),
+  ];
+}
+
+/** Props that a Terraform expression leaves undecidable where synth needs them. */
+function tokenProblems(props: DtrCacheSiteProps, loadBalancer: LoadBalancer): string[] {
+  if (!isToken(props.nodes)) return [];
+  return [
+    ...(props.replicas === undefined
+      ? ['DtrCacheSite: replicas: nodes is a Terraform expression, so how many there are is known at apply only; set replicas']
+      : []),
+    ...(loadBalancer.mode === 'external'
+      ? [
+          'DtrCacheSite: loadBalancer: the external load balancer configuration lists the nodes, which are a Terraform expression here; list the nodes, or use LoadBalancer.routingMesh() or LoadBalancer.service()',
+        ]
+      : []),
+  ];
 }
 
 function replicaProblems(props: DtrCacheSiteProps, backend: StorageBackend, replicas: number): string[] {
@@ -300,7 +496,8 @@ function replicaProblems(props: DtrCacheSiteProps, backend: StorageBackend, repl
         : `DtrCacheSite: storage: the local filesystem is per container, so ${replicas} replicas would each cache their own copy and lose it on reschedule; use StorageBackend.nfs({ server }) or an object store, or set replicas: 1`,
     );
   }
-  if (replicas > props.nodes.length) {
+  // An empty list is CacheNodes' to report.
+  if (!isToken(props.nodes) && props.nodes.length > 0 && replicas > props.nodes.length) {
     problems.push(
       `DtrCacheSite: replicas: ${replicas} replicas but ${props.nodes.length} node(s); the service runs one replica per node, so list ${replicas} nodes or lower replicas`,
     );

@@ -7,9 +7,11 @@ import { Construct } from 'constructs';
 import { Config } from '@cdktf/provider-docker/lib/config';
 import { Network } from '@cdktf/provider-docker/lib/network';
 import { Service } from '@cdktf/provider-docker/lib/service';
-import { shortHash } from './base/secret-source';
+import { base64Text, terraformText, textHash } from './base/secret-source';
+import { providerDuration } from './base/provider-duration';
 import { PublishMode } from './cache-service';
 import { renderHaproxySwarmConfig } from './load-balancer-config';
+import { managedLabels } from './base/labels';
 
 export interface LoadBalancerServiceProps {
   /** Names start with this, e.g. dtr-cache-asia. */
@@ -32,6 +34,10 @@ export interface LoadBalancerServiceProps {
   readonly publishMode?: PublishMode;
   /** Where the image reads its configuration. @default "/usr/local/etc/haproxy/haproxy.cfg" (the haproxy image's) */
   readonly configPath?: string;
+  /** How long the deploy waits for the load balancer to converge (Go duration, as CacheService's). @default "3m" */
+  readonly convergeTimeout?: string;
+  /** How often the deploy checks whether it converged (Go duration). @default "7s" (the provider's) */
+  readonly convergeInterval?: string;
 }
 
 /** The port HAProxy listens on in its container: above 1024, since the haproxy image runs as a non-root user. */
@@ -53,7 +59,7 @@ export class LoadBalancerService extends Construct {
     this.network = new Network(this, 'Network', {
       name: `${props.namePrefix}-lb`,
       driver: 'overlay',
-      labels: [{ label: 'dtr.cache.managed-by', value: 'dtr-cache-site' }],
+      labels: managedLabels(this),
     });
     this.text = renderHaproxySwarmConfig({
       name: props.namePrefix,
@@ -63,15 +69,16 @@ export class LoadBalancerService extends Construct {
       port: props.containerPort,
       slots: Math.max(2, props.cacheReplicas * 2),
     });
-    const configName = `${props.namePrefix}-haproxy-${shortHash(this.text)}`;
+    const text = terraformText(this, 'Text', this.text);
+    const configName = `${props.namePrefix}-haproxy-${textHash(text)}`;
     this.config = new Config(this, 'Config', {
       name: configName,
-      data: Buffer.from(this.text, 'utf8').toString('base64'),
+      data: base64Text(text),
       lifecycle: { createBeforeDestroy: true },
     });
     this.service = new Service(this, 'Service', {
       name: `${props.namePrefix}-lb`,
-      labels: [{ label: 'dtr.cache.managed-by', value: 'dtr-cache-site' }],
+      labels: managedLabels(this),
       mode: { replicated: { replicas: props.replicas ?? 1 } },
       taskSpec: {
         containerSpec: {
@@ -99,6 +106,7 @@ export class LoadBalancerService extends Construct {
         failureAction: 'rollback',
         order: publishMode === PublishMode.HOST ? 'stop-first' : 'start-first',
       },
+      convergeConfig: { timeout: providerDuration(props.convergeTimeout ?? '3m'), delay: providerDuration(props.convergeInterval ?? '7s') },
       endpointSpec: {
         mode: publishMode === PublishMode.HOST ? 'dnsrr' : 'vip',
         ports: [{ name: 'https', protocol: 'tcp', targetPort: LOAD_BALANCER_CONTAINER_PORT, publishedPort: props.port, publishMode }],

@@ -13,12 +13,12 @@
  * task is removed with it.
  */
 import { Construct } from 'constructs';
-import { DataResource, ITerraformDependable } from 'cdktf';
+import { DataResource, Fn, ITerraformDependable, Token } from 'cdktf';
 import { ServiceTaskSpecContainerSpecMounts } from '@cdktf/provider-docker/lib/service';
 import { SwarmConnection } from './base/swarm-connection';
 
 export interface StoragePreflightProps {
-  /** Node IDs or hostnames to check (the cache nodes). */
+  /** Node IDs or hostnames to check (the cache nodes); a list token (a Terraform variable) is joined at apply. */
   readonly nodes: string[];
   /** The volume mount of the cache service, mounted the same way by the tasks. */
   readonly mount: ServiceTaskSpecContainerSpecMounts;
@@ -51,28 +51,38 @@ export class StoragePreflight extends Construct {
   constructor(scope: Construct, id: string, props: StoragePreflightProps) {
     super(scope, id);
     const connection = props.connection ?? SwarmConnection.localSocket();
-    const nodes = [...new Set(props.nodes)];
+    // The node names reach the scripts as the words of $NODES, never as shell code.
+    const nodes = Token.isUnresolved(props.nodes) ? Fn.join(' ', props.nodes) : [...new Set(props.nodes)].join(' ');
+    const environment = connection.environment(this);
     this.resource = new DataResource(this, 'Check', {
       // Runs again when what it checks changes: the volume (its name carries the options' hash), the nodes, the image.
-      triggersReplace: { volume: props.mount.source ?? '', nodes: nodes.join(','), image: props.image, host: connection.host },
+      triggersReplace: { volume: props.mount.source ?? '', nodes, image: props.image, host: connection.host },
       dependsOn: props.dependsOn,
       provisioners: [
         {
           type: 'local-exec',
-          command: preflightCommand({ ...props, nodes }),
-          environment: connection.environment(),
+          command: preflightCommand(props),
+          environment: { ...environment, NODES: nodes },
         },
       ],
     });
     const removal =
       (props.removeVolumeOnDestroy ?? true) &&
       new DataResource(this, 'VolumeRemoval', {
-        input: { destroy: volumeRemovalCommand({ ...props, nodes }) },
-        triggersReplace: { volume: props.mount.source ?? '', nodes: nodes.join(','), host: connection.host },
+        input: { destroy: volumeRemovalCommand(props), environment, nodes },
+        triggersReplace: { volume: props.mount.source ?? '', nodes, host: connection.host },
         // A new volume name (changed options) makes a new resource first; the old volume's removal runs after the
-        // service has moved to the new one. Destroy-time provisioners may refer to self only: the command from state.
+        // service has moved to the new one. Destroy-time provisioners may refer to self only: the command and environment
+        // from state.
         lifecycle: { createBeforeDestroy: true },
-        provisioners: [{ type: 'local-exec', when: 'destroy', command: '${self.input.destroy}', environment: connection.environment() }],
+        provisioners: [
+          {
+            type: 'local-exec',
+            when: 'destroy',
+            command: '${self.input.destroy}',
+            environment: { ...SwarmConnection.fromSelfInput(environment), NODES: '${self.input.nodes}' },
+          },
+        ],
       });
     this.resources = removal ? [this.resource, removal] : [this.resource];
   }
@@ -150,7 +160,7 @@ function taskRunner(o: { namePrefix: string; image: string; flags: string; progr
   ];
 }
 
-/** The preflight's local-exec: a write round on every node, then a read round on the nodes that wrote. */
+/** The preflight's local-exec: a write round on every node of $NODES, then a read round on the nodes that wrote. */
 export function preflightCommand(props: StoragePreflightProps): string {
   const timeout = props.timeoutSeconds ?? 120;
   const mount = mountFlag(props.mount);
@@ -168,7 +178,7 @@ export function preflightCommand(props: StoragePreflightProps): string {
     '  if [ "$phase" = write ]; then start "$svc" "$node" write "$dir" "$node"; return; fi',
     `  others=$(for o in "$@"; do [ "$o" = "$node" ] || printf '%s ' "$o"; done)`,
     '  start "$svc" "$node" read "$dir" "$node" $others; }',
-    `round write ${props.nodes.join(' ')}`,
+    'round write $NODES',
     'writers=$ok',
     // unseen: the nodes whose probe every other node failed to read, i.e. whose volume is not the others' share.
     "unseen=''; unseen() { for x in $writers; do missed=yes",
@@ -199,7 +209,7 @@ export const REMOVE_PROGRAM = [
 ].join('');
 
 /**
- * The removal's local-exec, run on destroy: one task per node, as root with the node's engine socket, removes the
+ * The removal's local-exec, run on destroy: one task per node of $NODES, as root with the node's engine socket, removes the
  * volume. A node where it fails (still in use, node gone) is reported and the volume left there; the destroy goes on.
  */
 export function volumeRemovalCommand(props: StoragePreflightProps): string {
@@ -215,7 +225,7 @@ export function volumeRemovalCommand(props: StoragePreflightProps): string {
       timeout: timeout + 30,
     }),
     `launch() { start "$2" "$3" ${q(volume)} ${timeout}; }`,
-    `round remove ${props.nodes.join(' ')}`,
+    'round remove $NODES',
     `[ -z "$ok" ] || echo "removed volume ${volume} on:$ok"`,
     `[ -z "$failures" ] || printf 'volume ${volume} left on (remove it there with docker volume rm):%b\\n' "$failures" >&2`,
     'exit 0',

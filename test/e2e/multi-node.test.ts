@@ -7,11 +7,14 @@
  * engine with docker save/load (no registry is reachable from the namespaces). Content is shared through azurite on
  * the bridge address, since more than one replica needs shared storage (no NFS here).
  *
- * A site synthesized with DtrCacheSite for the manager and the first worker is applied through the manager's socket
+ * A site synthesized with DtrCacheSite for the manager and the first worker is deployed with the real `terraform`
+ * binary (the docker provider is the test stand-in of kreuzwerker/docker 3.6.2) through the manager's socket
  * (host-mode publishing: no IPVS here). Then: one running task on each labelled node and none ever on the second
  * worker, both replicas answer over TLS on their node's address and reach the shared storage, the labels are on the
- * two nodes only. Adding the second worker to the site's nodes and applying again lands a third replica there.
- * Destroy removes the service and the labels. Everything started here is stopped in afterAll, also after a failure.
+ * two nodes only. Adding the second worker to the site's nodes and applying again lands a third replica there;
+ * removing the first worker from the nodes removes its label and its replica, and the other replicas keep their
+ * tasks. After every apply a plan has no changes. Destroy removes the service and the labels. Everything started
+ * here is stopped in afterAll, also after a failure.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,8 +24,8 @@ import { App, TerraformStack } from 'cdktf';
 import { DtrCacheSite, LoadBalancer, SecretSource, StorageBackend, SwarmConnection } from '../../lib/constructs';
 import { AzuriteServer, startAzurite } from '../support/storage-servers';
 import { requireTool, waitFor } from '../support/tools';
-import { apply, ApplierState, destroy } from './support/applier';
-import { Engine, serviceTasks, TaskSummary } from './support/engine';
+import { planLines, terraformDeploy, TerraformDeploy } from '../support/terraform';
+import { Engine, serviceTasks, TaskSummary } from '../terraform-provider-docker/engine';
 import { httpsGet, ProbeTarget } from './support/https-probe';
 import { HostBridge, NetnsEngine, run, saveSharedImage } from './support/netns-engine';
 import { createTestCa } from './support/pki';
@@ -66,14 +69,15 @@ const nodes = new Map<Role, SwarmNode>(
   }),
 );
 const node = (role: Role): SwarmNode => nodes.get(role) as SwarmNode;
-/** The swarm's API, through the manager: what the applier and the label local-execs use. */
+/** The swarm's API, through the manager: what the provider and the label local-execs use. */
 const manager = (): Engine => node('manager').api;
 
 let azurite: AzuriteServer | undefined;
-let state: ApplierState = {};
-/** The running tasks after the first apply. */
+let tf: TerraformDeploy | undefined;
+let destroyed = false;
+/** The running tasks after the first apply, and after the second (by node). */
 let firstTasks: string[] = [];
-let stackFile = '';
+let tasksByNode: Record<string, string> = {};
 let caPem = '';
 let cacheCert = { certificate: '', key: '' };
 const synthDir = join(work, 'synth');
@@ -168,8 +172,27 @@ async function expectReplicasOn(labelled: Role[], unlabelled: Role[]): Promise<s
   return running.map((t) => t.ID);
 }
 
+/** `terraform plan -detailed-exitcode` exits 0: what was applied is what the provider reads back. */
+async function expectNoChanges(when: string): Promise<void> {
+  const plan = await tf!.plan();
+  console.log(`multi-node: plan ${when} (exit ${plan.status}): ${planLines(plan).join(' | ')}`);
+  expect(planLines(plan)).toEqual(['No changes. Your infrastructure matches the configuration.']);
+  expect(plan.status).toBe(0);
+}
+
+async function labelsByRole(): Promise<Record<string, string | undefined>> {
+  return Object.fromEntries(await Promise.all(ROLES.map(async (role) => [role, await labelOf(role)])));
+}
+
+/** The running task on each node, by role. */
+async function runningTasksByRole(): Promise<Record<string, string>> {
+  const tasks = (await serviceTasks(manager(), SERVICE)).filter((t) => t.Status.State === 'running' && t.DesiredState === 'running');
+  return Object.fromEntries(tasks.map((t) => [roleOf(t.NodeID), t.ID]));
+}
+
 beforeAll(async () => {
   const docker = requireTool('docker');
+  requireTool('terraform');
   const tar = saveSharedImage(IMAGE, work);
 
   bridge.create();
@@ -212,9 +235,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const problems: string[] = [];
-  if (Object.keys(state).length > 0) {
-    await destroy(state, { engine: manager() }, dirname(stackFile)).catch((err: Error) => problems.push(err.message));
-  }
+  if (tf && !destroyed) await tf.destroy().catch((err: Error) => problems.push(err.message));
   await Promise.all([...nodes.values()].map((n) => n.api.close()));
   await Promise.all([...nodes.values()].map((n) => n.engine.stop()));
   bridge.remove();
@@ -224,12 +245,15 @@ afterAll(async () => {
 }, 120_000);
 
 test('a site for two of three nodes: one replica on each labelled node, none on the unlabelled worker', async () => {
-  stackFile = synth(['manager', 'worker1']);
-  const t0 = Date.now();
-  const result = await apply(stackFile, {}, { engine: manager(), convergeTimeoutMs: 150_000 });
-  state = result.state;
-  console.log(`multi-node: applied ${Object.keys(result.actions).length} resources (2 labelled nodes) in ${Date.now() - t0} ms`);
-  expect(result.outputs).toMatchObject({ Site_replicas: 2 });
+  tf = terraformDeploy(dirname(synth(['manager', 'worker1'])), { statePath: join(work, 'terraform.tfstate') });
+  const result = await tf.apply();
+  console.log(
+    `multi-node: terraform apply (2 labelled nodes) in ${result.ms} ms: ${planLines(result)
+      .filter((l) => l.startsWith('Apply'))
+      .join('')}`,
+  );
+  expect(await tf.outputs()).toMatchObject({ Site_replicas: 2 });
+  await expectNoChanges('after the first apply');
 
   const service = await manager().request<{
     Spec: {
@@ -248,20 +272,50 @@ test('a site for two of three nodes: one replica on each labelled node, none on 
 
 test('the unlabelled worker added to nodes: the next apply labels it and a third replica lands there', async () => {
   expect(firstTasks).toHaveLength(2); // the first test applied
-  stackFile = synth(['manager', 'worker1', 'worker2']);
-  const t0 = Date.now();
-  const result = await apply(stackFile, state, { engine: manager(), convergeTimeoutMs: 150_000 });
-  state = result.state;
-  console.log(`multi-node: re-applied with 3 labelled nodes in ${Date.now() - t0} ms: ${JSON.stringify(result.actions)}`);
-  expect(result.outputs).toMatchObject({ Site_replicas: 3 });
+  await tf!.switchTo(dirname(synth(['manager', 'worker1', 'worker2'])));
+  const result = await tf!.apply();
+  console.log(
+    `multi-node: terraform apply (3 labelled nodes) in ${result.ms} ms: ${planLines(result)
+      .filter((l) => /^\s*# (docker|terraform)_|^Apply/.test(l))
+      .join(' | ')}`,
+  );
+  expect(await tf!.outputs()).toMatchObject({ Site_replicas: 3 });
   // One more replica; the two running ones are not restarted (only the replica count changed).
   expect(await expectReplicasOn(['manager', 'worker1', 'worker2'], [])).toEqual(expect.arrayContaining(firstTasks));
+  tasksByNode = await runningTasksByRole();
+  await expectNoChanges('after adding worker2');
+});
+
+test('a worker removed from nodes: the next apply removes its label and its replica, the others keep their tasks', async () => {
+  expect(Object.keys(tasksByNode)).toHaveLength(3); // the second test applied
+  const labelsBefore = await labelsByRole();
+  await tf!.switchTo(dirname(synth(['manager', 'worker2'])));
+  const result = await tf!.apply();
+  console.log(
+    `multi-node: terraform apply (worker1 removed) in ${result.ms} ms: ${planLines(result)
+      .filter((l) => /^\s*# (docker|terraform)_|^Apply/.test(l))
+      .join(' | ')}`,
+  );
+  expect(await tf!.outputs()).toMatchObject({ Site_replicas: 2 });
+  await waitFor('the replica on worker1 to stop', async () => (await containersOn('worker1')).every((c) => c.State !== 'running'), 60_000);
+  const labelsAfter = await labelsByRole();
+  console.log(`multi-node: ${LABEL} labels before ${JSON.stringify(labelsBefore)}, after ${JSON.stringify(labelsAfter)}`);
+  expect(labelsAfter).toEqual({ manager: 'true', worker1: undefined, worker2: 'true' });
+  const after = await runningTasksByRole();
+  console.log(`multi-node: running tasks before ${JSON.stringify(tasksByNode)}, after ${JSON.stringify(after)}`);
+  expect(after).toEqual({ manager: tasksByNode.manager, worker2: tasksByNode.worker2 });
+  await expectNoChanges('after removing worker1');
 });
 
 test('destroy removes the service, its containers on every node, and the labels', async () => {
-  expect(Object.keys(state).length).toBeGreaterThan(0);
-  await destroy(state, { engine: manager() }, dirname(stackFile));
-  state = {};
+  expect(tf).toBeDefined();
+  const result = await tf!.destroy();
+  destroyed = true;
+  console.log(
+    `multi-node: terraform destroy in ${result.ms} ms: ${planLines(result)
+      .filter((l) => l.startsWith('Destroy'))
+      .join('')}`,
+  );
   expect(await manager().find(`/services/${SERVICE}`)).toBeUndefined();
   for (const role of ROLES) {
     expect(await labelOf(role)).toBeUndefined();

@@ -1,9 +1,10 @@
 /**
  * End to end on the shared dockerd's one-node swarm: build the cache image from the Dockerfile (on a base made
  * from the host's node, no Docker Hub), push it to a local registry on 127.0.0.1:5000, start a token-protected
- * TLS upstream standing in for DTR, synthesize a site with DtrCacheSite, apply the synthesized resources through
- * the Engine API, then pull through the deployed cache with docker and skopeo, check that a client without a
- * token is refused, rotate the certificate and watch a pulling client during the rolling update, and destroy.
+ * TLS upstream standing in for DTR, synthesize a site with DtrCacheSite, deploy it with the real `terraform` binary
+ * (init, apply; the docker provider is the test stand-in of kreuzwerker/docker 3.6.2), check that a second plan has
+ * no changes, then pull through the deployed cache with docker and skopeo, check that a client without a token is
+ * refused, rotate the certificate and watch a pulling client during the rolling update, plan again, and destroy.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
@@ -11,14 +12,14 @@ import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { TokenIssuer } from '../fixtures/token-issuer';
 import { makeImage, pushImage, TestImage } from '../support/images';
 import { TestRegistry } from '../support/registry';
+import { planLines, terraformDeploy, TerraformDeploy } from '../support/terraform';
 import { freePort, requireTool, waitFor } from '../support/tools';
-import { apply, ApplierState, destroy } from './support/applier';
-import { Engine, serviceTasks, TEST_DOCKER_SOCK } from './support/engine';
+import { Engine, serviceTasks, TEST_DOCKER_SOCK } from '../terraform-provider-docker/engine';
 import { createTestCa, TestCa } from './support/pki';
 import { synthSite } from './support/site';
 
@@ -41,8 +42,11 @@ const engine = new Engine();
 let imageRegistry: TestRegistry | undefined;
 let upstream: TestRegistry | undefined;
 let issuer: TokenIssuer | undefined;
-let state: ApplierState = {};
-let stackDir = work;
+let tf: TerraformDeploy | undefined;
+let destroyed = false;
+/** Pinned by digest, as kreuzwerker/docker's documentation asks (on create the provider pins an unpinned tag). */
+let pinnedImage = IMAGE;
+const figures: Record<string, unknown> = {};
 let certsDir: string | undefined;
 let ca: TestCa;
 let clientCerts: string;
@@ -165,7 +169,7 @@ function site(certificate: { certificate: string; key: string }, outdir: string)
     upstream: upstreamUrl,
     host: 'localhost',
     port: cachePort,
-    image: IMAGE,
+    image: pinnedImage,
     nodes: [nodeId],
     certificateFile: certificate.certificate,
     keyFile: certificate.key,
@@ -175,7 +179,7 @@ function site(certificate: { certificate: string; key: string }, outdir: string)
 }
 
 beforeAll(async () => {
-  for (const tool of ['docker', 'docker-registry', 'skopeo', 'openssl']) requireTool(tool);
+  for (const tool of ['docker', 'docker-registry', 'skopeo', 'openssl', 'terraform']) requireTool(tool);
   const info = await engine.request<{ Swarm: { LocalNodeState: string; NodeID: string } }>('GET', '/info').catch((err: Error) => {
     throw new Error(`no test dockerd on ${TEST_DOCKER_SOCK} (${err.message}): run bash scripts/test-services.sh start`);
   });
@@ -203,6 +207,10 @@ beforeAll(async () => {
       docker([...buildArgs, ROOT], buildEnv);
     }
     docker(['push', IMAGE]);
+    const digests = JSON.parse(docker(['image', 'inspect', '-f', '{{json .RepoDigests}}', IMAGE])) as string[];
+    const digest = digests.find((d) => d.startsWith(`${IMAGE.replace(/:[^:/]+$/, '')}@`))?.split('@')[1];
+    if (!digest) throw new Error(`no digest of ${IMAGE} after the push: ${digests.join(', ')}`);
+    pinnedImage = `${IMAGE}@${digest}`;
   });
 
   // The upstream listens on the docker bridge's gateway: the host's own address that task containers can reach.
@@ -255,7 +263,7 @@ afterAll(async () => {
       errors.push(`${what}: ${(err as Error).message}`);
     }
   };
-  await attempt('destroy', () => destroy(state, { engine, env: { DOCKER_HOST: `unix://${TEST_DOCKER_SOCK}` } }, stackDir));
+  if (tf && !destroyed) await attempt('terraform destroy', () => tf!.destroy());
   await attempt('upstream', () => upstream?.stop());
   await attempt('issuer', () => issuer?.stop());
   await attempt('image registry', () => imageRegistry?.stop());
@@ -265,19 +273,21 @@ afterAll(async () => {
   globalThis.fetch = originalFetch;
   await engine.close();
   process.stderr.write(`e2e timings (ms): ${JSON.stringify({ ...timings, total: Date.now() - started })}\n`);
+  process.stderr.write(`e2e terraform figures: ${JSON.stringify(figures, null, 1)}\n`);
   if (errors.length) throw new Error(`cleanup failed:\n${errors.join('\n')}`);
 });
 
 describe('the synthesized site on a real swarm', () => {
-  it('deploys: the service runs with a passing healthcheck on the labelled node', async () => {
+  it('deploys with terraform: the service runs with a passing healthcheck on the labelled node, and a second plan has no changes', async () => {
     const certificate = ca.issue('cache-1', ['localhost', '127.0.0.1']);
     const stackFile = await timed('synth', () => site(certificate, join(work, 'synth-1')));
-    stackDir = join(stackFile, '..');
-    const result = await timed('apply', () =>
-      apply(stackFile, {}, { engine, env: { DOCKER_HOST: `unix://${TEST_DOCKER_SOCK}` }, log: () => undefined }),
-    );
-    state = result.state;
-    expect(Object.values(result.actions).every((a) => a === 'created')).toBe(true);
+    figures['labels before apply'] = await nodeLabels();
+    tf = terraformDeploy(dirname(stackFile), { statePath: join(work, 'terraform.tfstate') });
+    await timed('terraform init', () => tf!.init());
+    const applied = await timed('terraform apply', () => tf!.apply());
+    expect(applied.stdout).toMatch(/Apply complete! Resources: \d+ added, 0 changed, 0 destroyed\./);
+    figures['apply'] = planLines(applied).filter((l) => /^(Plan|Apply)/.test(l));
+    figures['labels after apply'] = await nodeLabels();
     const node = await engine.request<{ Spec: { Labels: Record<string, string> } }>('GET', `/nodes/${nodeId}`);
     expect(node.Spec.Labels['dtr.cache']).toBe('true');
     const tasks = (await serviceTasks(engine, 'dtr-cache-e2e')).filter((t) => t.DesiredState === 'running');
@@ -288,9 +298,16 @@ describe('the synthesized site on a real swarm', () => {
       'GET',
       `/containers/${tasks[0].Status.ContainerStatus?.ContainerID}/json`,
     );
+    // converge_config: terraform apply returned once the task ran, and the engine runs a task with a healthcheck
+    // only once it passed.
     expect(container.State.Health.Status).toBe('healthy');
     expect(container.Config.User).toBe('10001:10001');
-    expect(result.outputs.Site_cache_url).toBe(`https://localhost:${cachePort}`);
+    expect((await tf.outputs()).Site_cache_url).toBe(`https://localhost:${cachePort}`);
+
+    const plan = await timed('terraform plan after apply', () => tf!.plan());
+    figures['plan after apply'] = planLines(plan);
+    expect(planLines(plan)).toEqual(['No changes. Your infrastructure matches the configuration.']);
+    expect(plan.status).toBe(0);
   });
 
   it('serves docker pull and skopeo copy over TLS with a token, with the upstream digests', async () => {
@@ -360,17 +377,25 @@ describe('the synthesized site on a real swarm', () => {
         await new Promise((w) => setTimeout(w, 200));
       }
     })();
-    const result = await timed('rotate (re-apply)', () =>
-      apply(stackFile, state, { engine, env: { DOCKER_HOST: `unix://${TEST_DOCKER_SOCK}` } }).finally(() => {
+    await tf!.switchTo(dirname(stackFile));
+    const result = await timed('rotate (terraform apply)', () =>
+      tf!.apply().finally(() => {
         applying = false;
       }),
     );
     await client;
-    state = result.state;
-    stackDir = join(stackFile, '..');
-    const secretActions = Object.entries(result.actions).filter(([a]) => a.includes('Tls_Certificate') || a.includes('Tls_Key'));
-    expect(secretActions.map(([, a]) => a)).toEqual(['replaced (old removed)', 'replaced (old removed)']);
-    expect(Object.entries(result.actions).find(([a]) => a.startsWith('docker_service'))?.[1]).toBe('updated');
+    const lines = planLines(result);
+    figures['rotation apply'] = lines.filter((l) => /^\s*# (docker|terraform)_|^(Plan|Apply)/.test(l));
+    // The certificate and key secrets are replaced (new content, new name; created before the old are destroyed),
+    // the service is updated in place to mount the new ones.
+    expect(
+      lines
+        .filter((l) => /# docker_secret\..* must be replaced/.test(l))
+        .map((l) => /Tls_(Certificate|Key)/.exec(l)?.[1])
+        .sort(),
+    ).toEqual(['Certificate', 'Key']);
+    expect(lines.filter((l) => /# docker_service\..* will be updated in-place/.test(l))).toHaveLength(1);
+    expect(result.stdout).toMatch(/Apply complete! Resources: 2 added, 1 changed, 2 destroyed\./);
     const after = await servedCertificate(cachePort);
     expect(after).not.toBe(before);
     expect(await pullManifest(cachePort, bearer())).toMatchObject({ status: 200, digest: image.digest });
@@ -392,5 +417,33 @@ describe('the synthesized site on a real swarm', () => {
       `rotation: ${samples.length} pulls during re-apply, ${failed.length} failed (${[...new Set(failed.map((f) => f.status))].join(', ')}), longest failing run ${longest} ms\n`,
     );
     expect(samples.length).toBeGreaterThan(10);
+
+    const plan = await timed('terraform plan after rotation', () => tf!.plan());
+    figures['plan after rotation'] = planLines(plan);
+    expect(planLines(plan)).toEqual(['No changes. Your infrastructure matches the configuration.']);
+    expect(plan.status).toBe(0);
+  });
+
+  it('destroys with terraform: no service, secret, config, network, volume or dtr.cache label is left', async () => {
+    const run = await timed('terraform destroy', () => tf!.destroy());
+    destroyed = true;
+    figures['destroy'] = planLines(run).filter((l) => /^(Plan|Destroy)/.test(l));
+    figures['labels after destroy'] = await nodeLabels();
+    const named = (list: { Spec?: { Name: string }; Name?: string }[]) =>
+      list.map((x) => x.Spec?.Name ?? x.Name ?? '').filter((name) => name.startsWith('dtr-cache-e2e'));
+    expect(named(await engine.request('GET', '/services'))).toEqual([]);
+    expect(named(await engine.request('GET', '/secrets'))).toEqual([]);
+    expect(named(await engine.request('GET', '/configs'))).toEqual([]);
+    expect(named(await engine.request('GET', '/networks'))).toEqual([]);
+    expect(named((await engine.request<{ Volumes: { Name: string }[] | null }>('GET', '/volumes')).Volumes ?? [])).toEqual([]);
+    const labels = await nodeLabels();
+    // This site's key and its owner label (haproxy-service, which may run alongside, labels with its own key).
+    expect(Object.values(labels).filter((l) => 'dtr.cache' in l || 'dtr.cache.owner' in l)).toEqual([]);
   });
 });
+
+/** Every node's labels, by node ID. */
+async function nodeLabels(): Promise<Record<string, Record<string, string>>> {
+  const nodes = await engine.request<{ ID: string; Spec: { Labels?: Record<string, string> } }[]>('GET', '/nodes');
+  return Object.fromEntries(nodes.map((n) => [n.ID, n.Spec.Labels ?? {}]));
+}

@@ -2,10 +2,12 @@
  * End to end through a client bundle, the way a UCP swarm is reached: a second dockerd (own network namespace, data
  * and exec roots, pidfile, unix socket) listens on tcp://10.98.N.2:2376 with --tlsverify; a bundle directory holds
  * ca.pem, cert.pem, key.pem and env.sh as UCP writes them. A site synthesized with SwarmConnection.clientBundle is
- * applied through the engine the provider block describes (its host and file() materials, over TLS, not the unix
- * socket); its node-label local-execs run the docker CLI with the bundle's DOCKER_HOST/DOCKER_TLS_VERIFY/
- * DOCKER_CERT_PATH. Then: the service runs there (and not on the shared engine), the node carries the label, the
- * cache answers over TLS, and destroy removes both. Everything started here is stopped in afterAll.
+ * deployed with the real `terraform` binary through the engine its provider block describes (host and file()
+ * materials, evaluated by Terraform, over TLS, not the unix socket; the provider is the test stand-in of
+ * kreuzwerker/docker 3.6.2); its node-label local-execs run the docker CLI with the bundle's DOCKER_HOST/
+ * DOCKER_TLS_VERIFY/DOCKER_CERT_PATH. Then: the service runs there (and not on the shared engine), the node carries
+ * the label, the cache answers over TLS, a plan has no changes, and destroy removes both. Everything started here is
+ * stopped in afterAll.
  *
  * The cache image is taken from the shared test engine (127.0.0.1:5000/dtr-cache:e2e, built by scripts/test-services.sh start)
  * with docker save/load, so this test needs no registry inside the namespace.
@@ -16,10 +18,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { App, TerraformStack } from 'cdktf';
 import { DtrCacheSite, LoadBalancer, SecretSource, SwarmConnection } from '../../lib/constructs';
+import { planLines, terraformDeploy, TerraformDeploy } from '../support/terraform';
 import { requireTool, waitFor } from '../support/tools';
-import { apply, ApplierState, destroy, readStack } from './support/applier';
-import { Engine, serviceTasks, TEST_DOCKER_SOCK } from './support/engine';
-import { evaluate } from './support/expressions';
+import { Engine, serviceTasks } from '../terraform-provider-docker/engine';
 import { httpsGet } from './support/https-probe';
 import { NetnsEngine, run, saveSharedImage } from './support/netns-engine';
 import { createTestCa } from './support/pki';
@@ -42,7 +43,8 @@ const work = mkdtempSync(join(tmpdir(), 'dtr-cache-tls-e2e-'));
 const bundle = join(work, 'bundle');
 let node: NetnsEngine | undefined;
 let engine: Engine | undefined;
-let state: ApplierState = {};
+let tf: TerraformDeploy | undefined;
+let destroyed = false;
 let stackFile = '';
 let nodeId = '';
 let cacheCert = { certificate: '', key: '' };
@@ -80,6 +82,7 @@ function issueClientCertificate(caDir: string, caCert: string, out: string): voi
 
 beforeAll(async () => {
   const docker = requireTool('docker');
+  requireTool('terraform');
   const tar = saveSharedImage(IMAGE, work);
 
   // PKI: the engine's server certificate (for its namespace address) and the bundle's client certificate.
@@ -122,9 +125,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const problems: string[] = [];
-  if (engine && Object.keys(state).length > 0) {
-    await destroy(state, { engine }, dirname(stackFile)).catch((err: Error) => problems.push(err.message));
-  }
+  if (tf && !destroyed) await tf.destroy().catch((err: Error) => problems.push(err.message));
   await engine?.close();
   await shared.close();
   await node?.stop();
@@ -165,27 +166,35 @@ test('a site deployed through a client bundle to a --tlsverify TCP engine: servi
     expect(synthesized).not.toContain(line);
   }
 
-  // The engine the provider block describes: its host and its file() materials, evaluated as Terraform would.
-  const doc = readStack(stackFile);
-  expect(doc.dockerHost).toBe(DOCKER_HOST);
-  if (!doc.dockerHost || !doc.dockerTls) throw new Error('the provider block has no host or no ca/cert/key_material');
-  const ctx = { baseDir: dirname(stackFile), resolve: () => null };
-  const pem = (v: unknown, what: string) => String(evaluate(v, ctx, `provider.docker.${what}`));
-  expect(pem(doc.dockerTls.key, 'key_material')).toBe(readFileSync(join(bundle, 'key.pem'), 'utf8'));
+  // The provider block: the bundle's host, and its materials read by Terraform's file() at deploy time.
+  const provider = (JSON.parse(synthesized) as { provider: { docker: Record<string, string>[] } }).provider.docker[0];
+  expect(provider.host).toBe(DOCKER_HOST);
+  for (const [attribute, file] of [
+    ['ca_material', 'ca.pem'],
+    ['cert_material', 'cert.pem'],
+    ['key_material', 'key.pem'],
+  ]) {
+    expect(provider[attribute]).toContain('file(');
+    expect(provider[attribute]).toContain(file);
+  }
+  // The test's own client for what it checks: the bundle's files.
   engine = new Engine(undefined, {
-    host: doc.dockerHost,
-    ca: pem(doc.dockerTls.ca, 'ca_material'),
-    cert: pem(doc.dockerTls.cert, 'cert_material'),
-    key: pem(doc.dockerTls.key, 'key_material'),
+    host: DOCKER_HOST,
+    ca: readFileSync(join(bundle, 'ca.pem'), 'utf8'),
+    cert: readFileSync(join(bundle, 'cert.pem'), 'utf8'),
+    key: readFileSync(join(bundle, 'key.pem'), 'utf8'),
   });
   const info = await engine.request<{ Swarm: { NodeID: string } }>('GET', '/info');
   expect(info.Swarm.NodeID).toBe(nodeId);
 
-  const t0 = Date.now();
   // No env override: the label local-execs run with the environment the connection synthesized (the bundle's).
-  const result = await apply(stackFile, {}, { engine, convergeTimeoutMs: 150_000 });
-  state = result.state;
-  console.log(`tls connection: applied ${Object.keys(result.actions).length} resources through ${DOCKER_HOST} in ${Date.now() - t0} ms`);
+  tf = terraformDeploy(dirname(stackFile), { statePath: join(work, 'terraform.tfstate') });
+  const result = await tf.apply();
+  console.log(
+    `tls connection: terraform apply through ${DOCKER_HOST} in ${result.ms} ms: ${planLines(result)
+      .filter((l) => l.startsWith('Apply'))
+      .join('')}`,
+  );
 
   const service = await engine.request<{ Spec: { Name: string; EndpointSpec: { Ports: { PublishMode: string }[] } } }>(
     'GET',
@@ -202,8 +211,13 @@ test('a site deployed through a client bundle to a --tlsverify TCP engine: servi
   const target = { address: NODE_IP, port: CACHE_PORT, servername: CACHE_HOST, ca: readFileSync(join(bundle, 'ca.pem')) };
   await waitFor('the cache /healthz over TLS', async () => (await httpsGet(target, '/healthz')).status === 200, 30_000);
 
-  await destroy(state, { engine }, dirname(stackFile));
-  state = {};
+  const plan = await tf.plan();
+  console.log(`tls connection: plan after apply (exit ${plan.status}): ${planLines(plan).join(' | ')}`);
+  expect(planLines(plan)).toEqual(['No changes. Your infrastructure matches the configuration.']);
+  expect(plan.status).toBe(0);
+
+  await tf.destroy();
+  destroyed = true;
   expect(await engine.find(`/services/${SERVICE}`)).toBeUndefined();
   const after = await engine.request<{ Spec: { Labels: Record<string, string> } }>('GET', `/nodes/${nodeId}`);
   expect(after.Spec.Labels['dtr.cache']).toBeUndefined();

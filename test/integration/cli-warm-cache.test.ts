@@ -110,7 +110,9 @@ describe('dtr-cache warm through the cache in front of a token-protected upstrea
     const before = up.issuer.requests.length;
     const refused = await runCli(['warm', '--cache', cacheUrl, 'team/secure:v1'], alice);
     expect(refused.code).toBe(1);
-    expect(refused.stdout).toContain(`token realm ${up.issuer.realm}, which is neither the cache's nor --dtr's host: refusing`);
+    expect(refused.stdout).toContain(
+      `token realm ${up.issuer.realm}, which is at neither the cache's nor --dtr's origin (scheme, host and port): refusing`,
+    );
     expect(up.issuer.requests.slice(before).filter((r) => r.user === 'alice')).toEqual([]);
 
     up.registry.clearLog();

@@ -149,8 +149,16 @@ describe('dtr-cache warm through a token-protected registry', () => {
     await up?.stop();
   });
 
-  it('gets a token from the realm on the same host with the user credentials', async () => {
-    const res = await runCli(['warm', '--cache', up.registry.url, 'team/secure:v1'], alice);
+  it('never sends credentials to a realm on another port of the same host unless it is --dtr; then gets a token', async () => {
+    const before = up.issuer.requests.length;
+    const refused = await runCli(['warm', '--cache', up.registry.url, 'team/secure:v1'], alice);
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toContain(
+      `sends credentials to token realm ${up.issuer.realm}, which is at neither the cache's nor --dtr's origin (scheme, host and port): refusing`,
+    );
+    expect(up.issuer.requests.length).toBe(before); // the realm was not contacted at all
+
+    const res = await runCli(['warm', '--cache', up.registry.url, '--dtr', up.issuer.url, 'team/secure:v1'], alice);
     expect(res.stderr).toMatch(/^warming team\/secure:v1/);
     expect(res.code).toBe(0);
     expect(up.issuer.requests.at(-1)).toEqual({ user: 'alice', scopes: ['repository:team/secure:pull'], status: 200 });
@@ -162,7 +170,7 @@ describe('dtr-cache warm through a token-protected registry', () => {
     const refused = await runCli(['warm', '--cache', viaName, 'team/secure:v1'], alice);
     expect(refused.code).toBe(1);
     expect(refused.stdout).toContain(
-      `sends credentials to token realm ${up.issuer.realm}, which is neither the cache's nor --dtr's host: refusing`,
+      `sends credentials to token realm ${up.issuer.realm}, which is at neither the cache's nor --dtr's origin (scheme, host and port): refusing`,
     );
     expect(up.issuer.requests.length).toBe(before); // the realm was not contacted at all
 
@@ -172,7 +180,10 @@ describe('dtr-cache warm through a token-protected registry', () => {
   });
 
   it('fails the image with exit 1 for a wrong password', async () => {
-    const res = await runCli(['warm', '--cache', up.registry.url, 'team/secure:v1'], { ...alice, DTR_PASSWORD: 'nope-wrong' });
+    const res = await runCli(['warm', '--cache', up.registry.url, '--dtr', up.issuer.url, 'team/secure:v1'], {
+      ...alice,
+      DTR_PASSWORD: 'nope-wrong',
+    });
     expect(res.code).toBe(1);
     expect(res.stdout).toContain(`FAILED: token realm ${up.issuer.url}/token: 401 for user "alice"`);
     expect(res.stdout + res.stderr).not.toContain('nope-wrong');

@@ -1,9 +1,10 @@
 /**
  * LoadBalancer.service on the shared test swarm: a site whose load balancer is an HAProxy service it deploys itself
  * (image made here from Debian's haproxy binary, FROM scratch, no Docker Hub), on an overlay network shared with the
- * cache replica, which publishes nothing. Applied with the e2e applier; a pull through the load balancer's port
+ * cache replica, which publishes nothing. Deployed with the real `terraform` binary (the docker provider is the test
+ * stand-in of kreuzwerker/docker 3.6.2); a pull through the load balancer's port
  * (host mode: no IPVS on these machines) reaches the cache over TLS end to end (the client verifies the cache's
- * certificate), the replica found through swarm DNS. Then destroy.
+ * certificate), the replica found through swarm DNS. A plan then has no changes. Then destroy.
  *
  * The cache image is taken from the shared engine (127.0.0.1:5000/dtr-cache:e2e, built by scripts/test-services.sh start).
  */
@@ -16,9 +17,9 @@ import { Agent, fetch as undiciFetch, request } from 'undici';
 import { DtrCacheSite, LoadBalancer, PublishMode, SecretSource, SwarmConnection } from '../../lib/constructs';
 import { makeImage, pushImage, sha256, type TestImage } from '../support/images';
 import { TestRegistry } from '../support/registry';
+import { planLines, terraformDeploy, TerraformDeploy } from '../support/terraform';
 import { freePort, requireTool, waitFor } from '../support/tools';
-import { apply, ApplierState, destroy } from '../e2e/support/applier';
-import { Engine, serviceTasks, TEST_DOCKER_SOCK } from '../e2e/support/engine';
+import { Engine, serviceTasks, TEST_DOCKER_SOCK } from '../terraform-provider-docker/engine';
 import { createTestCa } from '../e2e/support/pki';
 
 jest.setTimeout(300_000);
@@ -32,7 +33,8 @@ const work = mkdtempSync(join(tmpdir(), 'dtr-cache-lb-service-'));
 const engine = new Engine();
 const previousFetch = globalThis.fetch;
 let upstream: TestRegistry | undefined;
-let state: ApplierState = {};
+let tf: TerraformDeploy | undefined;
+let destroyed = false;
 let stackFile = '';
 let caPem: Buffer;
 let image: TestImage;
@@ -66,7 +68,7 @@ function buildHaproxyImage(): void {
 }
 
 beforeAll(async () => {
-  for (const tool of ['docker', 'docker-registry', 'openssl', 'haproxy']) requireTool(tool);
+  for (const tool of ['docker', 'docker-registry', 'openssl', 'haproxy', 'terraform']) requireTool(tool);
   const info = await engine.request<{ Swarm: { LocalNodeState: string; NodeID: string } }>('GET', '/info').catch((err: Error) => {
     throw new Error(`no test dockerd on ${TEST_DOCKER_SOCK} (${err.message}): run bash scripts/test-services.sh start`);
   });
@@ -131,7 +133,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const problems: string[] = [];
-  if (Object.keys(state).length > 0) await destroy(state, { engine }, dirname(stackFile)).catch((err: Error) => problems.push(err.message));
+  if (tf && !destroyed) await tf.destroy().catch((err: Error) => problems.push(err.message));
   await removeLeftovers();
   await upstream?.stop();
   globalThis.fetch = previousFetch;
@@ -147,8 +149,8 @@ afterAll(async () => {
 }, 120_000);
 
 /**
- * After a failed apply the applier returns no state: remove what this site may have created, by its name prefix,
- * so the shared engine is left as found. Bounded: one pass per kind, 30 s for the network.
+ * After a failed apply or destroy: remove what this site may have created, by its name prefix, so the shared engine is
+ * left as found. Bounded: one pass per kind, 30 s for the network.
  */
 async function removeLeftovers(): Promise<void> {
   const mine = (name: string) => name === 'dtr-cache-lbsvc' || name.startsWith('dtr-cache-lbsvc-');
@@ -203,8 +205,8 @@ async function pull(): Promise<void> {
 
 test('the site deploys its own HAProxy service; pulls pass through it to the unpublished replica', async () => {
   const t0 = Date.now();
-  const result = await apply(stackFile, {}, { engine, convergeTimeoutMs: 150_000 });
-  state = result.state;
+  tf = terraformDeploy(dirname(stackFile), { statePath: join(work, 'terraform.tfstate') });
+  const result = await tf.apply();
   const applied = Date.now() - t0;
   const cache = await engine.request<{ Endpoint: { Ports?: unknown[] }; Spec: { TaskTemplate: { Networks?: { Target: string }[] } } }>(
     'GET',
@@ -231,11 +233,16 @@ test('the site deploys its own HAProxy service; pulls pass through it to the unp
   const firstPull = Date.now() - t0 - applied;
   for (let i = 0; i < 5; i++) await pull();
   console.log(
-    `haproxy service: applied ${Object.keys(result.actions).length} resources in ${applied} ms, first pull through it after ${firstPull} ms more`,
+    `haproxy service: ${planLines(result)
+      .filter((l) => l.startsWith('Apply'))
+      .join('')} (init and apply ${applied} ms), first pull through it after ${firstPull} ms more`,
   );
+  const plan = await tf.plan();
+  expect(planLines(plan)).toEqual(['No changes. Your infrastructure matches the configuration.']);
+  expect(plan.status).toBe(0);
 
-  await destroy(state, { engine }, dirname(stackFile));
-  state = {};
+  await tf.destroy();
+  destroyed = true;
   expect(await engine.find('/services/dtr-cache-lbsvc-lb')).toBeUndefined();
   // The swarm removes the network once the load balancer's container has stopped (its stop grace period).
   await waitFor('the overlay network to go', async () => (await engine.find('/networks/dtr-cache-lbsvc-lb')) === undefined, 30_000);

@@ -1,31 +1,22 @@
 /**
  * What a platform team installs is the `npm pack` tarball, not this checkout: this test packs the library (prepack
- * builds it), installs the tarball into a fresh cdktf app, compiles a tiny TypeScript app against the packaged
+ * builds it; test/support/pack.ts), installs the tarball into a fresh cdktf app, compiles a tiny TypeScript app against the packaged
  * `exports`/`types` with tsc (node16 resolution, which reads `exports`, and node10, which reads `types`), synthesizes
  * it and reads the stack JSON.
  *
- * The package is packed from a copy of the sources (package.json, README, CHANGELOG, Dockerfile, lib, bin) so the build
+ * The package is packed from a copy of the sources (package.json and lockfile, README, CHANGELOG, Dockerfiles, lib, bin) so the build
  * never writes the shared checkout's dist/. Dependencies of the tarball resolve from the npm cache first
  * (--prefer-offline), then from the registry.
  */
-import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PACKAGE, packAndInstall, run } from '../support/pack';
 import { requireTool } from '../support/tools';
 
 const ROOT = join(__dirname, '..', '..');
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
-
-function run(cmd: string, args: string[], cwd: string, timeoutMs: number): string {
-  try {
-    return execFileSync(cmd, args, { cwd, encoding: 'utf8', timeout: timeoutMs, stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    throw new Error(`${cmd} ${args.join(' ')} failed in ${cwd}: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`);
-  }
-}
+const pkg = PACKAGE;
 
 /** The app a platform team would write after `npm install dtr-cache-site`: one site, generated test certificates. */
 const APP_SOURCE = `import { App, TerraformStack } from 'cdktf';
@@ -76,33 +67,14 @@ describe('npm pack: the published package works from a fresh cdktf app', () => {
 
   it('packs, installs, compiles against exports/types and synthesizes a docker_service', () => {
     const started = Date.now();
-    // 1. A copy of what the package is built from; node_modules linked for the build's compiler and types.
-    const src = join(dir, 'src');
-    mkdirSync(src);
-    for (const entry of ['package.json', 'tsconfig.json', 'README.md', 'CHANGELOG.md', 'Dockerfile', 'lib', 'bin']) {
-      if (existsSync(join(ROOT, entry))) cpSync(join(ROOT, entry), join(src, entry), { recursive: true });
-    }
-    symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'), 'dir');
-
-    // 2. npm pack runs prepack (the build) and lists what went in.
-    const packed = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', dir], src, 180_000)) as Array<{
-      filename: string;
-      files: Array<{ path: string }>;
-    }>;
-    const tarball = join(dir, packed[0].filename);
-    const files = packed[0].files.map((f) => f.path);
+    // 1-3. npm pack (prepack: the build) of a copy of the sources, installed into a fresh app: only the tarball;
+    // cdktf and constructs come with it.
+    const { files, app, installed } = packAndInstall(dir);
     expect(files).toEqual(expect.arrayContaining(['package.json', 'README.md', 'dist/lib/index.js', 'dist/lib/index.d.ts']));
     expect(files).toContain('dist/bin/dtr-cache.js');
     // Sources, tests and examples stay out of the package.
     expect(files.filter((f) => /^(lib|test|examples|bench)\//.test(f) || /\.test\.js$/.test(f))).toEqual([]);
-
-    // 3. A fresh app installs only the tarball; cdktf and constructs come with it.
-    const app = join(dir, 'app');
-    mkdirSync(app);
-    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'site-app', version: '1.0.0', private: true }));
-    run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', tarball], app, 240_000);
-    const installed = JSON.parse(readFileSync(join(app, 'node_modules', pkg.name, 'package.json'), 'utf8')) as { version: string };
-    expect(installed.version).toBe(pkg.version);
+    expect((JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as { version: string }).version).toBe(pkg.version);
 
     // 4. tsc against the packaged types, with both module resolutions an app may use.
     writeFileSync(join(app, 'main.ts'), APP_SOURCE);

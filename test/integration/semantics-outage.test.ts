@@ -1,7 +1,7 @@
 /**
  * Upstream outage: with the token-protected upstream stopped, every cached image still pulls by tag (with a
- * Warning header) and by digest for clients authorized before the outage, within `maxstale`; past it, and for
- * anyone never authorized, the cache answers a clean OCI 503. Readiness follows the upstream; liveness does not;
+ * Warning header) and by digest for clients authorized before the outage, within `maxstale` and `authstale`; past
+ * them, and for anyone never authorized, the cache answers a clean OCI 503. Readiness follows the upstream; liveness does not;
  * the logs say what happened and never carry a token.
  */
 import { createHash } from 'node:crypto';
@@ -29,7 +29,12 @@ describe('serving through an upstream outage', () => {
       ],
     });
     for (const [repo, image] of Object.entries(images)) await up.push(repo, 'v1', image);
-    cache = await startCache([up.registry.url], { maxstale: `${MAX_STALE_MS / 1000}s`, tagttl: '1s', authttl: '1s' });
+    cache = await startCache([up.registry.url], {
+      maxstale: `${MAX_STALE_MS / 1000}s`,
+      authstale: `${MAX_STALE_MS / 1000}s`,
+      tagttl: '1s',
+      authttl: '1s',
+    });
   });
   afterAll(async () => {
     await cache?.stop();

@@ -2,6 +2,7 @@
  * The S3 driver, and the OSS driver through its S3 path, against a real S3 implementation: OpenStack Swift's
  * s3api middleware (Debian's swift packages), one all-in-one shared by both suites, a bucket each.
  * (s3rver answers NotImplemented to ListMultipartUploads and AbortMultipartUpload, so it cannot show cleanup.)
+ * s3api also answers conditional PUTs (If-None-Match: *) NotImplemented: createIfAbsent's fallback is what runs here.
  */
 import { CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import type { OssOptions, S3Options } from '../../lib/config';
@@ -33,6 +34,8 @@ async function backend(options: S3Options, root: string, driverFor: () => Return
   return {
     driver,
     partSize: PART,
+    createRace:
+      "Swift's s3api answers conditional PUTs 501 NotImplemented, so the driver falls back to head-then-put here (AWS S3 honours If-None-Match: * since 2024; no AWS-conformant emulator runs here)",
     leftovers: async () => (await client.send(new ListMultipartUploadsCommand({ Bucket: options.bucket }))).Uploads?.length ?? 0,
     // A multipart object's ETag is "<md5 of part md5s>-<part count>".
     partsOf: async (key) => {

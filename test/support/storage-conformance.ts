@@ -23,6 +23,11 @@ export interface ConformanceBackend {
    */
   leftovers?(): Promise<number>;
   readonly leftoversExpire?: string;
+  /**
+   * Where the server's create-if-absent does not exclude concurrent creators, the reason; the suite then checks that
+   * at least one of them wins and the sequential semantics (an existing key is never replaced).
+   */
+  readonly createRace?: string;
   /** How many parts/blocks the committed object `key` was uploaded in; undefined where the notion does not apply. */
   partsOf?(key: string): Promise<number>;
   teardown(): Promise<void>;
@@ -120,6 +125,25 @@ export function describeConformance(name: string, setup: () => Promise<Conforman
       expect(part!.equals(data.subarray(1000, 2000))).toBe(true);
       expect(await driver.read(key('basic/missing'))).toBeUndefined();
       expect(await driver.stat(key('basic/missing'))).toBeUndefined();
+    });
+
+    test('createIfAbsent: of 6 concurrent creates of one key one wins (exactly one where the store excludes them), whole; an existing key is never replaced', async () => {
+      const bodies = Array.from({ length: 6 }, (_, i) => Buffer.from(`lease ${i} ${randomUUID()}`));
+      const won = await Promise.all(bodies.map((body) => driver.createIfAbsent(key('lease/one'), body)));
+      const stored = await readAll(await driver.read(key('lease/one')));
+      if (backend.createRace) {
+        console.log(`${name}: ${won.filter(Boolean).length} of 6 concurrent creates won; ${backend.createRace}`);
+        expect(won.filter(Boolean).length).toBeGreaterThanOrEqual(1);
+        expect(bodies.some((body, i) => won[i] && body.equals(stored!))).toBe(true); // one winner's body, whole
+      } else {
+        expect(won.filter(Boolean)).toHaveLength(1);
+        expect(stored!.equals(bodies[won.indexOf(true)])).toBe(true);
+      }
+      expect(await driver.createIfAbsent(key('lease/one'), Buffer.from('late'))).toBe(false);
+      expect((await readAll(await driver.read(key('lease/one'))))!.equals(stored!)).toBe(true);
+      await driver.delete(key('lease/one'));
+      expect(await driver.createIfAbsent(key('lease/one'), Buffer.from('again'))).toBe(true); // absent again: creatable
+      await driver.delete(key('lease/one'));
     });
 
     test('an empty object commits and reads back empty', async () => {

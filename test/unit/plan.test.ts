@@ -8,6 +8,8 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { command } from '../../bin/commands/plan';
+import { COMMANDS } from '../../bin/commands/index';
+import { runCommand } from '../../bin/commands/dispatch';
 import { UsageError } from '../../lib/cli/errors';
 import { buildThreeDatacenters } from '../../examples/three-datacenters/main';
 import { buildSingleReplica } from '../../examples/single-replica/main';
@@ -48,15 +50,15 @@ describe('dtr-cache plan', () => {
     expect(stdout).toContain('## Stack `dtr-cache-europe`');
     const asia = stdout.slice(stdout.indexOf('### asia'), stdout.indexOf('## Stack `dtr-cache-europe`'));
     expect(asia.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| |'))).toEqual([
-      '| Cache URL | https://cache.asia.example.com |',
+      '| Cache URL | https://cache.asia.example.com:8443 |',
       '| Upstreams | https://dtr.us.example.com |',
       '| Replicas | 2 |',
       '| Nodes | cache-asia-1, cache-asia-2 |',
       '| Storage | nfs |',
       '| NFS export | `/dtr-cache *(rw,root_squash,no_wdelay)` |',
-      '| Port | 443/tcp (routing mesh) |',
-      '| Image | `127.0.0.1:5000/dtr-cache:0.1.0` |',
-      '| Swarm | local-socket unix:///var/run/docker.sock |',
+      '| Port | 8443/tcp (routing mesh) |',
+      '| Image | `registry.example.com/replace-me/dtr-cache:0.1.0` |',
+      '| Swarm | client bundle bundles/asia → tcp://ucp.asia.example.com:443 |',
       `| Certificate | O=dtr-cache unit-test fixture, CN=cache.example.com, expires ${certExpiry} (self-signed) |`,
     ]);
     expect(asia).toContain(
@@ -71,7 +73,7 @@ describe('dtr-cache plan', () => {
     const soon = new Date(new Date(`${certExpiry}T00:00:00Z`).getTime() - 5 * 86_400_000);
     buildSingleReplica({ outdir: dir, tls: () => fixtureTls(), now: soon }).synth();
     const { stdout } = await plan(['--app', dir]);
-    expect(stdout).toMatch(/\*\*Warnings\*\*\n- CacheTls: certificate: expires on \S+, in [56] days; renew it soon\n/);
+    expect(stdout).toMatch(/\*\*Warnings\*\*\n(- .*\n)*- CacheTls: certificate: expires on \S+, in [56] days; renew it soon\n/);
   });
 
   it('with --base, prints what changed between two synth outputs', async () => {
@@ -99,6 +101,20 @@ describe('dtr-cache plan', () => {
     expect(stdout).toContain('O=dtr-cache TEST ONLY, CN=cache.example.com');
     expect(stdout).toContain('**TEST ONLY, self-signed**');
     expect(readFileSync(join(out, 'stacks', 'dtr-cache-single', 'cdk.tf.json'), 'utf8')).toContain('docker_service');
+    // What it wrote and what to do next.
+    expect(stdout).toContain(`## Next\n\nWrote ${join(out, 'stacks', 'dtr-cache-single', 'cdk.tf.json')}.\n`);
+    expect(stdout).toContain('`cdktf deploy dtr-cache-single`');
+  });
+
+  it('dtr-cache --version prints the package version', async () => {
+    const out: string[] = [];
+    const o = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => (out.push(String(chunk)), true));
+    try {
+      expect(await runCommand(['--version'], COMMANDS)).toBe(0);
+    } finally {
+      o.mockRestore();
+    }
+    expect(out.join('')).toBe(`${JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).version}\n`);
   });
 
   it('reports a failing synth with its validation messages and no stack frames, exit 1', async () => {

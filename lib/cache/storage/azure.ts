@@ -83,6 +83,18 @@ export class AzureBucket implements Bucket {
     await this.container.getBlockBlobClient(name).upload(body, body.length);
   }
 
+  /** If-None-Match: *: 409 BlobAlreadyExists when the blob exists. */
+  async create(name: string, body: Buffer): Promise<boolean> {
+    try {
+      await this.container.getBlockBlobClient(name).upload(body, body.length, { conditions: { ifNoneMatch: '*' } });
+      return true;
+    } catch (err) {
+      const status = (err as { statusCode?: number })?.statusCode;
+      if (status === 409 || status === 412) return false;
+      throw err;
+    }
+  }
+
   async remove(name: string): Promise<void> {
     await this.container.getBlockBlobClient(name).deleteIfExists();
   }

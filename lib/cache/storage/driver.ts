@@ -53,6 +53,13 @@ export interface StorageDriver {
   read(key: string, range?: ByteRange): Promise<Readable | undefined>;
   /** Starts a write of `key`; `sizeHint` (bytes), when known, lets object stores pick part sizes. */
   write(key: string, sizeHint?: number): Promise<PendingWrite>;
+  /**
+   * Creates `key` holding `body` only if no object exists under it; true when this call created it. Of several
+   * concurrent callers at most one gets true where the backend has a conditional create (filesystem: link(2),
+   * S3/OSS: If-None-Match: *, Azure: If-None-Match: *, GCS: ifGenerationMatch=0, Swift: If-None-Match: *).
+   * The sweeper's lease is built on it.
+   */
+  createIfAbsent(key: string, body: Buffer): Promise<boolean>;
   /** Removes the object; removing a missing key is not an error. */
   delete(key: string): Promise<void>;
   /** Records that the object was just used. */
@@ -65,6 +72,18 @@ export interface StorageDriver {
   probe(): Promise<void>;
   /** Releases connections (object-store clients keep sockets alive); optional, the filesystem has none. */
   close?(): Promise<void>;
+}
+
+/** Writes a small object whole (manifests, tag records, bookkeeping), through the same atomic commit as blobs. */
+export async function writeSmall(storage: StorageDriver, key: string, data: Buffer): Promise<void> {
+  const pending = await storage.write(key, data.length);
+  try {
+    pending.stream.end(data);
+    await pending.commit();
+  } catch (err) {
+    await pending.abort();
+    throw err;
+  }
 }
 
 /** A storage failure, as a value the server can map to a 503 and a metric rather than a crash. */

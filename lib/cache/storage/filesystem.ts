@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, utimes, writeFile, readFile } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, rm, stat, utimes, writeFile, readFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -119,6 +119,24 @@ export class FilesystemDriver implements StorageDriver {
     };
   }
 
+  /** The body goes to a temp file first; link(2) then publishes it whole, and fails with EEXIST if the key exists. */
+  async createIfAbsent(key: string, body: Buffer): Promise<boolean> {
+    const target = this.path(key);
+    const temp = join(this.root, UPLOADS, `${writerId()}.${randomUUID()}.tmp`);
+    try {
+      await mkdir(dirname(temp), { recursive: true });
+      await writeFile(temp, body, { flush: true });
+      await mkdir(dirname(target), { recursive: true });
+      await link(temp, target);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw new StorageError('createIfAbsent', key, err);
+    } finally {
+      await rm(temp, { force: true });
+    }
+  }
+
   async delete(key: string): Promise<void> {
     await rm(this.path(key), { force: true }).catch((err) => {
       throw new StorageError('delete', key, err);
@@ -171,9 +189,14 @@ export class FilesystemDriver implements StorageDriver {
   async probe(): Promise<void> {
     const file = join(this.root, UPLOADS, `probe-${randomUUID()}`);
     await mkdir(dirname(file), { recursive: true });
-    await writeFile(file, 'probe');
-    const back = await readFile(file, 'utf8');
-    await rm(file, { force: true });
+    let back: string;
+    try {
+      await writeFile(file, 'probe');
+      back = await readFile(file, 'utf8');
+    } finally {
+      // A failed write (a full disk) leaves the file created: a probe every few seconds must not pile them up.
+      await rm(file, { force: true });
+    }
     if (back !== 'probe') throw new StorageError('probe', file, 'read back different bytes');
   }
 }

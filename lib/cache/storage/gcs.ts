@@ -113,6 +113,22 @@ export class GcsBucket implements Bucket {
     await this.bucket.file(name).save(body, { resumable: false, validation: false, contentType: 'application/octet-stream' });
   }
 
+  /** ifGenerationMatch=0: the write succeeds only if no live generation exists (412 otherwise). */
+  async create(name: string, body: Buffer): Promise<boolean> {
+    try {
+      await this.bucket.file(name).save(body, {
+        resumable: false,
+        validation: false,
+        contentType: 'application/octet-stream',
+        preconditionOpts: { ifGenerationMatch: 0 },
+      });
+      return true;
+    } catch (err) {
+      if ((err as { code?: number })?.code === 412) return false;
+      throw err;
+    }
+  }
+
   async remove(name: string): Promise<void> {
     await this.bucket.file(name).delete({ ignoreNotFound: true });
   }

@@ -38,6 +38,11 @@ export interface Bucket {
   upload(name: string, sizeHint?: number): Promise<BucketUpload>;
   /** A small object in one request (probes, access markers). */
   put(name: string, body: Buffer): Promise<void>;
+  /**
+   * A small object in one conditional request that fails if the name exists; false when it did. Absent: the
+   * driver falls back to head-then-put, which two contenders can both pass (see ObjectStoreDriver.createIfAbsent).
+   */
+  create?(name: string, body: Buffer): Promise<boolean>;
   /** Removes an object; a missing one is not an error. */
   remove(name: string): Promise<void>;
   /** Objects whose name starts with `prefix`, in byte order of their names. */
@@ -122,6 +127,20 @@ export class ObjectStoreDriver implements StorageDriver {
         await discard();
       },
     };
+  }
+
+  /**
+   * Conditional create where the backend has one; otherwise head, then put: not atomic (two contenders may both
+   * succeed), which the sweeper's lease tolerates (concurrent sweeps are safe, only repeated work).
+   */
+  async createIfAbsent(key: string, body: Buffer): Promise<boolean> {
+    const name = this.name(key);
+    return guard('createIfAbsent', key, async () => {
+      if (this.bucket.create) return this.bucket.create(name, body);
+      if (await this.bucket.head(name)) return false;
+      await this.bucket.put(name, body);
+      return true;
+    });
   }
 
   async delete(key: string): Promise<void> {

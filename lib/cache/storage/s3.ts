@@ -74,6 +74,8 @@ function writeParams(options: S3Options) {
 }
 
 export class S3Bucket implements Bucket {
+  /** False once the store answered a conditional PUT with 501 NotImplemented. */
+  private conditionalPuts = true;
   private readonly client: S3Client;
   private readonly bucket: string;
   private readonly partSize: number;
@@ -155,6 +157,28 @@ export class S3Bucket implements Bucket {
 
   async put(name: string, body: Buffer): Promise<void> {
     await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: name, Body: body, ...this.params }));
+  }
+
+  /**
+   * If-None-Match: * (S3 conditional writes, AWS since 2024): 412 when the object exists, 409 when a concurrent one
+   * won. A store that answers 501 NotImplemented (Swift's s3api, older MinIO/Ceph) gets head-then-put from then on,
+   * which two contenders can both pass (the sweeper's lease tolerates it: its holder reads the lease back).
+   */
+  async create(name: string, body: Buffer): Promise<boolean> {
+    if (this.conditionalPuts) {
+      try {
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: name, Body: body, IfNoneMatch: '*', ...this.params }));
+        return true;
+      } catch (err) {
+        const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+        if (status === 412 || status === 409) return false;
+        if (status !== 501) throw err;
+        this.conditionalPuts = false;
+      }
+    }
+    if (await this.head(name)) return false;
+    await this.put(name, body);
+    return true;
   }
 
   async remove(name: string): Promise<void> {

@@ -185,6 +185,17 @@ export class SwiftBucket implements Bucket {
     await this.expect(await this.call('PUT', name, { body }), [201], `PUT ${name}`);
   }
 
+  /** If-None-Match: * on PUT: 412 when the object exists. */
+  async create(name: string, body: Buffer): Promise<boolean> {
+    const res = await this.call('PUT', name, { body, headers: { 'if-none-match': '*' } });
+    if (res.statusCode === 412) {
+      await res.body.dump();
+      return false;
+    }
+    await this.expect(res, [201], `PUT ${name}`);
+    return true;
+  }
+
   async remove(name: string): Promise<void> {
     await this.expect(await this.call('DELETE', name), [204, 404], `DELETE ${name}`);
   }

@@ -6,6 +6,7 @@
 import { Construct } from 'constructs';
 import { Secret } from '@cdktf/provider-docker/lib/secret';
 import { SecretSource } from './secret-source';
+import { managedLabels } from './labels';
 
 export interface HashedSecretProps {
   /** Name before the hash, e.g. "dtr-cache-asia-cache.key.pem". */
@@ -19,12 +20,9 @@ export interface HashedSecretProps {
 /** Creates the secret; its `name` is `<baseName>-<hash>`. */
 export function hashedSecret(scope: Construct, id: string, props: HashedSecretProps): Secret {
   return new Secret(scope, id, {
-    name: `${props.baseName}-${props.source.contentHash()}`,
-    data: props.source.base64(),
-    labels: [
-      { label: 'dtr.cache.managed-by', value: 'dtr-cache-site' },
-      ...(props.testOnly ? [{ label: 'dtr.cache.test-only', value: 'true' }] : []),
-    ],
+    name: `${props.baseName}-${props.source.contentHash(scope)}`,
+    data: props.source.base64(scope),
+    labels: [...managedLabels(scope), ...(props.testOnly ? [{ label: 'dtr.cache.test-only', value: 'true' }] : [])],
     lifecycle: { createBeforeDestroy: true },
   });
 }

@@ -7,8 +7,10 @@
  * state; the plan file does hold it, so keep plan files as private as the bundle itself.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
+import { IConstruct } from 'constructs';
 import { Fn } from 'cdktf';
+import { deployPath } from './deploy-path';
 import { DockerProviderConfig } from '@cdktf/provider-docker/lib/provider';
 
 /** Options of a UCP client bundle connection. */
@@ -76,32 +78,44 @@ export class SwarmConnection {
     private readonly sshOpts: readonly string[],
   ) {}
 
-  /** The docker provider configuration: host, and for a bundle the PEM files read at deploy time. */
-  public providerConfig(): DockerProviderConfig {
+  /**
+   * The docker provider configuration in `scope`'s stack: host, and for a bundle the PEM files read at deploy time
+   * (paths relative to the stack's directory).
+   */
+  public providerConfig(scope: IConstruct): DockerProviderConfig {
     if (this.certDirectory !== undefined) {
-      return {
-        host: this.host,
-        caMaterial: Fn.file(join(this.certDirectory, 'ca.pem')),
-        certMaterial: Fn.file(join(this.certDirectory, 'cert.pem')),
-        keyMaterial: Fn.file(join(this.certDirectory, 'key.pem')),
-      };
+      const file = (name: string) => Fn.file(deployPath(scope, join(this.certDirectory ?? '', name)));
+      return { host: this.host, caMaterial: file('ca.pem'), certMaterial: file('cert.pem'), keyMaterial: file('key.pem') };
     }
     return this.sshOpts.length > 0 ? { host: this.host, sshOpts: [...this.sshOpts] } : { host: this.host };
   }
 
-  /** The environment a local-exec running the Docker CLI needs to reach the same swarm. */
-  public environment(): Record<string, string> {
+  /**
+   * The environment a local-exec in `scope`'s stack needs to run the Docker CLI against the same swarm (a bundle's
+   * DOCKER_CERT_PATH relative to the stack's directory, where Terraform runs local-exec).
+   */
+  public environment(scope: IConstruct): Record<string, string> {
     const env: Record<string, string> = { DOCKER_HOST: this.host };
     if (this.certDirectory !== undefined) {
       env.DOCKER_TLS_VERIFY = '1';
-      env.DOCKER_CERT_PATH = this.certDirectory;
+      env.DOCKER_CERT_PATH = deployPath(scope, this.certDirectory);
     }
     return env;
   }
 
-  /** One line for summaries: never includes key material. */
+  /**
+   * The same environment for a destroy-time local-exec, which may refer to `self` only: each variable read from
+   * `self.input.environment`, where the resource's `input` holds `environment(scope)`.
+   */
+  public static fromSelfInput(environment: Record<string, string>): Record<string, string> {
+    return Object.fromEntries(Object.keys(environment).map((name) => [name, `\${self.input.environment.${name}}`]));
+  }
+
+  /** One line for summaries: never includes key material; a bundle's directory relative to the current one. */
   public describe(): string {
-    return this.kind === 'client-bundle' ? `client bundle ${this.certDirectory} → ${this.host}` : `${this.kind} ${this.host}`;
+    return this.kind === 'client-bundle'
+      ? `client bundle ${relative(process.cwd(), this.certDirectory ?? '') || '.'} → ${this.host}`
+      : `${this.kind} ${this.host}`;
   }
 }
 

@@ -4,6 +4,7 @@
  */
 import { IValidation } from 'constructs';
 import { z } from 'zod';
+import { durationNanos } from './provider-duration';
 
 /** A validation that checks `props` against `schema`; messages read "<construct>: <prop path>: <problem and fix>". */
 export function propsValidation(construct: string, schema: z.ZodType, props: unknown): IValidation {
@@ -32,3 +33,8 @@ export const port = z
   .int({ message: 'must be a whole number' })
   .min(1, { message: 'must be between 1 and 65535' })
   .max(65535, { message: 'must be between 1 and 65535' });
+
+/** A positive Go duration as the docker provider takes it (`90s`, `5m`, `1h30m`). */
+export const goDuration = z.string().refine((d) => (durationNanos(d) ?? 0) > 0, {
+  message: 'must be a positive Go duration such as 90s, 5m or 1h30m (units ns, us, ms, s, m, h)',
+});

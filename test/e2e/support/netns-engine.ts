@@ -11,7 +11,7 @@ import { readFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { requireTool, waitFor } from '../../support/tools';
-import { TEST_DOCKER_SOCK } from './engine';
+import { TEST_DOCKER_SOCK } from '../../terraform-provider-docker/engine';
 
 const execFileAsync = promisify(execFile);
 

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App, TerraformStack } from 'cdktf';
 import { DtrCacheSite, LoadBalancer, SecretSource, SwarmConnection } from '../../../lib/constructs';
-import { TEST_DOCKER_SOCK } from './engine';
+import { TEST_DOCKER_SOCK } from '../../terraform-provider-docker/engine';
 
 export interface SiteOptions {
   readonly datacenter: string;

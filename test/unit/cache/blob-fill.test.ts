@@ -229,9 +229,16 @@ describe('BlobFill', () => {
       expect(readdirSync(join(root, 'store', '_uploads'))).toEqual([]);
     });
 
-    it('reading back, a storage failure fails the fill: readers are cut, nothing is committed', async () => {
-      fills = fillsOn(wrapped({ readBack: true, failAfterBytes: 4 * MiB }));
-      await expectFailedFill(data);
+    it('reading back, a storage failure only stops caching: readers get every byte (the write read back, then a spool)', async () => {
+      const events = new CacheEvents();
+      const uncached: string[] = [];
+      events.on('uncached', (e) => uncached.push(e.reason));
+      fills = fillsOn(wrapped({ readBack: true, failAfterBytes: 4 * MiB }), events);
+      const digest = await lateReaderGetsAll();
+      expect(uncached).toEqual(['storage-error']);
+      expect(existsSync(join(root, 'store', blobKey(digest)))).toBe(false);
+      expect(readdirSync(join(root, 'store', '_uploads'))).toEqual([]);
+      expect(readdirSync(join(root, 'spool'))).toEqual([]); // the fallback spool is unlinked as soon as opened
     });
   });
 });

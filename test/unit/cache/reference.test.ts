@@ -1,4 +1,13 @@
-import { blobKey, isValidName, isValidTag, manifestKey, parseDigest, parseRoute, tagKey } from '../../../lib/cache/reference';
+import {
+  blobKey,
+  isValidName,
+  isValidTag,
+  manifestKey,
+  migratedTagKey,
+  parseDigest,
+  parseRoute,
+  tagKey,
+} from '../../../lib/cache/reference';
 
 const HEX = 'a'.repeat(64);
 
@@ -99,6 +108,21 @@ describe('storage keys', () => {
     const d = { algorithm: 'sha256' as const, hex: `ab${'c'.repeat(62)}`, text: '' };
     expect(blobKey(d)).toBe(`blobs/sha256/ab/${d.hex}/data`);
     expect(manifestKey(d)).toBe(`manifests/sha256/ab/${d.hex}/data`);
-    expect(tagKey('team/app', 'v1')).toBe('tags/team/app/v1');
+    expect(tagKey('team/app', 'v1')).toBe('tags/team/app/_tags/v1');
+  });
+
+  it('never give a tag and a repository of the same path one key or directory', () => {
+    expect(tagKey('team/small', 'app')).toBe('tags/team/small/_tags/app');
+    expect(tagKey('team/small/app', 'v1')).toBe('tags/team/small/app/_tags/v1');
+    expect(tagKey('team/small/app', 'v1').startsWith(`${tagKey('team/small', 'app')}/`)).toBe(false);
+  });
+
+  it('map keys of the earlier tag layout to the current one, and leave current keys alone', () => {
+    expect(migratedTagKey('tags/team/small/app')).toBe('tags/team/small/_tags/app');
+    expect(migratedTagKey('tags/team/app/v1.2_x')).toBe('tags/team/app/_tags/v1.2_x');
+    expect(migratedTagKey('tags/team/small/_tags/app')).toBeUndefined();
+    expect(migratedTagKey('tags/_tags/app')).toBeUndefined();
+    expect(migratedTagKey('tags/v1')).toBeUndefined();
+    expect(migratedTagKey('tags/Team/v1')).toBeUndefined(); // not a repository name: not ours to move
   });
 });

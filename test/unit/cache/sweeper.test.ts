@@ -1,11 +1,15 @@
-/** The sweeper against the real FilesystemDriver in a temp dir: TTL from last access, LRU size bound, busy keys, replicas. */
+/**
+ * The sweeper against the real FilesystemDriver in a temp dir: TTL from last access, LRU size bound, busy keys,
+ * replicas; the Sweeper's sharded passes, its lease (one sweeper per store) and its size bookkeeping.
+ */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCacheMetrics } from '../../../lib/cache/metrics';
 import { FilesystemDriver } from '../../../lib/cache/storage/filesystem';
-import { manifestKeyOfTag, sweep, Sweeper } from '../../../lib/cache/sweeper';
+import { CacheEvents } from '../../../lib/cache/events';
+import { manifestKeyOfTag, SHARDS, sweep, Sweeper } from '../../../lib/cache/sweeper';
 
 const DAY = 86_400_000;
 let root: string;
@@ -160,30 +164,174 @@ describe('sweep', () => {
 });
 
 describe('Sweeper', () => {
-  it('sweeps at start and then every interval, never overlapping, and stops cleanly', async () => {
-    const first = await blob(10, 2 * DAY);
-    let calls = 0;
-    const sweeper = new Sweeper(storage, 100, {
-      blobTtlMs: DAY,
-      isBusy: () => {
-        calls++;
-        return false;
-      },
-    });
+  const MINUTE = 60_000;
+  /** A clock the test moves; file times stay real, so "now" starts at the real time. */
+  function clock() {
+    let t = Date.now();
+    return { now: () => t, advance: (ms: number) => void (t += ms) };
+  }
+  /** A blob in shard `shard` (0-255) of `size` bytes, last accessed `ageMs` ago. */
+  async function blobInShard(shard: number, size: number, ageMs: number, name = randomBytes(31).toString('hex')): Promise<string> {
+    const h = shard.toString(16).padStart(2, '0') + name.slice(0, 62);
+    const key = `blobs/sha256/${h.slice(0, 2)}/${h}/data`;
+    await put(key, randomBytes(size));
+    setAge(key, ageMs);
+    return key;
+  }
+
+  it('lists a few shards per pass, every shard within a quarter of blobttl: an expired blob goes within 1.25 x blobttl', async () => {
+    const c = clock();
+    const ttl = 7 * DAY;
+    const sweeper = new Sweeper(storage, 10 * MINUTE, { blobTtlMs: ttl, isBusy: idle, now: c.now });
+    // 7 days: a quarter is 42 h, minus a takeover (2.5 min) and a pass: 250 passes of 10 min list the 256 shards.
+    expect(sweeper.passesPerCycle).toBe(250);
+    const expired = await blobInShard(0xfe, 10, ttl + MINUTE);
+    const fresh = await blobInShard(0xfe, 10, ttl / 2);
+    let passes = 0;
+    let listed = 0;
+    const counting = new FilesystemDriver({ rootdirectory: root });
+    const list = counting.list.bind(counting);
+    counting.list = (prefix: string) => {
+      if (prefix.startsWith('blobs/')) listed++;
+      return list(prefix);
+    };
+    const counted = new Sweeper(counting, 10 * MINUTE, { blobTtlMs: ttl, isBusy: idle, now: c.now });
+    while ((await keys('blobs/')).includes(expired)) {
+      const result = await counted.tick();
+      if (result) passes++;
+      c.advance(10 * MINUTE);
+      expect(passes).toBeLessThanOrEqual(sweeper.passesPerCycle);
+    }
+    expect(passes).toBe(249); // shard 0xfe = 254 of 256, in pass 254 x 250 / 256 (0-based) of the cycle
+    expect(listed).toBe(255 * 2); // shards 0 to 254 listed once each, sha256 and sha512 blob prefixes
+    expect(await keys('blobs/')).toEqual([fresh]);
+    // Worst case: a full cycle after expiry plus a pass, within a quarter of the TTL.
+    expect((sweeper.passesPerCycle + 1) * 10 * MINUTE).toBeLessThanOrEqual(ttl / 4);
+  });
+
+  it('keeps passes on a grid of the interval, so ticks that come late do not stretch the cycle', async () => {
+    const c = clock();
+    const sweeper = new Sweeper(storage, 10 * MINUTE, { blobTtlMs: 7 * DAY, isBusy: idle, now: c.now, lease: false });
+    let passes = 0;
+    for (let tick = 0; tick < 70; tick++) {
+      if (await sweeper.tick()) passes++;
+      c.advance(7 * MINUTE); // a pass is due every 10 min, ticks come every 7: each pass starts up to 4 min late
+    }
+    expect(passes).toBeGreaterThanOrEqual(48); // 490 min: 49 passes on the grid (35 if each late start added up)
+  });
+
+  it('sweeps everything each pass when the interval is long against blobttl, as before', async () => {
+    const sweeper = new Sweeper(storage, 100, { blobTtlMs: 1000, isBusy: idle, leaseRenewMs: 50 });
+    expect(sweeper.passesPerCycle).toBe(1);
+    const old = await Promise.all([blobInShard(0, 10, 5000), blobInShard(0x80, 10, 5000), blobInShard(0xff, 10, 5000)]);
+    const result = await sweeper.tick();
+    expect(result!.evicted.map((e) => e.key).sort()).toEqual(old.sort());
+    await sweeper.stop();
+  });
+
+  it('keeps the store under maxsize least recently used first across shards, acting on fills other replicas report at the next tick', async () => {
+    const c = clock();
+    const events = new CacheEvents();
+    const options = { maxSizeBytes: 1000, isBusy: idle, now: c.now, leaseRenewMs: MINUTE, events };
+    const holder = new Sweeper(storage, 10 * MINUTE, options);
+    const otherEvents = new CacheEvents();
+    const other = new Sweeper(new FilesystemDriver({ rootdirectory: root }), 10 * MINUTE, { ...options, events: otherEvents });
+    // Ten blobs of 100 bytes in ten shards, the oldest in the last shard: 1000 bytes, at the bound.
+    const stored = [];
+    for (let i = 0; i < 10; i++) stored.push(await blobInShard(25 * i, 100, (i + 1) * MINUTE));
+    // The first passes learn every shard's size: 2 shards a pass plus 32 never listed, so 8 passes.
+    let first = await holder.tick();
+    expect(first!.storedBytes).toBeLessThan(1000);
+    for (let pass = 1; pass < 8; pass++) {
+      c.advance(10 * MINUTE);
+      first = await holder.tick();
+      expect(first!.evicted).toEqual([]);
+    }
+    expect(first!.storedBytes).toBe(1000);
+    expect(await other.tick()).toBeUndefined(); // not the holder
+
+    // The other replica fills 250 bytes (the file, and its fillEnded event) and reports them at its next tick.
+    other.start();
+    const filled = await blobInShard(7, 250, 0);
+    otherEvents.emit('fillEnded', { digest: `sha256:07${'0'.repeat(62)}`, ok: true, bytes: 250 });
+    expect(await other.tick()).toBeUndefined();
+    await other.stop();
+    expect((await keys('_sweeper/fills/')).length).toBe(1);
+
+    c.advance(MINUTE); // the holder's next tick, not a pass: the reported fill is added and acted on at once
+    const second = await holder.tick();
+    // 1250 bytes: the three least recently used go (the last three shards' blobs), not the new one.
+    expect(second!.evicted.map((e) => [e.key, e.reason])).toEqual([
+      [stored[9], 'size'],
+      [stored[8], 'size'],
+      [stored[7], 'size'],
+    ]);
+    expect(second!.storedBytes).toBe(950);
+    expect(await keys('_sweeper/fills/')).toEqual([]);
+    expect(await keys('blobs/')).toContain(filled);
+    await holder.stop();
+  });
+
+  it('freeBytes evicts least recently used content now, on any replica, and spares busy keys', async () => {
+    const a = await blobInShard(0x10, 100, 5 * MINUTE);
+    const b = await blobInShard(0xa0, 100, 4 * MINUTE);
+    const c = await blobInShard(0x30, 100, 3 * MINUTE);
+    const d = await blobInShard(0x05, 100, 2 * MINUTE);
+    const sweeper = new Sweeper(storage, 10 * MINUTE, { blobTtlMs: DAY, isBusy: (k) => k === b });
+    const result = await sweeper.freeBytes(150);
+    expect(result.evicted.map((e) => e.key)).toEqual([a, c]);
+    expect(result.spared).toEqual([b]);
+    expect(await keys('blobs/')).toEqual([b, d].sort());
+  });
+
+  it('one sweeper per store: the lease goes to one replica, passes to another on stop, and is taken over after its holder dies', async () => {
+    const c = clock();
+    const make = () =>
+      new Sweeper(new FilesystemDriver({ rootdirectory: root }), 10 * MINUTE, {
+        blobTtlMs: DAY,
+        isBusy: idle,
+        now: c.now,
+        leaseRenewMs: MINUTE,
+      });
+    const replicas = [make(), make(), make()];
+    await Promise.all(replicas.map((r) => r.tick()));
+    expect(replicas.filter((r) => r.isLeader)).toHaveLength(1);
+    const first = replicas.findIndex((r) => r.isLeader);
+
+    // A clean stop releases the lease: another replica takes it at its next tick.
+    await replicas[first].stop();
+    const rest = replicas.filter((_, i) => i !== first);
+    await Promise.all(rest.map((r) => r.tick()));
+    expect(rest.filter((r) => r.isLeader)).toHaveLength(1);
+    const second = rest.find((r) => r.isLeader)!;
+    const waiting = rest.find((r) => !r.isLeader)!;
+
+    // The holder dies (no more renewals, no release): the lease is taken over once 4 renewals were missed.
+    c.advance(3 * MINUTE);
+    await waiting.tick();
+    expect(waiting.isLeader).toBe(false);
+    const lease = (await keys('_sweeper/lease/'))[0];
+    const past = new Date(Date.now() - 5 * MINUTE);
+    utimesSync(join(root, lease), past, past); // last renewed 5 minutes ago by the store's clock
+    await waiting.tick();
+    expect(waiting.isLeader).toBe(true);
+    await second.tick(); // the old holder, back from a pause, finds a newer generation and stands down
+    expect(second.isLeader).toBe(false);
+    expect(await keys('_sweeper/lease/')).toHaveLength(1);
+    await Promise.all(rest.map((r) => r.stop()));
+    expect(await keys('_sweeper/lease/')).toEqual([]);
+  });
+
+  it('ticks at start and then every renewal period, and stops cleanly', async () => {
+    const sweeper = new Sweeper(storage, 100, { blobTtlMs: 1000, isBusy: idle });
     sweeper.start();
+    await blobInShard(0x42, 10, 5000);
     const deadline = Date.now() + 5000;
     while ((await keys('blobs/')).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(await keys('blobs/')).toEqual([]);
-
-    const later = await blob(10, 2 * DAY);
-    while ((await keys('blobs/')).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    expect(await keys('blobs/')).toEqual([]);
     await sweeper.stop();
-    expect(calls).toBeGreaterThanOrEqual(2);
-
-    await blob(10, 2 * DAY);
+    await blobInShard(0x43, 10, 5000);
     await new Promise((r) => setTimeout(r, 300));
     expect(await keys('blobs/')).toHaveLength(1); // stopped: nothing more is removed
-    expect([first, later]).toHaveLength(2);
   });
 });

@@ -56,10 +56,14 @@ describe('auth challenges and realm trust', () => {
     expect(parseChallenge(undefined)).toBeUndefined();
   });
 
-  it('sends credentials only to realms on the cache or DTR host, never downgraded to http', () => {
+  it('sends credentials only to realms at the cache or DTR origin: scheme, host and port pinned', () => {
     const trusted = [new URL('https://cache.example.com'), new URL('https://dtr.example.com')];
-    expect(realmTrusted('https://dtr.example.com:4443/auth/token', trusted)).toBe(true);
+    expect(realmTrusted('https://dtr.example.com/auth/token', trusted)).toBe(true);
+    expect(realmTrusted('https://DTR.example.com:443/auth/token', trusted)).toBe(true);
     expect(realmTrusted('https://cache.example.com/token', trusted)).toBe(true);
+    expect(realmTrusted('https://dtr.example.com:4443/auth/token', trusted)).toBe(false);
+    expect(realmTrusted('https://dtr.example.com:4443/auth/token', [new URL('https://dtr.example.com:4443')])).toBe(true);
+    expect(realmTrusted('https://cache.example.com:8443/token', trusted)).toBe(false);
     expect(realmTrusted('https://evil.example.net/token', trusted)).toBe(false);
     expect(realmTrusted('https://dtr.example.com.evil.net/token', trusted)).toBe(false);
     expect(realmTrusted('http://dtr.example.com/auth/token', trusted)).toBe(false);

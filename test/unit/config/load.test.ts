@@ -70,6 +70,27 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('names the integrity and outage settings in their errors (verifyage, scrubrate, authstale)', () => {
+    const result = loadConfig(
+      'version: 0.1\nstorage: {filesystem: {rootdirectory: /r}}\nmiddleware: {registry: [{name: downstream, options: ' +
+        '{upstreams: [https://dtr.example.com], verifyage: often, scrubrate: fast, authstale: 1 hour}}]}',
+    );
+    expect(!result.ok && result.errors).toEqual([
+      'config.yml: middleware.registry[0].options.authstale: is not a duration; write a Go duration such as 24h (units ns, us, ms, s, m, h)',
+      'config.yml: middleware.registry[0].options.verifyage: is not a duration; write a Go duration such as 24h (units ns, us, ms, s, m, h)',
+      'config.yml: middleware.registry[0].options.scrubrate: scrubrate must be a size of at least 0 bytes, e.g. 5242880 or 10MiB',
+    ]);
+    const ok = loadConfig(
+      'version: 0.1\nstorage: {filesystem: {rootdirectory: /r}}\nmiddleware: {registry: [{name: downstream, options: {upstreams: [https://dtr.example.com]}}]}',
+    );
+    if (!ok.ok) throw new Error(ok.errors.join('\n'));
+    expect(ok.config.middleware.registry[0].options).toMatchObject({
+      verifyage: 86_400_000,
+      scrubrate: 8 * 1024 * 1024,
+      authstale: 86_400_000,
+    });
+  });
+
   it('requires exactly one storage driver and storage.delete for blobttl', () => {
     const none = loadConfig('version: 0.1\nstorage: {}\nmiddleware: {registry: [{name: downstream, options: {upstreams: [https://d]}}]}');
     expect(!none.ok && none.errors[0]).toMatch(/choose one storage driver: add one of filesystem, s3, azure, gcs, oss, swift/);

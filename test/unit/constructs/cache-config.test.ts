@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CacheConfig, SecretSource, SharedStorage, StorageBackend } from '../../../lib/constructs';
 import { loadConfig } from '../../../lib/config';
-import { newStack, onlyResource, synth, validationErrors } from './helpers';
+import { newStack, onlyResource, synth, synthesizedPath, validationErrors } from './helpers';
 
 const base = {
   upstreams: ['https://dtr.us.example.com'],
@@ -89,7 +89,7 @@ describe('CacheConfig', () => {
       expect(json.resource.docker_config).toBeUndefined();
       const secret = onlyResource(json, 'docker_secret');
       expect(JSON.stringify(json)).not.toContain('wJalr');
-      expect(secret.data).toContain(`file(\\"${keyFile}\\")`.replace(/\\"/g, '"'));
+      expect(secret.data).toContain(`file(${synthesizedPath(stack, keyFile)})`);
       expect(secret.data).toContain('DTR_CACHE_SECRET_STORAGE_S3_SECRETKEY');
       expect(secret.lifecycle).toEqual({ create_before_destroy: true });
       expect(config.mount).toMatchObject({ kind: 'secret', fileName: '/config.yml' });

@@ -1,5 +1,7 @@
+import { join } from 'node:path';
 import { CacheImage } from '../../../lib/constructs';
-import { newStack, onlyResource, synth, validationErrors } from './helpers';
+import { packageRoot } from '../../../lib/constructs/cache-image';
+import { newStack, onlyResource, synth, synthesizedPath, synthesizedValue, validationErrors } from './helpers';
 
 describe('CacheImage', () => {
   it('uses a given reference as is, creating nothing', () => {
@@ -24,6 +26,20 @@ describe('CacheImage', () => {
     expect(pushed.keep_remotely).toBe(true);
     expect(pushed.triggers).toEqual({ image: expect.stringMatching(/^\$\{docker_image\.Image_.*\.image_id\}$/) });
     expect(image.imageRef).toMatch(/^registry\.asia\.example\.com\/infra\/dtr-cache@\$\{TfToken\[TOKEN\.\d+\]\}$/);
+  });
+
+  it('without a context, builds from the installed package (image/Dockerfile), addressed from the stack directory', () => {
+    const stack = newStack();
+    new CacheImage(stack, 'Image', { build: { name: 'registry.example.com/infra/dtr-cache:0.1.0', buildArgs: { BASE_IMAGE: 'b' } } });
+    const built = onlyResource(synth(stack), 'docker_image');
+    // From source, the package root is this repository's.
+    expect(packageRoot()).toBe(join(__dirname, '..', '..', '..'));
+    expect(built.build).toEqual({
+      context: synthesizedValue(stack, packageRoot()),
+      dockerfile: 'image/Dockerfile',
+      build_args: { BASE_IMAGE: 'b' },
+    });
+    expect(validationErrors(stack)).toEqual([]);
   });
 
   it('rejects a reference without a registry host, and neither or both of reference and build', () => {

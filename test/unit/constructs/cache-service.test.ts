@@ -26,7 +26,7 @@ describe('CacheService', () => {
       { config_id: 'config-id', config_name: 'dtr-cache-config-abc', file_name: '/config.yml', file_mode: 0o444 },
     ]);
     expect(spec.placement).toEqual({ constraints: ['node.labels.dtr.cache == true', 'node.role == worker'], max_replicas: 1 });
-    expect(spec.restart_policy).toEqual({ condition: 'on-failure', delay: '5s', window: '120s' });
+    expect(spec.restart_policy).toEqual({ condition: 'on-failure', delay: '5s', window: '2m' });
     expect(spec.container_spec.healthcheck).toMatchObject({ test: ['CMD', 'node', '-e', healthcheckScript(443, true)], retries: 3 });
   });
 
@@ -71,6 +71,23 @@ describe('CacheService', () => {
     expect(serviceJson({ replicas: 1, nodeCount: 2, publishMode: PublishMode.HOST }).update_config.order).toBe('stop-first');
   });
 
+  it('waits for the service to converge on deploy: 2 minutes per replica plus 1 by default, or the given timeout', () => {
+    expect(serviceJson({ replicas: 1 }).converge_config).toEqual({ timeout: '3m', delay: '7s' });
+    expect(serviceJson({ replicas: 3 }).converge_config).toEqual({ timeout: '7m', delay: '7s' });
+    expect(serviceJson({ replicas: 30 }).converge_config).toEqual({ timeout: '1h1m', delay: '7s' });
+    // Written as the provider reads it back.
+    expect(serviceJson({ convergeTimeout: '600s', convergeInterval: '5000ms' }).converge_config).toEqual({ timeout: '10m', delay: '5s' });
+  });
+
+  it('rejects a converge timeout that is not a positive Go duration, naming the prop', () => {
+    const stack = newStack();
+    new CacheService(stack, 'Service', { image, config, convergeTimeout: '600', convergeInterval: '0s' });
+    expect(validationErrors(stack)).toEqual([
+      'CacheService: convergeTimeout: must be a positive Go duration such as 90s, 5m or 1h30m (units ns, us, ms, s, m, h)',
+      'CacheService: convergeInterval: must be a positive Go duration such as 90s, 5m or 1h30m (units ns, us, ms, s, m, h)',
+    ]);
+  });
+
   it('mounts secrets under /run/secrets/ and a secret config at /config.yml', () => {
     const stack = newStack();
     const secret = hashedSecret(stack, 'Key', { baseName: 'k', source: SecretSource.fromPlainText('x') });
@@ -103,8 +120,8 @@ describe('CacheService', () => {
     expect(validationErrors(stack)).toEqual([
       'CacheService: replicas: must be at least 1',
       'CacheService: port: must be between 1 and 65535',
-      'CacheService: port: 443 is also published by test/C; give each cache site in a stack its own port (or put them in separate stacks, one per swarm)',
-      'CacheService: port: 443 is also published by test/B; give each cache site in a stack its own port (or put them in separate stacks, one per swarm)',
+      'CacheService: port: 443 is also published by test/C on the same swarm; give each cache site on a swarm its own port',
+      'CacheService: port: 443 is also published by test/B on the same swarm; give each cache site on a swarm its own port',
     ]);
   });
 

@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Testing } from 'cdktf';
 import { CacheTls, SecretSource } from '../../../lib/constructs';
-import { annotations, fixture, newStack, NOW, resourceNamed, resourcesOf, synth, validationErrors } from './helpers';
+import { annotations, fixture, newStack, NOW, resourceNamed, resourcesOf, synth, synthesizedPath, validationErrors } from './helpers';
 
 const certPem = readFileSync(fixture('cache.cert.pem'), 'utf8');
 const keyPem = readFileSync(fixture('cache.key.pem'), 'utf8');
@@ -19,10 +19,13 @@ describe('CacheTls', () => {
       now: NOW,
     });
     const secrets = resourcesOf(synth(stack), 'docker_secret');
+    // Named by the hash of the bytes Terraform reads at apply, the same bytes that become the secret's data.
+    const named = (file: string, name: string) =>
+      `dtr-cache-asia-${name}-\${substr(filesha256(${synthesizedPath(stack, fixture(file))}), 0, 12)}`;
     expect(secrets.map((s) => s.name).sort()).toEqual([
-      expect.stringMatching(/^dtr-cache-asia-cache\.cert\.pem-[0-9a-f]{12}$/),
-      expect.stringMatching(/^dtr-cache-asia-cache\.key\.pem-[0-9a-f]{12}$/),
-      expect.stringMatching(/^dtr-cache-asia-dtr\.cert\.pem-[0-9a-f]{12}$/),
+      named('cache.cert.pem', 'cache.cert.pem'),
+      named('cache.key.pem', 'cache.key.pem'),
+      named('dtr-ca.pem', 'dtr.cert.pem'),
     ]);
     for (const s of secrets) expect(s.lifecycle).toEqual({ create_before_destroy: true });
     expect(tls.secrets.map((s) => s.fileName)).toEqual(['cache.cert.pem', 'cache.key.pem', 'dtr.cert.pem']);
@@ -41,7 +44,7 @@ describe('CacheTls', () => {
     expect(text).not.toContain('PRIVATE KEY');
     expect(text).not.toContain(Buffer.from(keyPem).toString('base64').slice(0, 40));
     const key = resourceNamed(JSON.parse(text), 'docker_secret', /key/);
-    expect(key.data).toBe(`\${filebase64("${fixture('cache.key.pem')}")}`);
+    expect(key.data).toBe(`\${filebase64(${synthesizedPath(stack, fixture('cache.key.pem'))})}`);
   });
 
   it('PEM strings land in the synthesized JSON (base64), as documented', () => {
@@ -61,11 +64,13 @@ describe('CacheTls', () => {
     expect(name(certPem)).not.toBe(name(`${certPem}\n`));
   });
 
-  it('marks generated test material in labels and an info annotation', () => {
+  it('marks generated test material in labels and a warning', () => {
     const stack = newStack();
     new CacheTls(stack, 'Tls', { ...fromFiles, testOnly: true, now: NOW });
     expect(resourceNamed(synth(stack), 'docker_secret', /cert/).labels).toContainEqual({ label: 'dtr.cache.test-only', value: 'true' });
-    expect(annotations(stack, 'info')).toEqual(['CacheTls: self-signed TEST ONLY certificates; give your own for production']);
+    expect(annotations(stack, 'warn')).toEqual([
+      'CacheTls: TEST ONLY certificates (self-signed, generated): clients will not trust them; give your own certificate and key for production',
+    ]);
   });
 
   describe('validation', () => {

@@ -1,9 +1,10 @@
 /** Shared helpers of the construct tests: fixed certificates, a fresh stack, the synthesized JSON, validation output. */
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { IConstruct } from 'constructs';
 import { TerraformStack, Testing } from 'cdktf';
 import { DockerProvider } from '@cdktf/provider-docker/lib/provider';
 import { DtrCacheSiteProps, SecretSource, SiteTlsOptions, StorageBackend } from '../../../lib/constructs';
+import { isProjectPath, stackDirectory } from '../../../lib/constructs/base/deploy-path';
 
 export const FIXTURES = join(__dirname, 'fixtures');
 export const fixture = (name: string): string => join(FIXTURES, name);
@@ -70,4 +71,17 @@ export function validationErrors(scope: IConstruct): string[] {
 /** Annotations of `level` (warn or info) under `scope`. */
 export function annotations(scope: IConstruct, level: 'warn' | 'info'): string[] {
   return scope.node.findAll().flatMap((c) => c.node.metadata.filter((m) => m.type === `@cdktf/${level}`).map((m) => String(m.data)));
+}
+
+/**
+ * How a file read at apply appears as a Terraform function's argument in the synthesized JSON: a project file relative
+ * to the directory Terraform runs in for `scope`, a machine file as given (deployPath's rule).
+ */
+export function synthesizedPath(scope: IConstruct, absolute: string): string {
+  return isProjectPath(absolute) ? `join("/", [path.module, "${relative(stackDirectory(scope), absolute)}"])` : JSON.stringify(absolute);
+}
+
+/** The same path as a whole attribute's value. */
+export function synthesizedValue(scope: IConstruct, absolute: string): string {
+  return isProjectPath(absolute) ? `\${${synthesizedPath(scope, absolute)}}` : absolute;
 }

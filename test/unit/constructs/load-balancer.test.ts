@@ -7,7 +7,18 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DtrCacheSite, DtrCacheSiteProps, LoadBalancer, SwarmConnection, testCertificates } from '../../../lib/constructs';
-import { asiaSiteProps, fixture, newStack, onlyResource, resourcesOf, synth, TfJson, validationErrors } from './helpers';
+import {
+  asiaSiteProps,
+  fixture,
+  newStack,
+  onlyResource,
+  resourcesOf,
+  synth,
+  synthesizedPath,
+  synthesizedValue,
+  TfJson,
+  validationErrors,
+} from './helpers';
 
 const props: DtrCacheSiteProps = asiaSiteProps({ port: 8443 });
 
@@ -67,9 +78,9 @@ describe('DtrCacheSite: connection kinds × load balancer modes', () => {
         if (conn.kind === 'client-bundle') {
           expect(provider).toEqual({
             host: 'tcp://ucp.asia.example.com:443',
-            ca_material: `\${file("${join(bundle, 'ca.pem')}")}`,
-            cert_material: `\${file("${join(bundle, 'cert.pem')}")}`,
-            key_material: `\${file("${join(bundle, 'key.pem')}")}`,
+            ca_material: `\${file(${synthesizedPath(stack, join(bundle, 'ca.pem'))})}`,
+            cert_material: `\${file(${synthesizedPath(stack, join(bundle, 'cert.pem'))})}`,
+            key_material: `\${file(${synthesizedPath(stack, join(bundle, 'key.pem'))})}`,
           });
         } else if (conn.kind === 'ssh') {
           expect(provider).toEqual({ host: 'ssh://ops@manager1.asia.example.com', ssh_opts: ['-o', 'StrictHostKeyChecking=yes'] });
@@ -77,11 +88,19 @@ describe('DtrCacheSite: connection kinds × load balancer modes', () => {
           expect(provider).toEqual({ host: 'unix:///run/docker.sock' });
         }
 
-        // Every local-exec (label add and remove on each node, the storage preflight, the volume removal) has the same swarm in its environment.
-        const execs = resourcesOf(json, 'terraform_data').flatMap((r) => r.provisioner.map((p: TfJson) => p['local-exec']));
-        expect(execs).toHaveLength(6);
-        for (const e of execs) expect(e.environment).toEqual(conn.environment());
-        if (conn.kind === 'client-bundle') expect(execs[0].environment).toMatchObject({ DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: bundle });
+        // Both label steps and the volume removal carry the same swarm in input, and their local-execs read it from
+        // there (self.input).
+        const labelSteps = resourcesOf(json, 'terraform_data').filter((r) => r.input?.environment);
+        expect(labelSteps).toHaveLength(3);
+        for (const r of labelSteps) {
+          expect(r.input.environment).toEqual(
+            conn.kind === 'client-bundle'
+              ? { DOCKER_HOST: conn.host, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: synthesizedValue(stack, bundle) }
+              : { DOCKER_HOST: conn.host },
+          );
+          for (const name of Object.keys(r.input.environment))
+            expect(r.provisioner[0]['local-exec'].environment[name]).toBe(`\${self.input.environment.${name}}`);
+        }
 
         // Publishing and outputs per mode.
         const lbConfig = json.output.asia_load_balancer_config;

@@ -20,13 +20,13 @@ describe('StoragePreflight', () => {
     const check = resourcesOf(json, 'terraform_data').find((r) => r.triggers_replace.image);
     expect(check?.triggers_replace).toEqual({
       volume: mount.source,
-      nodes: 'cache-asia-1,cache-asia-2',
+      nodes: 'cache-asia-1 cache-asia-2',
       image: '127.0.0.1:5000/dtr-cache:0.1.0',
       host: 'unix:///var/run/docker.sock',
     });
     const exec = check?.provisioner[0]['local-exec'];
-    expect(exec.environment).toEqual({ DOCKER_HOST: 'unix:///var/run/docker.sock' });
-    expect(exec.command).toContain('round write cache-asia-1 cache-asia-2');
+    expect(exec.environment).toEqual({ DOCKER_HOST: 'unix:///var/run/docker.sock', NODES: 'cache-asia-1 cache-asia-2' });
+    expect(exec.command).toContain('round write $NODES');
     expect(onlyResource(json, 'docker_service').depends_on).toContain(
       `terraform_data.${Object.keys(json.resource.terraform_data).find((k) => k.startsWith('asia_StoragePreflight_Check_'))}`,
     );
@@ -38,16 +38,22 @@ describe('StoragePreflight', () => {
     const volume = site.storage.mounts[0].source;
     const removal = resourcesOf(synth(stack), 'terraform_data').find((r) => r.lifecycle);
     expect(removal?.lifecycle).toEqual({ create_before_destroy: true });
-    expect(removal?.triggers_replace).toEqual({ volume, nodes: 'cache-asia-1,cache-asia-2', host: 'unix:///var/run/docker.sock' });
+    expect(removal?.triggers_replace).toEqual({ volume, nodes: 'cache-asia-1 cache-asia-2', host: 'unix:///var/run/docker.sock' });
     expect(removal?.provisioner).toEqual([
       {
-        'local-exec': { when: 'destroy', command: '${self.input.destroy}', environment: { DOCKER_HOST: 'unix:///var/run/docker.sock' } },
+        'local-exec': {
+          when: 'destroy',
+          command: '${self.input.destroy}',
+          environment: { DOCKER_HOST: '${self.input.environment.DOCKER_HOST}', NODES: '${self.input.nodes}' },
+        },
       },
     ]);
     const command: string = removal?.input.destroy;
     expect(command).toContain("flags='--user 0 --mount type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock'");
     expect(command).toContain(`launch() { start "$2" "$3" '${volume}' 120; }`);
-    expect(command).toContain('round remove cache-asia-1 cache-asia-2');
+    expect(removal?.input.environment).toEqual({ DOCKER_HOST: 'unix:///var/run/docker.sock' });
+    expect(removal?.input.nodes).toBe('cache-asia-1 cache-asia-2');
+    expect(command).toContain('round remove $NODES');
     expect(command).not.toMatch(/[$%]\{/);
     expect(REMOVE_PROGRAM).not.toContain("'");
   });

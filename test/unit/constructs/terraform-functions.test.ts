@@ -3,9 +3,11 @@
  * config splice and the file-based secret data. cdktf synth cannot evaluate them, so this is where they are proven.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TerraformStack } from 'cdktf';
+import { stackDirectory } from '../../../lib/constructs/base/deploy-path';
 import { CacheConfig, CacheTls, SecretSource, SharedStorage, StorageBackend } from '../../../lib/constructs';
 import { loadConfig } from '../../../lib/config';
 import { requireTool } from '../../support/tools';
@@ -16,15 +18,20 @@ describe('deploy-time expressions under terraform console', () => {
   beforeAll(() => {
     requireTool('terraform');
     dir = mkdtempSync(join(tmpdir(), 'tf-functions-test-'));
-    writeFileSync(join(dir, 'main.tf.json'), '{}');
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  /** Evaluates a synthesized "${…}" string that yields base64, and decodes it. */
-  const evaluateBase64 = (interpolation: string): string => {
+  /**
+   * Evaluates a synthesized "${…}" string that yields base64 in the directory Terraform runs in for `stack` (file paths
+   * are relative to it), and decodes it.
+   */
+  const evaluateBase64 = (stack: TerraformStack, interpolation: string): string => {
     const expression = /^\$\{([\s\S]*)\}$/.exec(interpolation)?.[1];
     if (!expression) throw new Error(`not an interpolation: ${interpolation.slice(0, 80)}`);
-    const out = execFileSync('terraform', [`-chdir=${dir}`, 'console'], { input: expression, encoding: 'utf8', timeout: 30_000 }).trim();
+    const cwd = stackDirectory(stack);
+    mkdirSync(cwd, { recursive: true });
+    writeFileSync(join(cwd, 'main.tf.json'), '{}');
+    const out = execFileSync('terraform', [`-chdir=${cwd}`, 'console'], { input: expression, encoding: 'utf8', timeout: 30_000 }).trim();
     return Buffer.from(JSON.parse(out) as string, 'base64').toString('utf8');
   };
 
@@ -48,7 +55,7 @@ describe('deploy-time expressions under terraform console', () => {
       storage: storage.storageSection,
       secretValues: [...storage.secretValues],
     });
-    const text = evaluateBase64(onlyResource(synth(stack), 'docker_secret').data);
+    const text = evaluateBase64(stack, onlyResource(synth(stack), 'docker_secret').data);
     const result = loadConfig(text);
     if (!result.ok) throw new Error(result.errors.join('\n'));
     expect(result.config.storage.swift?.password).toBe(value);
@@ -63,6 +70,6 @@ describe('deploy-time expressions under terraform console', () => {
       now: NOW,
     });
     const key = resourceNamed(synth(stack), 'docker_secret', /key/);
-    expect(evaluateBase64(key.data)).toBe(readFileSync(fixture('cache.key.pem'), 'utf8'));
+    expect(evaluateBase64(stack, key.data)).toBe(readFileSync(fixture('cache.key.pem'), 'utf8'));
   });
 });

@@ -1,5 +1,5 @@
 /**
- * A minimal Docker Engine API client over the unix socket (undici Client with socketPath), or over TCP with TLS
+ * A minimal Docker Engine API client (used by the provider stand-in, and by tests to inspect what it did) over the unix socket (undici Client with socketPath), or over TCP with TLS
  * client authentication as a client bundle gives it. Errors carry the engine's own message and the request that failed.
  */
 import { Client } from 'undici';
@@ -36,12 +36,30 @@ export class Engine {
       : new Client('http://docker', { socketPath, ...timeouts });
   }
 
+  /** An engine at a provider `host`: unix:///path, or tcp://host:port with the TLS client material. */
+  static at(host: string, tls?: Omit<EngineTlsEndpoint, 'host'>): Engine {
+    if (host.startsWith('unix://')) return new Engine(host.slice('unix://'.length));
+    if (host.startsWith('tcp://') && tls) return new Engine(undefined, { host, ...tls });
+    throw new Error(`host ${host}: the stand-in reaches engines on unix:// sockets, or tcp:// with ca/cert/key_material`);
+  }
+
   async request<T = unknown>(
     method: 'GET' | 'POST' | 'DELETE',
     path: string,
     body?: unknown,
     headers: Record<string, string> = {},
   ): Promise<T> {
+    const text = await this.requestText(method, path, body, headers);
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /** The response body as text (e.g. the JSON lines of an image pull). */
+  async requestText(
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<string> {
     const res = await this.client.request({
       method,
       path: `/v1.41${path}`,
@@ -58,7 +76,7 @@ export class Engine {
       }
       throw new EngineError(res.statusCode, `${method} ${path}: ${res.statusCode} ${message.trim()}`);
     }
-    return (text ? JSON.parse(text) : undefined) as T;
+    return text;
   }
 
   /** Like request, but a 404 gives undefined. */

@@ -1,0 +1,147 @@
+/**
+ * CacheNodes' label steps applied by the real `terraform` binary (terraform_data and local-exec need no provider) to a
+ * swarm of two namespace engines (a manager and a worker): after every apply exactly the listed nodes carry the label,
+ * and a second plan has no changes. Covers a node removed from the list, a node added back, a changed label key (the
+ * old key leaves the nodes), and destroy. Everything started here is stopped in afterAll, also after a failure.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { TerraformStack, Testing } from 'cdktf';
+import { CacheNodes, SwarmConnection } from '../../lib/constructs';
+import { requireTool, waitFor } from '../support/tools';
+import { HostBridge, NetnsEngine, run } from './support/netns-engine';
+
+const NET = `10.96.${process.pid % 250}`;
+const work = mkdtempSync(join(tmpdir(), 'dtr-cache-labels-tf-'));
+const stackDir = join(work, 'stack');
+const bridge = new HostBridge(`dtrlb${process.pid}`, `${NET}.1`, 24);
+const engines = (['manager', 'worker'] as const).map(
+  (role, i) =>
+    new NetnsEngine({
+      netns: `dtrlb${process.pid}-${role}`,
+      veth: `dlb${process.pid}${i}`,
+      hostname: `dtr-lb-${role}`,
+      address: `${NET}.${i + 2}`,
+      prefixLength: 24,
+      host: { bridge },
+      root: join(work, role),
+    }),
+);
+const [manager] = engines;
+const env = { ...process.env, CHECKPOINT_DISABLE: '1', TF_IN_AUTOMATION: '1', DOCKER_HOST: '' };
+let ids: Record<'manager' | 'worker', string> = { manager: '', worker: '' };
+
+function terraform(...args: string[]): { status: number | null; out: string } {
+  const r = spawnSync('terraform', [`-chdir=${stackDir}`, ...args, '-input=false', '-no-color'], {
+    env,
+    encoding: 'utf8',
+    timeout: 180_000,
+  });
+  return { status: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+function applied(...args: string[]): string {
+  const r = terraform(...args, '-auto-approve');
+  if (r.status !== 0) throw new Error(`terraform ${args.join(' ')} failed:\n${r.out}`);
+  return r.out;
+}
+
+/** Synthesizes a stack holding only the site's label steps into the terraform working directory. */
+function synthLabels(nodes: string[], labelKey: string): void {
+  const stack = new TerraformStack(Testing.app(), 'labels');
+  new CacheNodes(stack, 'Nodes', { nodes, labelKey, connection: SwarmConnection.localSocket(manager.socket) });
+  mkdirSync(stackDir, { recursive: true });
+  writeFileSync(join(stackDir, 'main.tf.json'), Testing.synth(stack));
+}
+
+/** Every node's labels, by role. */
+function labels(): Record<'manager' | 'worker', Record<string, string>> {
+  const of = (id: string) => JSON.parse(run('docker', ['node', 'inspect', '--format', '{{json .Spec.Labels}}', id], manager.env)) ?? {};
+  return { manager: of(ids.manager), worker: of(ids.worker) };
+}
+
+/** Which roles carry `key`=true. */
+const carrying = (key: string): string[] =>
+  Object.entries(labels())
+    .filter(([, l]) => l[key] === 'true')
+    .map(([role]) => role)
+    .sort();
+
+/** The exit code of `terraform plan -detailed-exitcode`: 0 is no changes. */
+const secondPlan = (): number | null => terraform('plan', '-detailed-exitcode').status;
+
+beforeAll(async () => {
+  requireTool('terraform');
+  const docker = requireTool('docker');
+  bridge.create();
+  await Promise.all(engines.map((e) => e.start()));
+  run(docker, ['swarm', 'init', '--advertise-addr', manager.address], manager.env);
+  const token = run(docker, ['swarm', 'join-token', '-q', 'worker'], manager.env);
+  run(docker, ['swarm', 'join', '--token', token, `${manager.address}:2377`], engines[1].env);
+  ids = {
+    manager: run(docker, ['info', '--format', '{{.Swarm.NodeID}}'], manager.env),
+    worker: run(docker, ['info', '--format', '{{.Swarm.NodeID}}'], engines[1].env),
+  };
+  await waitFor(
+    'both nodes ready in the swarm',
+    async () =>
+      run(docker, ['node', 'ls', '--format', '{{.Status}}'], manager.env)
+        .split('\n')
+        .filter((s) => s === 'Ready').length === 2,
+    60_000,
+  );
+  synthLabels([ids.manager], 'dtr.cache');
+  const init = terraform('init');
+  if (init.status !== 0) throw new Error(`terraform init failed:\n${init.out}`);
+}, 180_000);
+
+afterAll(async () => {
+  await Promise.all(engines.map((e) => e.stop()));
+  bridge.remove();
+  rmSync(work, { recursive: true, force: true });
+}, 120_000);
+
+it('labels exactly the listed nodes after every apply, and the next plan has no changes', () => {
+  // The worker is listed by hostname, the manager by ID: both are resolved to node IDs.
+  synthLabels(['dtr-lb-worker', ids.manager], 'dtr.cache');
+  applied('apply');
+  expect(carrying('dtr.cache')).toEqual(['manager', 'worker']);
+  expect(secondPlan()).toBe(0);
+
+  // A node removed from the list loses its label (and its owner mark); the other keeps it.
+  synthLabels([ids.manager], 'dtr.cache');
+  applied('apply');
+  expect(carrying('dtr.cache')).toEqual(['manager']);
+  expect(labels().worker).toEqual({});
+  expect(secondPlan()).toBe(0);
+
+  // A label someone set by hand on an unlisted node is removed by the next change of the site's nodes.
+  run('docker', ['node', 'update', '--label-add', 'dtr.cache=true', ids.worker], manager.env);
+  synthLabels(['dtr-lb-manager'], 'dtr.cache');
+  applied('apply');
+  expect(carrying('dtr.cache')).toEqual(['manager']);
+  expect(secondPlan()).toBe(0);
+
+  // A new key: the old key leaves every node (the replaced owner's destroy step runs with its old values).
+  synthLabels(['dtr-lb-manager', 'dtr-lb-worker'], 'dtr.cache.eu');
+  const out = applied('apply');
+  expect(carrying('dtr.cache')).toEqual([]);
+  expect(carrying('dtr.cache.eu')).toEqual(['manager', 'worker']);
+  expect(Object.keys(labels().manager).sort()).toEqual(['dtr.cache.eu', 'dtr.cache.eu.owner']);
+  expect(out).toMatch(/Resources: 2 added, 0 changed, 2 destroyed/);
+  expect(secondPlan()).toBe(0);
+
+  // Destroy removes the site's labels from every node.
+  applied('destroy');
+  expect(labels()).toEqual({ manager: {}, worker: {} });
+}, 300_000);
+
+it('fails the apply for a listed node that is not in the swarm, naming it', () => {
+  synthLabels(['no-such-node'], 'dtr.cache');
+  const r = terraform('apply', '-auto-approve');
+  expect(r.status).not.toBe(0);
+  expect(r.out).toContain('no-such-node');
+  applied('destroy');
+}, 120_000);
