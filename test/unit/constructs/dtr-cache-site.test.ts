@@ -279,9 +279,10 @@ describe('DtrCacheSite', () => {
 
     it('through a client bundle (MKE), ignores the labels MKE stamps on services, secrets and networks', () => {
       const json = synth(site({ connection: bundle, port: 8443 }).stack);
-      for (const t of ['docker_service', 'docker_secret']) {
-        for (const r of resourcesOf(json, t)) expect(r.lifecycle.ignore_changes).toEqual(['labels']);
-      }
+      for (const r of resourcesOf(json, 'docker_secret')) expect(r.lifecycle.ignore_changes).toEqual(['labels']);
+      // A service also ignores what the engine sets on its own (the image's platforms).
+      for (const r of resourcesOf(json, 'docker_service'))
+        expect(r.lifecycle.ignore_changes).toEqual(['task_spec[0].placement[0].platforms', 'labels']);
       // Secrets keep create_before_destroy.
       for (const r of resourcesOf(json, 'docker_secret')) expect(r.lifecycle.create_before_destroy).toBe(true);
       expect(onlyResource(synth(site({ port: 8443 }).stack), 'docker_service').lifecycle).toBeUndefined();
