@@ -31,16 +31,39 @@ import type { CacheEvents } from './events';
 import type { Logger } from './log';
 import type { OciError } from './oci-error';
 import type { Digest } from './reference';
-import type { ByteRange, PendingWrite, StorageDriver, WrittenBytes } from './storage';
+import type { PendingWrite, StorageDriver, WrittenBytes } from './storage';
 
-/** What opening the upstream transfer gave: a body to fill from, or a refusal for the client that asked. */
+/**
+ * What opening the upstream transfer gave: a body to fill from (starting at byte `start`, 0 unless a range was
+ * honoured; `size` is the whole blob's), or a refusal for the client that asked.
+ */
 export type FillOpen =
-  { readonly ok: true; readonly body: Readable; readonly size?: number } | { readonly ok: false; readonly error: OciError };
+  | { readonly ok: true; readonly body: Readable; readonly size?: number; readonly start?: number }
+  | { readonly ok: false; readonly error: OciError };
 
-export type FillStart = { readonly ok: true; readonly fill: BlobFill } | Extract<FillOpen, { ok: false }>;
+/** Opens the upstream GET of the blob from byte `offset` (a range request when above 0). */
+export type UpstreamOpener = (signal: AbortSignal, offset: number) => Promise<FillOpen>;
+
+/**
+ * Where a fill's bytes come from: `fetched` when they are the upstream GET made with the first client's credentials
+ * (which authorized that client), else another replica's fill; `done` runs once the fill settled. A refusal without
+ * an error: the blob is in storage now.
+ */
+export type FillSource =
+  | { readonly ok: true; readonly body: Readable; readonly size?: number; readonly fetched: boolean; readonly done?: () => Promise<void> }
+  | { readonly ok: false; readonly error?: OciError };
+
+export type FillStart = { readonly ok: true; readonly fill: BlobFill; readonly fetched: boolean } | Extract<FillSource, { ok: false }>;
+
+/** Where a fill's source comes from when replicas coordinate (fill-coordinator.ts). */
+export interface FillSourceOpener {
+  open(digest: Digest, openUpstream: UpstreamOpener, signal: AbortSignal): Promise<FillSource>;
+}
 
 export interface FillContext {
   readonly storage: StorageDriver;
+  /** The site's fill coordination; without it, each replica fetches its own misses. */
+  readonly coordinator?: FillSourceOpener;
   readonly spoolDir: string;
   readonly timeoutMs: number;
   readonly busy: BusyKeys;
@@ -69,6 +92,11 @@ export class FillRegistry {
 
   constructor(private readonly context: FillContext) {}
 
+  private async direct(openUpstream: UpstreamOpener, signal: AbortSignal): Promise<FillSource> {
+    const opened = await openUpstream(signal, 0);
+    return opened.ok ? { ok: true, body: opened.body, size: opened.size, fetched: true } : opened;
+  }
+
   get(digest: Digest): Promise<FillStart> | undefined {
     return this.slots.get(digest.text);
   }
@@ -82,20 +110,24 @@ export class FillRegistry {
    * credentials) under `signal`, which fires after `filltimeout`. The slot is registered before anything is
    * awaited, so a request arriving a moment later joins instead of fetching again.
    */
-  begin(digest: Digest, key: string, openUpstream: (signal: AbortSignal) => Promise<FillOpen>): Promise<FillStart> {
+  begin(digest: Digest, key: string, openUpstream: UpstreamOpener): Promise<FillStart> {
     const existing = this.slots.get(digest.text);
     if (existing) return existing;
     const release = this.context.busy.hold(key);
     const signal = AbortSignal.any([AbortSignal.timeout(this.context.timeoutMs), this.shutdown.signal]);
     const start = (async (): Promise<FillStart> => {
-      const opened = await openUpstream(signal).catch((err): FillOpen => ({
-        ok: false,
-        error: { status: 502, code: 'UNAVAILABLE', message: `upstream request failed: ${(err as Error).message}` },
-      }));
+      const { coordinator } = this.context;
+      const opened = await (coordinator ? coordinator.open(digest, openUpstream, signal) : this.direct(openUpstream, signal)).catch(
+        (err): FillSource => ({
+          ok: false,
+          error: { status: 502, code: 'UNAVAILABLE', message: `upstream request failed: ${(err as Error).message}` },
+        }),
+      );
       if (!opened.ok) return opened;
       const fill = new BlobFill(digest, key, opened.size, this.context);
       fill.run(opened.body, signal);
-      return { ok: true, fill };
+      if (opened.done) void fill.settled.then(opened.done).catch(() => undefined);
+      return { ok: true, fill, fetched: opened.fetched };
     })();
     this.slots.set(digest.text, start);
     const forget = () => {
@@ -338,11 +370,11 @@ export class BlobFill {
    * A stream of the blob (or of `range`) as it fills. It errors if the fill fails, and ends only once the content
    * is verified. Undefined once the fill is over and its backing closed: storage has the blob.
    */
-  reader(range?: ByteRange): Readable | undefined {
+  reader(range?: { readonly start: number; readonly end?: number }): Readable | undefined {
     if (this.closing) return undefined;
     this.readers++;
     let position = range?.start ?? 0;
-    const endExclusive = range ? range.end + 1 : (this.size ?? Infinity);
+    const endExclusive = range?.end !== undefined ? range.end + 1 : (this.size ?? Infinity);
     // One pump at a time per reader. A read() that arrives while the pump runs (a push can call read() back
     // synchronously) is remembered and served when the pump returns; dropping it would stall the reader.
     let busy = false;

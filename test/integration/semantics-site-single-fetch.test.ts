@@ -1,0 +1,123 @@
+/**
+ * One upstream fetch per blob per site: two cache processes (`dtr-cache serve`) on one shared filesystem store, with
+ * the same http.secret, coordinate their fills through a lease per digest in the store. The upstream is a real
+ * distribution registry behind a throttling proxy (so fills overlap); its access log counts the blob GETs it served.
+ *
+ * - 20 concurrent cold GETs of each blob to each replica: exactly one upstream GET per blob, every client gets the
+ *   exact digest.
+ * - The lease holder killed (SIGKILL) mid-fill: the other replica's clients, already streaming from it, still get the
+ *   exact bytes; one replica takes the fill over with a range request where its bytes end (its log says so once).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import type { CacheConfigInput } from '../../lib/config';
+import { startCacheProcess, type CacheProcess } from '../support/cache-process';
+import { makeImage, pushBlob, pushImage } from '../support/images';
+import { TestRegistry } from '../support/registry';
+import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy';
+import { waitFor } from '../support/tools';
+
+const FAST = 1_000_000_000;
+const CLIENTS = 20;
+
+/** The blob as one client receives it: status and the sha256 of the body. */
+async function blobDigest(cache: CacheProcess, repo: string, digest: string, onBytes?: (n: number) => void): Promise<string> {
+  const res = await request(`${cache.url}/v2/${repo}/blobs/${digest}`);
+  expect(res.statusCode).toBe(200);
+  const hash = createHash('sha256');
+  for await (const chunk of res.body) {
+    hash.update(chunk as Buffer);
+    onBytes?.((chunk as Buffer).length);
+  }
+  return `sha256:${hash.digest('hex')}`;
+}
+
+describe('two replicas on one filesystem store fetch each blob once', () => {
+  let upstream: TestRegistry;
+  let proxy: ThrottleProxy;
+  let root: string;
+  let a: CacheProcess;
+  let b: CacheProcess;
+
+  beforeAll(async () => {
+    upstream = await TestRegistry.start();
+    proxy = await startThrottleProxy(upstream.port, FAST);
+    root = mkdtempSync(join(tmpdir(), 'dtr-cache-site-fetch-'));
+    const config: CacheConfigInput = {
+      version: '0.1',
+      log: { level: 'info' },
+      storage: { filesystem: { rootdirectory: root } },
+      http: { addr: '127.0.0.1:0', secret: 'site-secret-for-this-test', internal: { addr: '127.0.0.1:0' } },
+      middleware: { registry: [{ name: 'downstream', options: { upstreams: [proxy.url] } }] },
+    };
+    [a, b] = await Promise.all([startCacheProcess(config), startCacheProcess(config)]);
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all([a?.kill(), b?.kill()]);
+    await proxy?.stop();
+    await upstream?.stop();
+    if (root) rmSync(root, { recursive: true, force: true });
+  }, 60_000);
+
+  test(`${CLIENTS} concurrent cold GETs of each blob to each replica: 1 upstream GET per blob`, async () => {
+    const image = makeImage({ layerSizes: [6 * 1024 * 1024, 2 * 1024 * 1024, 4096] });
+    await pushImage(upstream.url, 'team/app', 'v1', image);
+    upstream.clearLog();
+    proxy.rate = 4 * 1024 * 1024; // 1.5 s for the big layer: the GETs of both replicas overlap the fills
+    const started = Date.now();
+    const results = await Promise.all(
+      image.blobs.flatMap((blob) =>
+        [a, b].flatMap((cache) =>
+          Array.from({ length: CLIENTS }, async () => ({ want: blob.digest, got: await blobDigest(cache, 'team/app', blob.digest) })),
+        ),
+      ),
+    );
+    const ms = Date.now() - started;
+    for (const { want, got } of results) expect(got).toBe(want);
+    await new Promise((r) => setTimeout(r, 500)); // access log lines are written when a request ends
+    const gets = upstream.blobGets().map((e) => e.path.split('/blobs/')[1]);
+    const perBlob = Object.fromEntries(image.blobs.map((blob) => [blob.digest, gets.filter((g) => g === blob.digest).length]));
+    process.stdout.write(
+      `2 replicas x ${CLIENTS} clients x ${image.blobs.length} blobs: upstream GETs ${JSON.stringify(perBlob)}, ${ms} ms\n`,
+    );
+    expect(perBlob).toEqual(Object.fromEntries(image.blobs.map((blob) => [blob.digest, 1])));
+  }, 120_000);
+
+  test('the lease holder killed mid-fill: the other replica resumes, its clients get the exact bytes', async () => {
+    const data = randomBytes(8 * 1024 * 1024);
+    const digest = await pushBlob(upstream.url, 'team/big', data);
+    upstream.clearLog();
+    proxy.rate = 1024 * 1024; // ~8 s for the whole blob: the holder dies in the middle
+    let holderBytes = 0;
+    const holderClient = blobDigest(a, 'team/big', digest, (n) => (holderBytes += n)).catch((err: Error) => `cut: ${err.message}`);
+    await waitFor('the holder streaming', async () => holderBytes > 0, 30_000);
+    let followerBytes = 0;
+    const followers = Array.from({ length: 5 }, () => blobDigest(b, 'team/big', digest, (n) => (followerBytes += n)));
+    await waitFor("the other replica's clients streaming from the holder", async () => followerBytes >= 5 * 1024 * 1024, 30_000);
+    const started = Date.now();
+    await a.kill();
+    expect(await holderClient).toMatch(/^cut: /); // the holder's own client was cut, never given a complete body
+    const got = await Promise.all(followers);
+    const ms = Date.now() - started;
+    for (const d of got) expect(d).toBe(digest);
+    await new Promise((r) => setTimeout(r, 500));
+    const takeovers = b
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('took over a fill from a replica that stopped'));
+    const gets = upstream.blobGets().filter((e) => e.path.endsWith(digest));
+    process.stdout.write(
+      `kill -9 of the holder: 5 clients of the other replica complete ${ms} ms after the kill; upstream GETs ${gets.length} ` +
+        `(${gets.map((g) => g.status).join(', ')}); takeovers: ${takeovers.join(' | ')}\n`,
+    );
+    expect(takeovers).toHaveLength(1);
+    expect(JSON.parse(takeovers[0].slice(takeovers[0].indexOf('{'))) as { ranged: boolean }).toMatchObject({ ranged: true });
+    // The holder's GET (cut by the kill) and the takeover's range GET: nothing fetched the blob a third time.
+    expect(gets.length).toBeLessThanOrEqual(2);
+    expect(gets.filter((g) => g.status === 206)).toHaveLength(1);
+  }, 120_000);
+});
