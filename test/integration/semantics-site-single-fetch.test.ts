@@ -1,6 +1,6 @@
 /**
- * One upstream fetch per blob per site: two cache processes (`dtr-cache serve`) on one shared filesystem store, with
- * the same http.secret, coordinate their fills through a lease per digest in the store. The upstream is a real
+ * One upstream fetch per blob per site: two cache processes (`dtr-cache serve`) on one shared store (a filesystem
+ * directory; azurite, whose conditional create excludes concurrent creators), with the same http.secret, coordinate their fills through a lease per digest in the store. The upstream is a real
  * distribution registry behind a throttling proxy (so fills overlap); its access log counts the blob GETs it served.
  *
  * - 20 concurrent cold GETs of each blob to each replica: exactly one upstream GET per blob, every client gets the
@@ -12,11 +12,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { request } from 'undici';
 import type { CacheConfigInput } from '../../lib/config';
 import { startCacheProcess, type CacheProcess } from '../support/cache-process';
 import { makeImage, pushBlob, pushImage } from '../support/images';
 import { TestRegistry } from '../support/registry';
+import { startAzurite, type AzuriteServer } from '../support/storage-servers';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy';
 import { waitFor } from '../support/tools';
 
@@ -35,21 +37,39 @@ async function blobDigest(cache: CacheProcess, repo: string, digest: string, onB
   return `sha256:${hash.digest('hex')}`;
 }
 
-describe('two replicas on one filesystem store fetch each blob once', () => {
+describe.each(['filesystem', 'azure'] as const)('two replicas on one %s store fetch each blob once', (kind) => {
   let upstream: TestRegistry;
   let proxy: ThrottleProxy;
-  let root: string;
+  let root: string | undefined;
+  let azurite: AzuriteServer | undefined;
   let a: CacheProcess;
   let b: CacheProcess;
 
   beforeAll(async () => {
     upstream = await TestRegistry.start();
     proxy = await startThrottleProxy(upstream.port, FAST);
-    root = mkdtempSync(join(tmpdir(), 'dtr-cache-site-fetch-'));
+    let storage: CacheConfigInput['storage'];
+    if (kind === 'azure') {
+      azurite = await startAzurite();
+      const credential = new StorageSharedKeyCredential(azurite.accountname, azurite.accountkey);
+      await new BlobServiceClient(azurite.serviceurl, credential).getContainerClient('site').create();
+      storage = {
+        azure: {
+          accountname: azurite.accountname,
+          accountkey: azurite.accountkey,
+          container: 'site',
+          serviceurl: azurite.serviceurl,
+          rootdirectory: '/cache',
+        },
+      };
+    } else {
+      root = mkdtempSync(join(tmpdir(), 'dtr-cache-site-fetch-'));
+      storage = { filesystem: { rootdirectory: root } };
+    }
     const config: CacheConfigInput = {
       version: '0.1',
       log: { level: 'info' },
-      storage: { filesystem: { rootdirectory: root } },
+      storage,
       http: { addr: '127.0.0.1:0', secret: 'site-secret-for-this-test', internal: { addr: '127.0.0.1:0' } },
       middleware: { registry: [{ name: 'downstream', options: { upstreams: [proxy.url] } }] },
     };
@@ -60,6 +80,7 @@ describe('two replicas on one filesystem store fetch each blob once', () => {
     await Promise.all([a?.kill(), b?.kill()]);
     await proxy?.stop();
     await upstream?.stop();
+    await azurite?.stop();
     if (root) rmSync(root, { recursive: true, force: true });
   }, 60_000);
 
@@ -82,7 +103,7 @@ describe('two replicas on one filesystem store fetch each blob once', () => {
     const gets = upstream.blobGets().map((e) => e.path.split('/blobs/')[1]);
     const perBlob = Object.fromEntries(image.blobs.map((blob) => [blob.digest, gets.filter((g) => g === blob.digest).length]));
     process.stdout.write(
-      `2 replicas x ${CLIENTS} clients x ${image.blobs.length} blobs: upstream GETs ${JSON.stringify(perBlob)}, ${ms} ms\n`,
+      `${kind}: 2 replicas x ${CLIENTS} clients x ${image.blobs.length} blobs: upstream GETs ${JSON.stringify(perBlob)}, ${ms} ms\n`,
     );
     expect(perBlob).toEqual(Object.fromEntries(image.blobs.map((blob) => [blob.digest, 1])));
   }, 120_000);
@@ -111,7 +132,7 @@ describe('two replicas on one filesystem store fetch each blob once', () => {
       .filter((l) => l.includes('took over a fill from a replica that stopped'));
     const gets = upstream.blobGets().filter((e) => e.path.endsWith(digest));
     process.stdout.write(
-      `kill -9 of the holder: 5 clients of the other replica complete ${ms} ms after the kill; upstream GETs ${gets.length} ` +
+      `${kind}: kill -9 of the holder: 5 clients of the other replica complete ${ms} ms after the kill; upstream GETs ${gets.length} ` +
         `(${gets.map((g) => g.status).join(', ')}); takeovers: ${takeovers.join(' | ')}\n`,
     );
     expect(takeovers).toHaveLength(1);
