@@ -140,13 +140,18 @@ export class FillCoordinator {
     const { storage, log } = this.options;
     const { digest, lease, signal } = attempt;
     const key = blobKey(digest);
+    /** Since when the live holder's endpoint could not be reached (a replica gone without its lease yet expiring). */
+    let unreachableSince: number | undefined;
+    let bypass = false;
     for (let tries = 0; !signal.aborted; tries++) {
       if (tries > 0) await sleep(this.renewMs, signal);
       if (signal.aborted) break;
-      const held = await lease.tick().catch((err: unknown) => {
-        log.warn('fill lease unavailable; fetching from the upstream', { digest: digest.text, reason: (err as Error).message });
-        return true;
-      });
+      const held =
+        bypass ||
+        (await lease.tick().catch((err: unknown) => {
+          log.warn('fill lease unavailable; fetching from the upstream', { digest: digest.text, reason: (err as Error).message });
+          return true;
+        }));
       if (held) {
         const stored = await storage.stat(key).catch(() => undefined);
         if (stored) {
@@ -165,7 +170,7 @@ export class FillCoordinator {
           await this.release(attempt);
           return opened;
         }
-        if (offset > 0)
+        if (offset > 0 && !bypass)
           log.info('took over a fill from a replica that stopped', { digest: digest.text, offset, ranged: opened.start === offset });
         return { ok: true, segment: { from: 'upstream', body: opened.body, size: opened.size ?? size, start: opened.start ?? 0 } };
       }
@@ -173,8 +178,20 @@ export class FillCoordinator {
       const address = holder?.info.address;
       if (typeof address !== 'string') continue; // released or expired just now: ask for the lease again
       const streamed = await this.fromReplica(address, digest, offset, signal);
-      if (streamed) return { ok: true, segment: { from: 'replica', body: streamed.body, size: streamed.size ?? size, start: offset } };
-      // Unreachable, or not filling (yet or any more): its lease goes once it stops renewing.
+      if (streamed.ok) return { ok: true, segment: { from: 'replica', body: streamed.body, size: streamed.size ?? size, start: offset } };
+      if (!streamed.unreachable) continue; // not filling (any more): its lease goes once it is released or stops renewing
+      // A holder whose lease stays live but whose endpoint cannot be reached (a wrong http.internal.advertise, another
+      // http.secret, a network between them) renews while it fills: fetch rather than wait for its whole fill.
+      unreachableSince ??= Date.now();
+      if (Date.now() - unreachableSince >= 2 * this.expireMs) {
+        log.error('the replica holding the fill lease cannot be reached; fetching from the upstream too', {
+          digest: digest.text,
+          address,
+          reason: streamed.reason,
+          fix: 'check http.internal.advertise and that http.secret is the same on every replica',
+        });
+        bypass = true;
+      }
     }
     return {
       ok: false,
@@ -182,7 +199,12 @@ export class FillCoordinator {
     };
   }
 
-  private async fromReplica(address: string, digest: Digest, offset: number, signal: AbortSignal) {
+  private async fromReplica(
+    address: string,
+    digest: Digest,
+    offset: number,
+    signal: AbortSignal,
+  ): Promise<{ ok: true; body: Readable; size?: number } | { ok: false; unreachable: boolean; reason: string }> {
     try {
       const res = await request(`http://${address}${FILL_PATH}${digest.text}?from=${offset}`, {
         headers: replicaHeaders(this.options.secret, digest.text, offset),
@@ -193,14 +215,12 @@ export class FillCoordinator {
       });
       if (res.statusCode !== 200) {
         await res.body.dump();
-        if (res.statusCode === 401)
-          this.options.log.error('a replica refused this one: is http.secret the same on every replica?', { address });
-        return undefined;
+        return { ok: false, unreachable: res.statusCode !== 404, reason: `answered ${res.statusCode}` };
       }
       const size = Number(res.headers[SIZE_HEADER]);
-      return { body: res.body as Readable, size: Number.isSafeInteger(size) ? size : undefined };
-    } catch {
-      return undefined;
+      return { ok: true, body: res.body as Readable, size: Number.isSafeInteger(size) ? size : undefined };
+    } catch (err) {
+      return { ok: false, unreachable: true, reason: (err as Error).message };
     }
   }
 

@@ -5,6 +5,7 @@
  *
  * - 20 concurrent cold GETs of each blob to each replica: exactly one upstream GET per blob, every client gets the
  *   exact digest.
+ * - The replica endpoint answers 401, and no byte, to a request without a fresh HMAC of http.secret.
  * - The lease holder killed (SIGKILL) mid-fill: the other replica's clients, already streaming from it, still get the
  *   exact bytes; one replica takes the fill over with a range request where its bytes end (its log says so once).
  */
@@ -14,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { request } from 'undici';
+import { replicaHeaders } from '../../lib/cache/replica-endpoint';
 import type { CacheConfigInput } from '../../lib/config';
 import { startCacheProcess, type CacheProcess } from '../support/cache-process';
 import { makeImage, pushBlob, pushImage } from '../support/images';
@@ -24,6 +26,7 @@ import { waitFor } from '../support/tools';
 
 const FAST = 1_000_000_000;
 const CLIENTS = 20;
+const SECRET = 'site-secret-for-this-test';
 
 /** The blob as one client receives it: status and the sha256 of the body. */
 async function blobDigest(cache: CacheProcess, repo: string, digest: string, onBytes?: (n: number) => void): Promise<string> {
@@ -70,7 +73,7 @@ describe.each(['filesystem', 'azure'] as const)('two replicas on one %s store fe
       version: '0.1',
       log: { level: 'info' },
       storage,
-      http: { addr: '127.0.0.1:0', secret: 'site-secret-for-this-test', internal: { addr: '127.0.0.1:0' } },
+      http: { addr: '127.0.0.1:0', secret: SECRET, internal: { addr: '127.0.0.1:0' } },
       middleware: { registry: [{ name: 'downstream', options: { upstreams: [proxy.url] } }] },
     };
     [a, b] = await Promise.all([startCacheProcess(config), startCacheProcess(config)]);
@@ -108,6 +111,28 @@ describe.each(['filesystem', 'azure'] as const)('two replicas on one %s store fe
     expect(perBlob).toEqual(Object.fromEntries(image.blobs.map((blob) => [blob.digest, 1])));
   }, 120_000);
 
+  test('the replica endpoint serves no byte without an HMAC of the shared http.secret', async () => {
+    const data = randomBytes(64 * 1024);
+    const digest = await pushBlob(upstream.url, 'team/small', data);
+    expect(await blobDigest(a, 'team/small', digest)).toBe(digest); // cached now: the endpoint would serve it
+    const listening = a
+      .output()
+      .split('\n')
+      .find((l) => l.includes('"replica endpoint listening"'));
+    const address = (JSON.parse(listening as string) as { advertised: string }).advertised;
+    const url = `http://${address}/fills/${digest}?from=0`;
+    const statusOf = async (headers: Record<string, string>) => {
+      const res = await request(url, { headers });
+      const body = Buffer.from(await res.body.arrayBuffer());
+      return { status: res.statusCode, bytes: body.length };
+    };
+    expect(await statusOf({})).toEqual({ status: 401, bytes: 0 });
+    expect(await statusOf(replicaHeaders('another-secret', digest, 0))).toEqual({ status: 401, bytes: 0 });
+    expect(await statusOf(replicaHeaders(SECRET, digest, 0, Date.now() - 120_000))).toEqual({ status: 401, bytes: 0 }); // replayed later
+    expect(await statusOf(replicaHeaders(SECRET, digest, 1))).toEqual({ status: 401, bytes: 0 }); // signed for another offset
+    expect(await statusOf(replicaHeaders(SECRET, digest, 0))).toEqual({ status: 200, bytes: data.length });
+  });
+
   test('the lease holder killed mid-fill: the other replica resumes, its clients get the exact bytes', async () => {
     const data = randomBytes(8 * 1024 * 1024);
     const digest = await pushBlob(upstream.url, 'team/big', data);
@@ -140,5 +165,61 @@ describe.each(['filesystem', 'azure'] as const)('two replicas on one %s store fe
     // The holder's GET (cut by the kill) and the takeover's range GET: nothing fetched the blob a third time.
     expect(gets.length).toBeLessThanOrEqual(2);
     expect(gets.filter((g) => g.status === 206)).toHaveLength(1);
+  }, 120_000);
+});
+
+describe('a lease holder the other replica cannot reach (a wrong http.internal.advertise)', () => {
+  let upstream: TestRegistry;
+  let proxy: ThrottleProxy;
+  let root: string;
+  let a: CacheProcess;
+  let b: CacheProcess;
+
+  beforeAll(async () => {
+    upstream = await TestRegistry.start();
+    proxy = await startThrottleProxy(upstream.port, FAST);
+    root = mkdtempSync(join(tmpdir(), 'dtr-cache-site-unreachable-'));
+    const config = (advertise?: string): CacheConfigInput => ({
+      version: '0.1',
+      log: { level: 'info' },
+      storage: { filesystem: { rootdirectory: root } },
+      http: { addr: '127.0.0.1:0', secret: SECRET, internal: { addr: '127.0.0.1:0', advertise } },
+      middleware: { registry: [{ name: 'downstream', options: { upstreams: [proxy.url] } }] },
+    });
+    // Port 9 (discard) on loopback: nothing listens there, so connections are refused.
+    [a, b] = await Promise.all([startCacheProcess(config('127.0.0.1:9')), startCacheProcess(config())]);
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all([a?.kill(), b?.kill()]);
+    await proxy?.stop();
+    await upstream?.stop();
+    if (root) rmSync(root, { recursive: true, force: true });
+  }, 60_000);
+
+  test("the other replica fetches from the upstream itself after two lease periods, before the holder's fill ends", async () => {
+    const data = randomBytes(2 * 1024 * 1024);
+    const digest = await pushBlob(upstream.url, 'team/far', data);
+    upstream.clearLog();
+    proxy.rate = 64 * 1024; // 32 s for each fetch of the blob
+    let holderBytes = 0;
+    const holderClient = blobDigest(a, 'team/far', digest, (n) => (holderBytes += n));
+    await waitFor('the holder streaming', async () => holderBytes > 0, 30_000);
+    const started = Date.now();
+    expect(await blobDigest(b, 'team/far', digest)).toBe(digest);
+    const ms = Date.now() - started;
+    expect(await holderClient).toBe(digest);
+    const errors = b
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('the replica holding the fill lease cannot be reached'));
+    await new Promise((r) => setTimeout(r, 500));
+    const gets = upstream.blobGets().filter((e) => e.path.endsWith(digest));
+    process.stdout.write(
+      `unreachable holder: the other replica served its client in ${ms} ms; upstream GETs ${gets.length}; ${errors.length} error logged\n`,
+    );
+    // It waited neither for the holder's whole fill (it would then have found the blob stored: one GET) nor forever.
+    expect(errors).toHaveLength(1);
+    expect(gets).toHaveLength(2);
   }, 120_000);
 });
