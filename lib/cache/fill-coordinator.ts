@@ -178,7 +178,10 @@ export class FillCoordinator {
       const address = holder?.info.address;
       if (typeof address !== 'string') continue; // released or expired just now: ask for the lease again
       const streamed = await this.fromReplica(address, digest, offset, signal);
-      if (streamed.ok) return { ok: true, segment: { from: 'replica', body: streamed.body, size: streamed.size ?? size, start: offset } };
+      if (streamed.ok) {
+        log.info('blob miss; streaming from the replica fetching it', { digest: digest.text, address, offset });
+        return { ok: true, segment: { from: 'replica', body: streamed.body, size: streamed.size ?? size, start: offset } };
+      }
       if (!streamed.unreachable) continue; // not filling (any more): its lease goes once it is released or stops renewing
       // A holder whose lease stays live but whose endpoint cannot be reached (a wrong http.internal.advertise, another
       // http.secret, a network between them) renews while it fills: fetch rather than wait for its whole fill.
