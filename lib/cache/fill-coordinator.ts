@@ -140,8 +140,8 @@ export class FillCoordinator {
     const { storage, log } = this.options;
     const { digest, lease, signal } = attempt;
     const key = blobKey(digest);
-    /** Since when the live holder's endpoint could not be reached (a replica gone without its lease yet expiring). */
-    let unreachableSince: number | undefined;
+    /** The holder whose endpoint could not be reached, and its lease's renewal time then. */
+    let unreachable: { holder: string; renewedAt: number; since: number } | undefined;
     let bypass = false;
     for (let tries = 0; !signal.aborted; tries++) {
       if (tries > 0) await sleep(this.renewMs, signal);
@@ -175,18 +175,19 @@ export class FillCoordinator {
         return { ok: true, segment: { from: 'upstream', body: opened.body, size: opened.size ?? size, start: opened.start ?? 0 } };
       }
       const holder = await lease.liveHolder().catch(() => undefined);
-      const address = holder?.info.address;
-      if (typeof address !== 'string') continue; // released or expired just now: ask for the lease again
+      if (!holder || typeof holder.info.address !== 'string') continue; // released or expired just now: ask again
+      const address = holder.info.address;
       const streamed = await this.fromReplica(address, digest, offset, signal);
       if (streamed.ok) {
         log.info('blob miss; streaming from the replica fetching it', { digest: digest.text, address, offset });
         return { ok: true, segment: { from: 'replica', body: streamed.body, size: streamed.size ?? size, start: offset } };
       }
       if (!streamed.unreachable) continue; // not filling (any more): its lease goes once it is released or stops renewing
-      // A holder whose lease stays live but whose endpoint cannot be reached (a wrong http.internal.advertise, another
-      // http.secret, a network between them) renews while it fills: fetch rather than wait for its whole fill.
-      unreachableSince ??= Date.now();
-      if (Date.now() - unreachableSince >= 2 * this.expireMs) {
+      // A holder that renews its lease after this replica failed to reach it is alive but out of reach (a wrong
+      // http.internal.advertise, another http.secret, no route between them): fetch rather than wait for its whole
+      // fill. A dead holder renews no more; its lease expires and one replica takes over.
+      if (unreachable?.holder !== holder.holder) unreachable = { holder: holder.holder, renewedAt: holder.renewedAt, since: Date.now() };
+      else if (holder.renewedAt > unreachable.renewedAt || Date.now() - unreachable.since >= 2 * this.expireMs) {
         log.error('the replica holding the fill lease cannot be reached; fetching from the upstream too', {
           digest: digest.text,
           address,
@@ -212,18 +213,20 @@ export class FillCoordinator {
       const res = await request(`http://${address}${FILL_PATH}${digest.text}?from=${offset}`, {
         headers: replicaHeaders(this.options.secret, digest.text, offset),
         signal,
-        headersTimeout: 10_000,
-        // A holder that vanished without closing the connection (its node gone) is given up after this.
+        // The holder answers once its upstream GET answered; a holder that stopped (paused, its node gone) without
+        // closing the connection is given up after these, and its lease has expired by then.
+        headersTimeout: this.expireMs * 3,
         bodyTimeout: this.expireMs * 2,
       });
       if (res.statusCode !== 200) {
         await res.body.dump();
-        return { ok: false, unreachable: res.statusCode !== 404, reason: `answered ${res.statusCode}` };
+        // 401: another http.secret; 404: not filling (any more); anything else: try again.
+        return { ok: false, unreachable: res.statusCode === 401, reason: `answered ${res.statusCode}` };
       }
       const size = Number(res.headers[SIZE_HEADER]);
       return { ok: true, body: res.body as Readable, size: Number.isSafeInteger(size) ? size : undefined };
     } catch (err) {
-      return { ok: false, unreachable: true, reason: (err as Error).message };
+      return { ok: false, unreachable: isConnectFailure(err), reason: (err as Error).message };
     }
   }
 
@@ -251,6 +254,14 @@ export class FillCoordinator {
     attempt.renewal = undefined;
     await attempt.lease.release();
   }
+}
+
+/** No connection to the address at all (nothing listens there, no route, no such name); not a slow answer. */
+const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+
+function isConnectFailure(err: unknown): boolean {
+  const code = (e: unknown) => (e as { code?: string } | undefined)?.code ?? '';
+  return CONNECT_FAILURES.has(code(err)) || CONNECT_FAILURES.has(code((err as { cause?: unknown } | undefined)?.cause));
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -34,6 +34,8 @@ interface LeaseObject {
 export interface LeaseHolder {
   readonly holder: string;
   readonly info: Readonly<Record<string, unknown>>;
+  /** The lease object's last renewal (the store's clock): it advances while the holder lives. */
+  readonly renewedAt: number;
 }
 
 /** Bound of a lease object's size when read back. */
@@ -87,7 +89,7 @@ export class StoreLease {
     if (!body) return undefined;
     try {
       const info = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
-      return typeof info.holder === 'string' ? { holder: info.holder, info } : undefined;
+      return typeof info.holder === 'string' ? { holder: info.holder, info, renewedAt: current.renewedAt } : undefined;
     } catch {
       return undefined; // a lease being rewritten is never partial (atomic commit); anything else is not ours
     }
