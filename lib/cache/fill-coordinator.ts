@@ -58,6 +58,8 @@ interface Attempt {
   readonly openUpstream: UpstreamOpener;
   readonly signal: AbortSignal;
   renewal?: NodeJS.Timeout;
+  /** The renewal in flight: a release waits for it, or the renewal could write the lease back after the release. */
+  renewing?: Promise<unknown>;
 }
 
 export class FillCoordinator {
@@ -165,7 +167,10 @@ export class FillCoordinator {
           continue;
         }
         this.renew(attempt);
-        const opened = await attempt.openUpstream(signal, offset);
+        const opened = await attempt.openUpstream(signal, offset).catch(async (err: unknown) => {
+          await this.release(attempt);
+          throw err;
+        });
         if (!opened.ok) {
           await this.release(attempt);
           return opened;
@@ -233,18 +238,16 @@ export class FillCoordinator {
   /** Rewrites the lease every `renewMs` while this replica fills (one renewal at a time). */
   private renew(attempt: Attempt): void {
     if (attempt.renewal) return;
-    let busy = false;
     attempt.renewal = setInterval(() => {
-      if (busy) return;
-      busy = true;
-      attempt.lease
+      if (attempt.renewing) return;
+      attempt.renewing = attempt.lease
         .tick()
         .then(
           (held) => held || this.options.log.warn('fill lease lost to another replica', { digest: attempt.digest.text }),
           (err: unknown) =>
             this.options.log.warn('fill lease renewal failed', { digest: attempt.digest.text, reason: (err as Error).message }),
         )
-        .finally(() => (busy = false));
+        .finally(() => (attempt.renewing = undefined));
     }, this.renewMs);
     attempt.renewal.unref();
   }
@@ -252,6 +255,7 @@ export class FillCoordinator {
   private async release(attempt: Attempt): Promise<void> {
     clearInterval(attempt.renewal);
     attempt.renewal = undefined;
+    await attempt.renewing;
     await attempt.lease.release();
   }
 }
