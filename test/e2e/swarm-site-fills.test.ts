@@ -13,13 +13,12 @@
  * Uses the Docker engine: run under `flock /tmp/dtr-docker.lock`.
  */
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'undici';
 import { stringify } from 'yaml';
 import { makeImage, pushImage } from '../support/images';
+import { pulledBlobDigest } from '../support/pull';
 import { TestRegistry } from '../support/registry';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy';
 import { requireTool, waitFor } from '../support/tools';
@@ -42,14 +41,6 @@ function taskAddresses(): string[] {
     .split('\n')
     .filter(Boolean);
   return ids.map((id) => docker(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}', id]).split(' ')[0]);
-}
-
-async function blobDigest(base: string, repo: string, digest: string): Promise<string> {
-  const res = await request(`${base}/v2/${repo}/blobs/${digest}`);
-  expect(res.statusCode).toBe(200);
-  const hash = createHash('sha256');
-  for await (const chunk of res.body) hash.update(chunk as Buffer);
-  return `sha256:${hash.digest('hex')}`;
 }
 
 let upstream: TestRegistry | undefined;
@@ -125,7 +116,7 @@ test(`two replicas of a swarm service on one store, ${CLIENTS} concurrent pulls 
   const results = await Promise.all(
     image.blobs.flatMap((blob) =>
       replicas.flatMap((base) =>
-        Array.from({ length: CLIENTS }, async () => ({ want: blob.digest, got: await blobDigest(base, 'team/app', blob.digest) })),
+        Array.from({ length: CLIENTS }, async () => ({ want: blob.digest, got: await pulledBlobDigest(base, 'team/app', blob.digest) })),
       ),
     ),
   );

@@ -9,7 +9,7 @@
  * - The lease holder killed (SIGKILL) mid-fill: the other replica's clients, already streaming from it, still get the
  *   exact bytes; one replica takes the fill over with a range request where its bytes end (its log says so once).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import { replicaHeaders } from '../../lib/cache/replica-endpoint';
 import type { CacheConfigInput } from '../../lib/config';
 import { startCacheProcess, type CacheProcess } from '../support/cache-process';
 import { makeImage, pushBlob, pushImage } from '../support/images';
+import { pulledBlobDigest } from '../support/pull';
 import { TestRegistry } from '../support/registry';
 import { startAzurite, type AzuriteServer } from '../support/storage-servers';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy';
@@ -28,17 +29,8 @@ const FAST = 1_000_000_000;
 const CLIENTS = 20;
 const SECRET = 'site-secret-for-this-test';
 
-/** The blob as one client receives it: status and the sha256 of the body. */
-async function blobDigest(cache: CacheProcess, repo: string, digest: string, onBytes?: (n: number) => void): Promise<string> {
-  const res = await request(`${cache.url}/v2/${repo}/blobs/${digest}`);
-  expect(res.statusCode).toBe(200);
-  const hash = createHash('sha256');
-  for await (const chunk of res.body) {
-    hash.update(chunk as Buffer);
-    onBytes?.((chunk as Buffer).length);
-  }
-  return `sha256:${hash.digest('hex')}`;
-}
+const blobDigest = (cache: CacheProcess, repo: string, digest: string, onBytes?: (n: number) => void) =>
+  pulledBlobDigest(cache.url, repo, digest, onBytes);
 
 describe.each(['filesystem', 'azure'] as const)('two replicas on one %s store fetch each blob once', (kind) => {
   let upstream: TestRegistry;
