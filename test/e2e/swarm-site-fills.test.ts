@@ -5,10 +5,9 @@
  * (from the host, on each task's own address): the upstream's access log shows exactly one GET per blob, and every
  * client gets the exact digest.
  *
- * The shared swarm has one node (it advertises 127.0.0.1; multi-node.test.ts builds its own three-node swarm), so
- * both tasks run on it, on its bridge network, and reach each other's replica endpoint at their own IPv4 addresses
- * (http.internal's default). Across nodes, replicas reach each other on an overlay network the site gives them, or
- * on an advertised node address (http.internal.advertise).
+ * The shared swarm has one node (it advertises 127.0.0.1), so both tasks run on it, on its bridge network, and reach
+ * each other's replica endpoint at their own IPv4 addresses (http.internal's default). multi-node-fills.test.ts does
+ * the same across two nodes, on an overlay network.
  *
  * Uses the Docker engine: run under `flock /tmp/dtr-docker.lock`.
  */
