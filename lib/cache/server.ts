@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { selectStorage, type CacheConfig } from '../config';
 import { Authorizer, unavailable } from './authorize';
 import { FillRegistry } from './blob-fill';
-import { FillCoordinator } from './fill-coordinator';
+import { startFillSharing } from './fill-sharing';
 import { BlobHandler } from './blobs';
 import { BusyKeys } from './busy';
 import type { ClientRequest, PullContext } from './context';
@@ -28,7 +28,6 @@ import { answerManifest } from './manifests';
 import { ociError, sendError } from './oci-error';
 import { parseRoute, type Route } from './reference';
 import { relay } from './relay';
-import { startReplicaEndpoint } from './replica-endpoint';
 import { NotFoundCache } from './not-found';
 import { startOperations, type Operations } from './operations';
 import { createStorage, type StorageDriver } from './storage';
@@ -105,36 +104,22 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
   const integrity = new BlobIntegrity(storage, downstream.verifyage, log, events);
   // A fill verified the bytes it committed.
   events.on('fillEnded', (p) => p.ok && integrity.record(p.digest, p.bytes));
-  // With http.secret, the replicas of a site fetch each blob once: the fill lease's holder fetches, the others
-  // stream from its replica endpoint (fill-coordinator.ts). The coordinator needs the endpoint's address, the
-  // endpoint the fills: the endpoint starts first and is handed the registry once it exists.
-  let fillsForEndpoint: FillRegistry | undefined;
-  const endpoint = config.http.secret
-    ? await startReplicaEndpoint({
-        secret: config.http.secret,
-        addr: config.http.internal.addr,
-        advertise: config.http.internal.advertise,
-        fills: () => fillsForEndpoint,
-        storage,
-        log,
-        parseAddr,
-      })
-    : undefined;
-  const coordinator = endpoint && new FillCoordinator({ storage, address: endpoint.address, secret: config.http.secret!, log });
+  // With http.secret, the replicas of a site fetch each blob once (fill-sharing.ts).
+  const sharing = await startFillSharing(config.http, storage, log, parseAddr);
   const ctx: PullContext = {
     options: downstream,
     storage,
     manifests: new ManifestStore(storage, downstream.tagttl),
     upstream,
     authorizer: new Authorizer(upstream, { ttlMs: downstream.authttl, maxStaleMs: downstream.authstale }, log, events),
-    fills: new FillRegistry({ storage, spoolDir, timeoutMs: downstream.filltimeout, busy, log, events, coordinator }),
+    fills: new FillRegistry({ storage, spoolDir, timeoutMs: downstream.filltimeout, busy, log, events, coordinator: sharing?.coordinator }),
     busy,
     integrity,
     notFound: new NotFoundCache(downstream.notfoundttl),
     events,
     log,
   };
-  fillsForEndpoint = ctx.fills;
+  sharing?.serve(ctx.fills);
   const blobs = new BlobHandler(ctx);
   const extraRoutes = new Map<string, RouteHandler>();
   const extraHeaders = Object.entries(config.http.headers ?? {});
@@ -217,7 +202,7 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
   }).catch(async (err) => {
     // E.g. http.debug.addr taken: leave nothing running behind the error.
     await new Promise((resolve) => server.close(resolve));
-    await endpoint?.close();
+    await sharing?.close();
     await upstream.close();
     throw err;
   });
@@ -249,7 +234,7 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
         server.closeAllConnections();
         await stopped;
         await ctx.fills.settled();
-        await endpoint?.close();
+        await sharing?.close();
         await operations.stop();
         await upstream.close();
       })()),
