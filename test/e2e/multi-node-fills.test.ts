@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { stringify } from 'yaml';
 import { makeImage, pushImage } from '../support/images';
-import { pulledBlobDigest } from '../support/pull';
+import { pullConcurrently, upstreamGetsPerBlob } from '../support/pull';
 import { TestRegistry } from '../support/registry';
 import { AzuriteServer, startAzurite } from '../support/storage-servers';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy';
@@ -144,19 +144,10 @@ test(`one replica on each of two nodes, ${CLIENTS} concurrent pulls of each blob
   await pushImage(upstream!.url, 'team/app', 'v1', image);
   upstream!.clearLog();
   const bases = engines.map((e) => `http://${e.options.address}:5000`);
-  const started = Date.now();
-  const results = await Promise.all(
-    image.blobs.flatMap((blob) =>
-      bases.flatMap((base) =>
-        Array.from({ length: CLIENTS }, async () => ({ want: blob.digest, got: await pulledBlobDigest(base, 'team/app', blob.digest) })),
-      ),
-    ),
-  );
-  const ms = Date.now() - started;
-  for (const { want, got } of results) expect(got).toBe(want);
-  await new Promise((r) => setTimeout(r, 500)); // access log lines are written when a request ends
-  const gets = upstream!.blobGets().map((e) => e.path.split('/blobs/')[1]);
-  const perBlob = image.blobs.map((blob) => gets.filter((g) => g === blob.digest).length);
+  const digests = image.blobs.map((b) => b.digest);
+  const { ms, received } = await pullConcurrently(bases, 'team/app', digests, CLIENTS);
+  for (const { want, got } of received) expect(got).toBe(want);
+  const perBlob = await upstreamGetsPerBlob(upstream!, digests);
   // Each node's own replica log (stdout, one JSON object per line).
   const docker = requireTool('docker');
   const logs = engines.flatMap((e) =>

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { makeImage, pushImage } from '../support/images';
-import { pulledBlobDigest } from '../support/pull';
+import { pullConcurrently, upstreamGetsPerBlob } from '../support/pull';
 import { TestRegistry } from '../support/registry';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy';
 import { requireTool, waitFor } from '../support/tools';
@@ -111,19 +111,10 @@ test(`two replicas of a swarm service on one store, ${CLIENTS} concurrent pulls 
   const image = makeImage({ layerSizes: [8 * 1024 * 1024, 2 * 1024 * 1024, 4096] });
   await pushImage(upstream!.url, 'team/app', 'v1', image);
   upstream!.clearLog();
-  const started = Date.now();
-  const results = await Promise.all(
-    image.blobs.flatMap((blob) =>
-      replicas.flatMap((base) =>
-        Array.from({ length: CLIENTS }, async () => ({ want: blob.digest, got: await pulledBlobDigest(base, 'team/app', blob.digest) })),
-      ),
-    ),
-  );
-  const ms = Date.now() - started;
-  for (const { want, got } of results) expect(got).toBe(want);
-  await new Promise((r) => setTimeout(r, 500)); // access log lines are written when a request ends
-  const gets = upstream!.blobGets().map((e) => e.path.split('/blobs/')[1]);
-  const perBlob = Object.fromEntries(image.blobs.map((blob) => [blob.digest.slice(7, 19), gets.filter((g) => g === blob.digest).length]));
+  const digests = image.blobs.map((b) => b.digest);
+  const { ms, received } = await pullConcurrently(replicas, 'team/app', digests, CLIENTS);
+  for (const { want, got } of received) expect(got).toBe(want);
+  const perBlob = await upstreamGetsPerBlob(upstream!, digests);
   const logs = docker(['service', 'logs', '--raw', SERVICE]);
   const lines = logs.split('\n');
   const count = (msg: string) => lines.filter((l) => l.includes(`"msg":"${msg}"`)).length;
@@ -135,7 +126,7 @@ test(`two replicas of a swarm service on one store, ${CLIENTS} concurrent pulls 
       `upstream GETs per blob ${JSON.stringify(perBlob)}; replica endpoints ${endpoints}, fills fetched ${fetched}, ` +
       `fills streamed from the other replica ${streamed}`,
   );
-  expect(Object.values(perBlob)).toEqual(image.blobs.map(() => 1));
+  expect(perBlob).toEqual(image.blobs.map(() => 1));
   expect(endpoints).toBe(2);
   expect(fetched).toBe(image.blobs.length);
   // The big layer's fill takes 2 s at the link's 4 MiB/s: the other replica's clients arrive during it.
