@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { selectStorage, type CacheConfig } from '../config';
 import { Authorizer, unavailable } from './authorize';
 import { FillRegistry } from './blob-fill';
+import { startFillSharing } from './fill-sharing';
 import { BlobHandler } from './blobs';
 import { BusyKeys } from './busy';
 import type { ClientRequest, PullContext } from './context';
@@ -103,19 +104,22 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
   const integrity = new BlobIntegrity(storage, downstream.verifyage, log, events);
   // A fill verified the bytes it committed.
   events.on('fillEnded', (p) => p.ok && integrity.record(p.digest, p.bytes));
+  // With http.secret, the replicas of a site fetch each blob once (fill-sharing.ts).
+  const sharing = await startFillSharing(config.http, storage, log, parseAddr);
   const ctx: PullContext = {
     options: downstream,
     storage,
     manifests: new ManifestStore(storage, downstream.tagttl),
     upstream,
     authorizer: new Authorizer(upstream, { ttlMs: downstream.authttl, maxStaleMs: downstream.authstale }, log, events),
-    fills: new FillRegistry({ storage, spoolDir, timeoutMs: downstream.filltimeout, busy, log, events }),
+    fills: new FillRegistry({ storage, spoolDir, timeoutMs: downstream.filltimeout, busy, log, events, coordinator: sharing?.coordinator }),
     busy,
     integrity,
     notFound: new NotFoundCache(downstream.notfoundttl),
     events,
     log,
   };
+  sharing?.serve(ctx.fills);
   const blobs = new BlobHandler(ctx);
   const extraRoutes = new Map<string, RouteHandler>();
   const extraHeaders = Object.entries(config.http.headers ?? {});
@@ -198,6 +202,7 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
   }).catch(async (err) => {
     // E.g. http.debug.addr taken: leave nothing running behind the error.
     await new Promise((resolve) => server.close(resolve));
+    await sharing?.close();
     await upstream.close();
     throw err;
   });
@@ -229,6 +234,7 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
         server.closeAllConnections();
         await stopped;
         await ctx.fills.settled();
+        await sharing?.close();
         await operations.stop();
         await upstream.close();
       })()),

@@ -13,7 +13,8 @@ export interface ThrottleProxy {
   stop(): Promise<void>;
 }
 
-export async function startThrottleProxy(targetPort: number, bytesPerSecond: number): Promise<ThrottleProxy> {
+/** `host`: where the proxy listens and its target is (default loopback; a bridge address for containers). */
+export async function startThrottleProxy(targetPort: number, bytesPerSecond: number, host = '127.0.0.1'): Promise<ThrottleProxy> {
   const sockets = new Set<Socket>();
   const track = (s: Socket) => {
     sockets.add(s);
@@ -21,7 +22,7 @@ export async function startThrottleProxy(targetPort: number, bytesPerSecond: num
   };
   let proxy: ThrottleProxy;
   const server: Server = createServer((client) => {
-    const target = connect(targetPort, '127.0.0.1');
+    const target = connect(targetPort, host);
     track(client);
     track(target);
     client.pipe(target);
@@ -40,10 +41,10 @@ export async function startThrottleProxy(targetPort: number, bytesPerSecond: num
     client.on('close', kill);
     target.on('close', () => client.end());
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const port = (server.address() as AddressInfo).port;
   proxy = {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${host}:${port}`,
     port,
     rate: bytesPerSecond,
     stop: async () => {
