@@ -60,7 +60,11 @@ export interface CacheServiceProps {
   readonly tls?: boolean;
   /** Resources the service waits for (node labels). @default none */
   readonly dependsOn?: ITerraformDependable[];
-  /** Overlay networks (IDs) the replicas join, e.g. the one a load-balancer service reaches them on. @default none */
+  /**
+   * Overlay networks (IDs) the replicas join, e.g. the one a load-balancer service reaches them on. On them each replica
+   * advertises its replica endpoint (where the others stream a blob it is fetching) by its task's name.
+   * @default none
+   */
   readonly networks?: string[];
   /** Publish `port` at all; false when only a load-balancer service on `networks` reaches the replicas. @default true */
   readonly publish?: boolean;
@@ -132,6 +136,8 @@ export class CacheService extends Construct {
       taskSpec: {
         containerSpec: {
           image: props.image,
+          // A task's name resolves to its address on the networks it shares with the other replicas.
+          env: props.networks?.length ? { REGISTRY_HTTP_INTERNAL_ADVERTISE: '{{.Task.Name}}' } : undefined,
           configs:
             props.config.kind === 'config'
               ? [{ configId: props.config.id, configName: props.config.name, fileName: props.config.fileName, fileMode: 0o444 }]

@@ -21,6 +21,8 @@ import { LoadBalancer } from './load-balancer';
 import { LoadBalancerService } from './load-balancer-service';
 import { DtrRegistration } from './dtr-registration';
 import { StoragePreflight } from './storage-preflight';
+import { managedLabels } from './base/labels';
+import { Network } from '@cdktf/provider-docker/lib/network';
 
 /** Registering the site's cache with DTR on deploy. */
 export interface SiteRegistrationOptions {
@@ -176,6 +178,11 @@ export class DtrCacheSite extends Construct {
   public readonly registration: DtrRegistration | undefined;
   /** The storage preflight, with NFS storage. */
   public readonly storagePreflight: StoragePreflight | undefined;
+  /**
+   * The overlay network the replicas share, with shared storage: a cold blob crosses the WAN once per site because
+   * each replica streams from the one fetching it, over this network (the load-balancer service's, when there is one).
+   */
+  public readonly replicaNetwork: Network | undefined;
 
   constructor(scope: Construct, id: string, props: DtrCacheSiteProps) {
     super(scope, id);
@@ -253,6 +260,11 @@ export class DtrCacheSite extends Construct {
           convergeTimeout: props.convergeTimeout,
         })
       : undefined;
+    this.replicaNetwork =
+      this.loadBalancerService?.network ??
+      (backend.shared
+        ? new Network(this, 'ReplicaNetwork', { name: `${prefix}-replicas`, driver: 'overlay', labels: managedLabels(this) })
+        : undefined);
     const volume = this.storage.mounts[0];
     this.storagePreflight =
       volume && (props.storagePreflight ?? true)
@@ -281,7 +293,7 @@ export class DtrCacheSite extends Construct {
       nodeCount: props.nodes.length,
       dependsOn: [this.nodes.labelStep, ...(this.storagePreflight?.resources ?? [])],
       // With a load-balancer service, replicas are reached on its overlay network only.
-      networks: this.loadBalancerService ? [this.loadBalancerService.network.id] : undefined,
+      networks: this.replicaNetwork ? [this.replicaNetwork.id] : undefined,
       publish: this.loadBalancerService === undefined,
       convergeTimeout: props.convergeTimeout,
     });

@@ -172,6 +172,43 @@ async function expectReplicasOn(labelled: Role[], unlabelled: Role[]): Promise<s
   return running.map((t) => t.ID);
 }
 
+/** `url`'s HTTP status (or the connection error's code), asked from inside a running container with its node. */
+const PROBE =
+  "require('http').get(process.argv[1],(r)=>{console.log(r.statusCode);process.exit(0)}).on('error',(e)=>{console.log(e.code);process.exit(0)})";
+
+/**
+ * The replicas share the site's overlay network: each reaches the other's replica endpoint (where a cold blob is
+ * streamed from the replica fetching it) at the task name it advertises; without the HMAC of http.secret: 401.
+ */
+async function expectReplicasReachEachOther(roles: Role[]): Promise<void> {
+  const docker = requireTool('docker');
+  const replicas = await Promise.all(
+    roles.map(async (role) => {
+      const id = (await containersOn(role)).find((c) => c.State === 'running')?.Id ?? '';
+      let advertised = '';
+      await waitFor(
+        `the replica endpoint of ${role} in its log`,
+        async () => {
+          const line = run(docker, ['logs', id], node(role).engine.env)
+            .split('\n')
+            .find((l) => l.includes('"replica endpoint listening"'));
+          advertised = line ? (JSON.parse(line) as { advertised: string }).advertised : '';
+          return advertised !== '';
+        },
+        30_000,
+      );
+      return { role, id, advertised };
+    }),
+  );
+  console.log(`multi-node: replica endpoints ${replicas.map((r) => `${r.role}=${r.advertised}`).join(', ')}`);
+  for (const from of replicas)
+    for (const to of replicas.filter((r) => r !== from)) {
+      expect(to.advertised).toMatch(new RegExp(`^${SERVICE}\\.\\d+\\.\\w+:\\d+$`));
+      const url = `http://${to.advertised}/fills/sha256:${'0'.repeat(64)}?from=0`;
+      expect(run(docker, ['exec', from.id, 'node', '-e', PROBE, url], node(from.role).engine.env)).toBe('401');
+    }
+}
+
 /** `terraform plan -detailed-exitcode` exits 0: what was applied is what the provider reads back. */
 async function expectNoChanges(when: string): Promise<void> {
   const plan = await tf!.plan();
@@ -268,6 +305,7 @@ test('a site for two of three nodes: one replica on each labelled node, none on 
   expect(service.Spec.EndpointSpec.Ports).toEqual([expect.objectContaining({ PublishMode: 'host', PublishedPort: CACHE_PORT })]);
 
   firstTasks = await expectReplicasOn(['manager', 'worker1'], ['worker2']);
+  await expectReplicasReachEachOther(['manager', 'worker1']);
 });
 
 test('the unlabelled worker added to nodes: the next apply labels it and a third replica lands there', async () => {

@@ -37,7 +37,13 @@ describe('DtrCacheSite', () => {
     const { stack, construct } = site();
     const json = synth(stack);
     expect(validationErrors(stack)).toEqual([]);
-    expect(Object.keys(json.resource).sort()).toEqual(['docker_config', 'docker_secret', 'docker_service', 'terraform_data']);
+    expect(Object.keys(json.resource).sort()).toEqual([
+      'docker_config',
+      'docker_network',
+      'docker_secret',
+      'docker_service',
+      'terraform_data',
+    ]);
     // Two node labels, the storage preflight and the volume removal on destroy.
     expect(resourcesOf(json, 'terraform_data')).toHaveLength(4);
     expect(resourcesOf(json, 'docker_secret')).toHaveLength(3);
@@ -51,6 +57,10 @@ describe('DtrCacheSite', () => {
       expect.stringMatching(/^terraform_data\.asia_StoragePreflight_VolumeRemoval_/),
     ]);
     expect(service.task_spec.container_spec.mounts[0].volume_options.driver_options.type).toBe('nfs');
+    // Shared storage: the replicas share an overlay network and advertise their replica endpoint on it by task name.
+    expect(onlyResource(json, 'docker_network')).toMatchObject({ name: 'dtr-cache-asia-replicas', driver: 'overlay' });
+    expect(service.task_spec.networks_advanced).toEqual([{ name: `\${docker_network.${construct.replicaNetwork?.friendlyUniqueId}.id}` }]);
+    expect(service.task_spec.container_spec.env).toEqual({ REGISTRY_HTTP_INTERNAL_ADVERTISE: '{{.Task.Name}}' });
     expect(service.task_spec.container_spec.secrets.map((s: { file_name: string }) => s.file_name).sort()).toEqual([
       '/run/secrets/cache.cert.pem',
       '/run/secrets/cache.key.pem',
