@@ -61,6 +61,12 @@ export interface CacheServiceProps {
   /** Resources the service waits for (node labels). @default none */
   readonly dependsOn?: ITerraformDependable[];
   /**
+   * http.secret for every replica (REGISTRY_HTTP_SECRET, over config.yml's): it authenticates the replicas to each
+   * other's replica endpoint. A Terraform expression is evaluated at apply.
+   * @default config.yml's
+   */
+  readonly httpSecret?: string;
+  /**
    * Overlay networks (IDs) the replicas join, e.g. the one a load-balancer service reaches them on. On them each replica
    * advertises its replica endpoint (where the others stream a blob it is fetching) by its task's name.
    * @default none
@@ -136,8 +142,7 @@ export class CacheService extends Construct {
       taskSpec: {
         containerSpec: {
           image: props.image,
-          // A task's name resolves to its address on the networks it shares with the other replicas.
-          env: props.networks?.length ? { REGISTRY_HTTP_INTERNAL_ADVERTISE: '{{.Task.Name}}' } : undefined,
+          env: serviceEnvironment(props),
           configs:
             props.config.kind === 'config'
               ? [{ configId: props.config.id, configName: props.config.name, fileName: props.config.fileName, fileMode: 0o444 }]
@@ -219,4 +224,13 @@ export function healthcheckScript(containerPort: number, tls: boolean): string {
     `const r=require('${mod}').get({host:'127.0.0.1',port:${containerPort},path:'/healthz',rejectUnauthorized:false,timeout:4000},` +
     `(s)=>{s.resume();process.exit(s.statusCode===200?0:1)});r.on('error',()=>process.exit(1));r.on('timeout',()=>process.exit(1))`
   );
+}
+
+/** The replicas' REGISTRY_* overrides, if any. */
+function serviceEnvironment(props: CacheServiceProps): Record<string, string> | undefined {
+  const env: Record<string, string> = {};
+  if (props.httpSecret !== undefined) env.REGISTRY_HTTP_SECRET = props.httpSecret;
+  // A task's name resolves to its address on the networks it shares with the other replicas.
+  if (props.networks?.length) env.REGISTRY_HTTP_INTERNAL_ADVERTISE = '{{.Task.Name}}';
+  return Object.keys(env).length ? env : undefined;
 }

@@ -3,7 +3,7 @@
  * `dtr-cache plan` summarizes. Usually one per TerraformStack, since each datacenter is its own swarm.
  */
 import { Construct } from 'constructs';
-import { Annotations, App, TerraformOutput, TerraformResource, TerraformStack, Token } from 'cdktf';
+import { Annotations, App, Fn, TerraformOutput, TerraformResource, TerraformStack, Token } from 'cdktf';
 import { DockerProvider } from '@cdktf/provider-docker/lib/provider';
 import { z } from 'zod';
 import { SwarmConnection } from './base/swarm-connection';
@@ -294,6 +294,9 @@ export class DtrCacheSite extends Construct {
       dependsOn: [this.nodes.labelStep, ...(this.storagePreflight?.resources ?? [])],
       // With a load-balancer service, replicas are reached on its overlay network only.
       networks: this.replicaNetwork ? [this.replicaNetwork.id] : undefined,
+      // Derived at apply from the TLS key, which only the deployer holds (config.yml's default is a hash of the site's
+      // name and host, which anyone can compute); a rotated key gives a new one.
+      httpSecret: Fn.substr(Fn.sha256(Fn.join('\n', ['dtr-cache http.secret', prefix, props.tls.key.plain(this)])), 0, 32),
       publish: this.loadBalancerService === undefined,
       convergeTimeout: props.convergeTimeout,
     });

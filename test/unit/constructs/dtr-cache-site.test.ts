@@ -60,7 +60,11 @@ describe('DtrCacheSite', () => {
     // Shared storage: the replicas share an overlay network and advertise their replica endpoint on it by task name.
     expect(onlyResource(json, 'docker_network')).toMatchObject({ name: 'dtr-cache-asia-replicas', driver: 'overlay' });
     expect(service.task_spec.networks_advanced).toEqual([{ name: `\${docker_network.${construct.replicaNetwork?.friendlyUniqueId}.id}` }]);
-    expect(service.task_spec.container_spec.env).toEqual({ REGISTRY_HTTP_INTERNAL_ADVERTISE: '{{.Task.Name}}' });
+    // http.secret: a hash of the TLS key, taken at apply (the key never lands in the JSON).
+    expect(service.task_spec.container_spec.env).toEqual({
+      REGISTRY_HTTP_SECRET: `\${substr(sha256(join("\\n", ["dtr-cache http.secret", "dtr-cache-asia", file(${synthesizedPath(stack, fixture('cache.key.pem'))})])), 0, 32)}`,
+      REGISTRY_HTTP_INTERNAL_ADVERTISE: '{{.Task.Name}}',
+    });
     expect(service.task_spec.container_spec.secrets.map((s: { file_name: string }) => s.file_name).sort()).toEqual([
       '/run/secrets/cache.cert.pem',
       '/run/secrets/cache.key.pem',
