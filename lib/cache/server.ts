@@ -14,7 +14,7 @@ import type { CacheConfig } from '../config';
 import type { CacheEvents } from './events';
 import { createPullHandler, type RouteHandler } from './handler';
 import { createLogger, type Logger } from './log';
-import { startOperations, type Operations } from './operations';
+import { startOperations, type Exposition, type Operations } from './operations';
 import { buildPullContext, type PullContextOptions } from './pull-context';
 import type { StorageDriver } from './storage';
 import type { Upstream } from './upstream';
@@ -26,6 +26,8 @@ export interface CacheServerOptions extends PullContextOptions {
   readonly logger?: Logger;
   /** Which worker of `serve --workers N` this server is. @default worker 0 of 1 */
   readonly worker?: WorkerSlot;
+  /** What `/metrics` answers. @default this process's metrics */
+  readonly exposition?: Exposition;
 }
 
 export interface CacheServer {
@@ -81,6 +83,7 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
     integrity: ctx.integrity,
     route: handler.route,
     parseAddr,
+    exposition: options.exposition,
   }).catch(async (err) => {
     // E.g. http.debug.addr taken: leave nothing running behind the error.
     await new Promise((resolve) => server.close(resolve));
