@@ -67,13 +67,7 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
   const handler = createPullHandler(ctx, config.http.headers);
   const server = createListener(config.http.tls, handler.serve);
   const { url, port } = await listen(server, config.http.addr, config.http.tls !== undefined);
-  log.info('cache listening', {
-    url,
-    addr: config.http.addr,
-    upstreams: ctx.options.upstreams,
-    storage: ctx.storage.kind,
-    ...(worker.count > 1 ? { worker: worker.index } : {}),
-  });
+  log.info('cache listening', { url, addr: config.http.addr, upstreams: ctx.options.upstreams, storage: ctx.storage.kind });
   const operations = await startOperations(config, {
     events: ctx.events,
     storage: ctx.storage,
