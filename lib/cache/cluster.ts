@@ -144,7 +144,18 @@ export function workerExposition(): Exposition {
   return () => {
     const id = nextId++;
     return new Promise<string>((resolve, reject) => {
-      pending.set(id, { resolve, reject });
+      // Bounded: the primary gives up on a silent worker after 5 s (prom-client), this on a silent primary after 10.
+      const timer = setTimeout(() => {
+        pending.delete(id);
+        reject(new Error('metrics of the other workers: the primary did not answer within 10 s'));
+      }, 10_000);
+      const settle =
+        <T>(fn: (value: T) => void) =>
+        (value: T) => {
+          clearTimeout(timer);
+          fn(value);
+        };
+      pending.set(id, { resolve: settle(resolve), reject: settle(reject) });
       process.send!({ type: 'dtr-cache:metrics-request', id } satisfies Message);
     });
   };
