@@ -15,7 +15,10 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 
 export interface WanLinkOptions {
   readonly targetPort: number;
+  /** @default 127.0.0.1 */
   readonly targetHost?: string;
+  /** Where the link listens. @default 127.0.0.1 */
+  readonly listenHost?: string;
   /** Round-trip time added, in ms. @default 0 */
   readonly rttMs?: number;
   /** Bytes per second shared by all connections, each direction. @default unlimited */
@@ -123,10 +126,10 @@ export async function startWanLink(options: WanLinkOptions): Promise<WanLink> {
     client.on('error', kill);
     client.on('close', kill);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, options.listenHost ?? '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return Object.assign(link, {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${options.listenHost ?? '127.0.0.1'}:${port}`,
     port,
     stop: async () => {
       for (const s of sockets) s.destroy();

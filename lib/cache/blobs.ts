@@ -13,6 +13,7 @@ import { contentRange, parseRange } from './range';
 import { blobKey, type Digest } from './reference';
 import { readCapped, relay } from './relay';
 import type { ByteRange } from './storage';
+import { header } from './upstream';
 
 /**
  * How often a hit records an access in storage, per key: enough for day-scale TTLs, cheap on object stores. A
@@ -53,18 +54,21 @@ export class BlobHandler {
         if (!slot && this.ctx.notFound.has(client.credential, target)) return sendError(res, refusal(404, {}, target), head);
         if (!slot) {
           if (head) return this.headUpstream(res, client, name, digest);
-          slot = this.ctx.fills.begin(digest, key, (signal) => this.openUpstream(client, target, signal));
+          slot = this.ctx.fills.begin(digest, key, (signal, offset) => this.openUpstream(client, target, signal, offset));
           starter = true;
         }
       }
       this.ctx.events.emit('lookup', { kind: 'blob', result: 'miss' });
       const start = await slot;
       if (!start.ok) {
-        if (starter) return sendError(res, start.error, head);
-        continue; // the upstream refused the client that started it: this client asks with its own credentials
+        if (starter && start.error) return sendError(res, start.error, head);
+        // The upstream refused the client that started it (this client asks with its own credentials), or the blob
+        // was committed meanwhile by another replica (storage has it now).
+        continue;
       }
-      if (!starter) {
-        // A joiner reads the fill only if the upstream would serve it this blob too.
+      if (!starter || !start.fetched) {
+        // A joiner, or any client of a fill streamed from another replica, reads it only if the upstream would
+        // serve it this blob too.
         const decision = await this.ctx.authorizer.check(client.credential, target);
         if (!decision.allowed) return sendError(res, decision.error, head);
       }
@@ -73,14 +77,27 @@ export class BlobHandler {
     sendError(res, ociError(503, 'UNAVAILABLE', 'the blob could not be fetched or read; retry', { digest: digest.text }), head);
   }
 
-  private async openUpstream(client: ClientRequest, target: AccessTarget, signal: AbortSignal): Promise<FillOpen> {
+  /** The upstream GET of the blob, from byte `offset` on when above 0 (resuming a fill another replica began). */
+  private async openUpstream(client: ClientRequest, target: AccessTarget, signal: AbortSignal, offset: number): Promise<FillOpen> {
     const res = await this.ctx.upstream.request({
       method: 'GET',
       path: `/v2/${target.name}/blobs/${target.reference}`,
-      headers: { authorization: client.credential },
+      headers: { authorization: client.credential, ...(offset > 0 ? { range: `bytes=${offset}-` } : {}) },
       signal,
     });
     if (!res.ok) return { ok: false, error: unavailable(res.reason) };
+    if (res.status === 206 && offset > 0) {
+      // bytes <start>-<end>/<size>: the rest of the blob; anything else is not what was asked.
+      const match = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(header(res.headers, 'content-range') ?? '');
+      if (!match) {
+        res.body.destroy();
+        return { ok: false, error: unavailable('the upstream answered a range request without a usable Content-Range') };
+      }
+      this.ctx.authorizer.allow(client.credential, target);
+      const size = match[2] === '*' ? undefined : Number(match[2]);
+      client.log.info('blob fill resumed from the upstream', { digest: target.reference, offset: Number(match[1]), bytes: size });
+      return { ok: true, body: res.body, size, start: Number(match[1]) };
+    }
     if (res.status !== 200) {
       if (res.status === 404) this.ctx.notFound.remember(client.credential, target);
       this.ctx.authorizer.refused(client.credential, target, res.status);

@@ -7,25 +7,36 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { selectStorage, type CacheConfig } from '../config';
 import { Authorizer } from './authorize';
+import { parseAddr } from './addr';
 import { FillRegistry } from './blob-fill';
 import { BusyKeys } from './busy';
 import type { PullContext } from './context';
 import { CacheEvents } from './events';
+import { startFillSharing, type FillSharing } from './fill-sharing';
 import { BlobIntegrity } from './integrity';
 import type { Logger } from './log';
 import { ManifestStore, migrateTagLayout } from './manifest-store';
 import { NotFoundCache } from './not-found';
 import { createStorage, type StorageDriver } from './storage';
 import { Upstream } from './upstream';
+import { SINGLE_PROCESS, workerAddr, type WorkerSlot } from './worker-slot';
 
 export interface PullContextOptions {
   /** Where fills spool; default `<OS temp dir>/dtr-cache-spool`. */
   readonly spoolDir?: string;
   /** Use this storage instead of creating one from config.storage. */
   readonly storage?: StorageDriver;
+  /** Which worker of `serve --workers N` builds it: its replica endpoint listens on `workerAddr(internal.addr)`. */
+  readonly worker?: WorkerSlot;
 }
 
-export async function buildPullContext(config: CacheConfig, log: Logger, options: PullContextOptions = {}): Promise<PullContext> {
+/** The context, and the fill sharing with the other replicas (and workers) when `http.secret` is set. */
+export interface BuiltPullContext {
+  readonly ctx: PullContext;
+  readonly sharing: FillSharing | undefined;
+}
+
+export async function buildPullContext(config: CacheConfig, log: Logger, options: PullContextOptions = {}): Promise<BuiltPullContext> {
   const downstream = config.middleware.registry[0].options;
   const events = new CacheEvents();
   const storage = options.storage ?? (await createStorage(selectStorage(config.storage)));
@@ -47,19 +58,24 @@ export async function buildPullContext(config: CacheConfig, log: Logger, options
   const integrity = new BlobIntegrity(storage, downstream.verifyage, log, events);
   // A fill verified the bytes it committed.
   events.on('fillEnded', (p) => p.ok && integrity.record(p.digest, p.bytes));
-  return {
+  // With http.secret, the replicas of a site, and the workers of each, fetch each blob once (fill-sharing.ts).
+  const internal = { ...config.http.internal, addr: workerAddr(config.http.internal.addr, options.worker ?? SINGLE_PROCESS) };
+  const sharing = await startFillSharing({ ...config.http, internal }, storage, log, parseAddr);
+  const ctx: PullContext = {
     options: downstream,
     storage,
     manifests: new ManifestStore(storage, downstream.tagttl),
     upstream,
     authorizer: new Authorizer(upstream, { ttlMs: downstream.authttl, maxStaleMs: downstream.authstale }, log, events),
-    fills: new FillRegistry({ storage, spoolDir, timeoutMs: downstream.filltimeout, busy, log, events }),
+    fills: new FillRegistry({ storage, spoolDir, timeoutMs: downstream.filltimeout, busy, log, events, coordinator: sharing?.coordinator }),
     busy,
     integrity,
     notFound: new NotFoundCache(downstream.notfoundttl),
     events,
     log,
   };
+  sharing?.serve(ctx.fills);
+  return { ctx, sharing };
 }
 
 /** What an earlier process left in the store: stale temp writes removed, tag records in the current layout. */

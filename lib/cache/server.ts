@@ -11,6 +11,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { CacheConfig } from '../config';
+import { parseAddr } from './addr';
 import type { CacheEvents } from './events';
 import { createPullHandler, type RouteHandler } from './handler';
 import { createLogger, type Logger } from './log';
@@ -21,6 +22,7 @@ import type { Upstream } from './upstream';
 import { SINGLE_PROCESS, type WorkerSlot } from './worker-slot';
 
 export type { RouteHandler } from './handler';
+export { parseAddr } from './addr';
 
 export interface CacheServerOptions extends PullContextOptions {
   readonly logger?: Logger;
@@ -63,7 +65,7 @@ export interface CacheServer {
 export async function createCacheServer(config: CacheConfig, options: CacheServerOptions = {}): Promise<CacheServer> {
   const log = options.logger ?? createLogger(config.log.level);
   const worker = options.worker ?? SINGLE_PROCESS;
-  const ctx = await buildPullContext(config, log, options);
+  const { ctx, sharing } = await buildPullContext(config, log, { ...options, worker });
   const handler = createPullHandler(ctx, config.http.headers);
   const server = createListener(config.http.tls, handler.serve);
   const { url, port } = await listen(server, config.http.addr, config.http.tls !== undefined);
@@ -81,6 +83,7 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
   }).catch(async (err) => {
     // E.g. http.debug.addr taken: leave nothing running behind the error.
     await new Promise((resolve) => server.close(resolve));
+    await sharing?.close();
     await ctx.upstream.close();
     throw err;
   });
@@ -113,6 +116,7 @@ export async function createCacheServer(config: CacheConfig, options: CacheServe
         server.closeAllConnections();
         await stopped;
         await ctx.fills.settled();
+        await sharing?.close();
         await operations.stop();
         await ctx.upstream.close();
       })()),
@@ -160,13 +164,6 @@ async function listen(server: Server, addr: string, tls: boolean): Promise<{ url
   const actualPort = (server.address() as AddressInfo).port;
   const urlHost = !host || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   return { url: `${tls ? 'https' : 'http'}://${urlHost}:${actualPort}`, port: actualPort };
-}
-
-/** `0.0.0.0:443`, `:5000`, `[::1]:5000` → host (undefined: every interface) and port. */
-export function parseAddr(addr: string): { host: string | undefined; port: number } {
-  const colon = addr.lastIndexOf(':');
-  const host = addr.slice(0, colon).replace(/^\[|\]$/g, '');
-  return { host: host === '' ? undefined : host, port: Number(addr.slice(colon + 1)) };
 }
 
 function readPem(path: string, field: string): Buffer {

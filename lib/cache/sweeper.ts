@@ -5,7 +5,7 @@
  * gone are dropped, so a tag never points at nothing.
  *
  * Work per pass does not grow with the store (issue 23):
- * - One replica per site sweeps: the holder of a lease in the store (sweep-lease.ts). The others only look at the
+ * - One replica per site sweeps: the holder of a lease in the store (store-lease.ts). The others only look at the
  *   lease once per renewal period, and report the bytes they filled.
  * - Content keys are split into 256 shards by the digest's first two hex digits (`blobs/<alg>/<xx>/…`,
  *   `manifests/<alg>/<xx>/…`); the passes of one cycle list each shard once, the cycle as long as a quarter of
@@ -23,7 +23,7 @@
 import type { CacheEvents } from './events';
 import { DIGEST_ALGORITHMS } from './reference';
 import { readCapped } from './relay';
-import { StoreLease } from './sweep-lease';
+import { StoreLease } from './store-lease';
 import { SweepRun, type ContentItem, type SweepOptions, type SweepResult } from './sweep-run';
 import { writeSmall, type StorageDriver } from './storage';
 
@@ -34,6 +34,7 @@ const CONTENT_KINDS = ['blobs', 'manifests'] as const;
 const TAGS_PREFIX = 'tags/';
 const STATE_KEY = '_sweeper/state';
 const FILLS_PREFIX = '_sweeper/fills/';
+const LEASE_PREFIX = '_sweeper/lease/';
 /** Least recently used entries remembered per listed shard, for `maxsize`. */
 const CANDIDATES_PER_SHARD = 64;
 /** Full cycle when only `maxsize` is set: how stale a shard's size may get before it is listed again. */
@@ -118,7 +119,7 @@ export class Sweeper {
     this.now = options.now ?? Date.now;
     this.leaseRenewMs = options.leaseRenewMs ?? Math.min(intervalMs, MAX_RENEW_MS);
     const expireMs = RENEWALS_TO_EXPIRE * this.leaseRenewMs;
-    this.lease = options.lease === false ? undefined : new StoreLease(storage, { expireMs });
+    this.lease = options.lease === false ? undefined : new StoreLease(storage, { prefix: LEASE_PREFIX, expireMs });
     // A blob's shard must be listed within a quarter of the TTL after it expires, even if the holder died just before
     // (a takeover waits for expiry and one renewal) and counting the pass that lists it.
     const budget = options.blobTtlMs !== undefined ? options.blobTtlMs / 4 - expireMs - this.leaseRenewMs - intervalMs : DEFAULT_CYCLE_MS;

@@ -116,6 +116,23 @@ const httpSchema = z
     net: z.literal('tcp', { error: 'only tcp is supported; remove net or set net: tcp' }).optional(),
     host: upstreamUrl.optional(),
     secret: str('set it to a random string, identical on every replica').optional(),
+    /**
+     * The replica endpoint (only with http.secret): where other replicas stream a blob this one is fetching from the
+     * upstream, so a site fetches it once. `addr` is where it listens (port 0: a free one per process);
+     * `advertise` is the host or host:port the others reach it at (default: addr's host, else this machine's
+     * first non-loopback IPv4 address; the port is the listening one unless given).
+     */
+    internal: z
+      .object({
+        addr: str('set it to host:port, e.g. 0.0.0.0:0 (any free port) or 10.0.0.5:5002')
+          .refine((a) => /^(\[[0-9a-fA-F:.]+\]|[^:\s]*):\d{1,5}$/.test(a) && Number(a.slice(a.lastIndexOf(':') + 1)) <= 65535, {
+            message: 'must be host:port, e.g. 0.0.0.0:0 or 10.0.0.5:5002',
+          })
+          .default('0.0.0.0:0'),
+        advertise: str('set it to the host or host:port other replicas reach this one at, e.g. 10.0.0.5').optional(),
+      })
+      .strict()
+      .default({ addr: '0.0.0.0:0' }),
     prefix: registryOnly,
     relativeurls: registryOnly,
     draintimeout: duration('30s').default(30_000),
@@ -154,7 +171,7 @@ export const configSchema = z
       .default({ level: 'info' }),
     loglevel: registryOnly,
     storage: storageSchema,
-    http: httpSchema.default({ addr: ':5000', draintimeout: 30_000 }),
+    http: httpSchema.default({ addr: ':5000', draintimeout: 30_000, internal: { addr: '0.0.0.0:0' } }),
     middleware: z
       .object(
         {

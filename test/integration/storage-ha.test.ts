@@ -5,7 +5,7 @@
  * Run on a shared filesystem store and on S3 (Swift's s3api). The upstream sits behind a throttling proxy so
  * the kill really lands during a fill.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import type { CacheConfigInput, S3Options } from '../../lib/config';
 import { s3ClientConfig } from '../../lib/cache/storage/s3';
 import { startCacheProcess, type CacheProcess } from '../support/cache-process';
 import { makeImage, pushBlob, pushImage, sha256, type TestImage } from '../support/images';
+import { pulledBlobDigest } from '../support/pull';
 import { TestRegistry } from '../support/registry';
 import { startSwift, type SwiftServer } from '../support/storage-servers';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy';
@@ -30,13 +31,7 @@ async function pull(cache: CacheProcess, repo: string, image: TestImage): Promis
   for (const blob of image.blobs) expect(await blobDigest(cache, repo, blob.digest)).toBe(blob.digest);
 }
 
-async function blobDigest(cache: CacheProcess, repo: string, digest: string): Promise<string> {
-  const res = await request(`${cache.url}/v2/${repo}/blobs/${digest}`);
-  expect(res.statusCode).toBe(200);
-  const hash = createHash('sha256');
-  for await (const chunk of res.body) hash.update(chunk as Buffer);
-  return `sha256:${hash.digest('hex')}`;
-}
+const blobDigest = (cache: CacheProcess, repo: string, digest: string) => pulledBlobDigest(cache.url, repo, digest);
 
 describe.each(['filesystem', 's3'] as const)('two caches on one %s store', (kind) => {
   let upstream: TestRegistry;

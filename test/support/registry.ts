@@ -18,6 +18,8 @@ export interface RegistryOptions {
   /** Serve TLS with these PEM files. */
   readonly tls?: { certificate: string; key: string };
   readonly port?: number;
+  /** Address to listen on (e.g. a bridge address containers reach); default 127.0.0.1. */
+  readonly host?: string;
 }
 
 export interface AccessLogEntry {
@@ -39,12 +41,13 @@ export class TestRegistry {
   static async start(options: RegistryOptions = {}): Promise<TestRegistry> {
     const bin = requireTool('docker-registry');
     const port = options.port ?? (await freePort());
+    const host = options.host ?? '127.0.0.1';
     const dir = mkdtempSync(join(tmpdir(), 'dtr-cache-registry-'));
     const config = {
       version: 0.1,
       log: { level: 'info', formatter: 'json', accesslog: { disabled: false } },
       storage: { filesystem: { rootdirectory: join(dir, 'data') }, delete: { enabled: true } },
-      http: { addr: `127.0.0.1:${port}`, ...(options.tls ? { tls: options.tls } : {}) },
+      http: { addr: `${host}:${port}`, ...(options.tls ? { tls: options.tls } : {}) },
       ...(options.proxyOf ? { proxy: { remoteurl: options.proxyOf } } : {}),
       ...options.extra,
     };
@@ -66,7 +69,7 @@ export class TestRegistry {
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
     const scheme = options.tls ? 'https' : 'http';
-    const url = `${scheme}://127.0.0.1:${port}`;
+    const url = `${scheme}://${host}:${port}`;
     const registry = new TestRegistry(url, port, dir, child, log);
     await waitFor(`docker-registry on ${url}`, async () => {
       if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}`);

@@ -13,8 +13,9 @@ export interface ThrottleProxy {
   stop(): Promise<void>;
 }
 
-export async function startThrottleProxy(targetPort: number, bytesPerSecond: number): Promise<ThrottleProxy> {
-  const link = await startWanLink({ targetPort, perConnectionBytesPerSecond: bytesPerSecond });
+/** `host`: where the proxy listens and its target is (default loopback; a bridge address for containers). */
+export async function startThrottleProxy(targetPort: number, bytesPerSecond: number, host = '127.0.0.1'): Promise<ThrottleProxy> {
+  const link = await startWanLink({ targetPort, targetHost: host, listenHost: host, perConnectionBytesPerSecond: bytesPerSecond });
   return {
     url: link.url,
     port: link.port,

@@ -56,8 +56,8 @@ export interface StorageDriver {
   /**
    * Creates `key` holding `body` only if no object exists under it; true when this call created it. Of several
    * concurrent callers at most one gets true where the backend has a conditional create (filesystem: link(2),
-   * S3/OSS: If-None-Match: *, Azure: If-None-Match: *, GCS: ifGenerationMatch=0, Swift: If-None-Match: *).
-   * The sweeper's lease is built on it.
+   * S3: If-None-Match: *, OSS: x-oss-forbid-overwrite: true, Azure: If-None-Match: *, GCS: ifGenerationMatch=0,
+   * Swift: If-None-Match: *). The sweeper's and the fills' leases are built on it.
    */
   createIfAbsent(key: string, body: Buffer): Promise<boolean>;
   /** Removes the object; removing a missing key is not an error. */

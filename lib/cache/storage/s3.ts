@@ -81,7 +81,14 @@ export class S3Bucket implements Bucket {
   private readonly partSize: number;
   private readonly params: ReturnType<typeof writeParams>;
 
-  constructor(options: S3Options) {
+  /**
+   * `createHeaders`: headers of a conditional create beside If-None-Match, e.g. OSS's `x-oss-forbid-overwrite: true`
+   * (OSS documents that header, which it answers 409 FileAlreadyExists, not If-None-Match on PutObject).
+   */
+  constructor(
+    options: S3Options,
+    private readonly createHeaders: Readonly<Record<string, string>> = {},
+  ) {
     this.client = new S3Client(s3ClientConfig(options));
     this.bucket = options.bucket;
     this.partSize = options.chunksize ?? DEFAULT_PART_SIZE;
@@ -167,7 +174,16 @@ export class S3Bucket implements Bucket {
   async create(name: string, body: Buffer): Promise<boolean> {
     if (this.conditionalPuts) {
       try {
-        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: name, Body: body, IfNoneMatch: '*', ...this.params }));
+        const put = new PutObjectCommand({ Bucket: this.bucket, Key: name, Body: body, IfNoneMatch: '*', ...this.params });
+        const headers = this.createHeaders;
+        put.middlewareStack.add(
+          (next) => (args) => {
+            Object.assign((args.request as { headers: Record<string, string> }).headers, headers);
+            return next(args);
+          },
+          { step: 'build', name: 'createHeaders' },
+        );
+        await this.client.send(put);
         return true;
       } catch (err) {
         const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
@@ -225,7 +241,8 @@ export class S3Bucket implements Bucket {
 }
 
 export function createS3Driver(options: S3Options, kind: 's3' | 'oss' = 's3'): ObjectStoreDriver {
-  return new ObjectStoreDriver(kind, new S3Bucket(options), rootPrefix(options.rootdirectory));
+  const createHeaders: Record<string, string> = kind === 'oss' ? { 'x-oss-forbid-overwrite': 'true' } : {};
+  return new ObjectStoreDriver(kind, new S3Bucket(options, createHeaders), rootPrefix(options.rootdirectory));
 }
 
 function isNotFound(err: unknown): boolean {
