@@ -2,8 +2,8 @@
  * `dtr-cache serve --workers 2`, started as the image starts it, in front of a real distribution 2.8 upstream:
  * both workers answer pulls (real skopeo and plain HTTP connections), `/metrics` sums the counters of both, a
  * worker killed with SIGKILL is replaced, and SIGTERM drains both workers' in-flight downloads before exit 0.
- * Fills are not coordinated across workers here (that is the store's fill lease), so upstream GETs are not
- * counted.
+ * With http.secret each worker is a fill-lease holder with its own replica endpoint, so concurrent cold GETs on
+ * both workers cost the upstream one GET.
  */
 import { execFile } from 'node:child_process';
 import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
@@ -75,7 +75,8 @@ describe('serve --workers 2', () => {
       version: '0.1',
       log: { level: 'info' },
       storage: { filesystem: { rootdirectory: join(root, 'data') }, delete: { enabled: true } },
-      http: { addr: '127.0.0.1:0', draintimeout: '30s' },
+      // The secret turns on fill sharing: each worker is a lease holder with an endpoint of its own.
+      http: { addr: '127.0.0.1:0', draintimeout: '30s', secret: 'workers-test-secret', internal: { addr: '127.0.0.1:0' } },
       middleware: { registry: [{ name: 'downstream', options: { upstreams: [link.url] } }] },
     };
     cache = await startCacheProcess(config, undefined, 2);
@@ -124,6 +125,27 @@ describe('serve --workers 2', () => {
     // The process metrics are summed too: two workers' resident memory.
     expect(sampleValue(metrics, 'process_resident_memory_bytes')).toBeGreaterThan(0);
   }, 120_000);
+
+  it('fetches a cold blob once for concurrent clients on both workers (the fill lease)', async () => {
+    const data = Buffer.concat([Buffer.from('one fetch '), Buffer.alloc(1024 * 1024, 3)]);
+    const digest = await pushBlob(upstream.url, 'team/once', data);
+    upstream.clearLog();
+    link.rate = 2 * 1024 * 1024; // ~0.5 s per fetch: the clients overlap it
+    try {
+      const results = await Promise.all(Array.from({ length: 8 }, () => getOnce(`${cache!.url}/v2/team/once/blobs/${digest}`)));
+      for (const r of results) expect(r).toEqual({ status: 200, digest, bytes: data.length });
+    } finally {
+      link.rate = 1024 ** 3;
+    }
+    const served = new Set(
+      logLines(cache!)
+        .filter((l) => l.msg === 'request' && String(l.path).includes(digest))
+        .map((l) => l.worker),
+    );
+    expect([...served].sort()).toEqual([0, 1]);
+    await new Promise((r) => setTimeout(r, 500)); // the upstream logs a GET when it ends
+    expect(upstream.blobGets().filter((e) => e.path.includes(digest))).toHaveLength(1);
+  }, 60_000);
 
   it('replaces a worker killed with SIGKILL, and keeps serving', async () => {
     const before = childPids(cache!.child.pid!);
