@@ -62,6 +62,8 @@ export interface OurCacheSetup {
   readonly workers?: number;
   /** Serve HTTPS with these files. */
   readonly tls?: TlsFiles;
+  /** http.secret: replicas (and workers) with the same one share fills through the store's leases. */
+  readonly secret?: string;
 }
 
 /**
@@ -85,7 +87,11 @@ export async function startOurCache(
       version: '0.1',
       log: { level: 'warn' },
       storage: { filesystem: { rootdirectory: setup.root ?? join(dir, 'data') } },
-      http: { addr: `127.0.0.1:${port}`, ...(setup.tls ? { tls: setup.tls } : {}) },
+      http: {
+        addr: `127.0.0.1:${port}`,
+        ...(setup.tls ? { tls: setup.tls } : {}),
+        ...(setup.secret ? { secret: setup.secret, internal: { addr: '127.0.0.1:0' } } : {}),
+      },
       middleware: { registry: [{ name: 'downstream', options: { upstreams: [upstreamUrl], ...setup.options } }] },
     }),
   );

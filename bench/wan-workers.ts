@@ -4,7 +4,7 @@
  * - a: two replicas on one shared store, 10 clients on each pulling the same cold blob from an upstream behind a
  *   WAN link (bench/wan-link.ts: 100 ms round trip, 32 MiB/s shared): total time against one direct pull over the
  *   same link, bytes that crossed the link ÷ the blob's size, and the upstream's blob GETs. Each replica of ours
- *   runs one worker (`--workers 1`), as deployed before workers; the replicas coordinate through the store only.
+ *   runs one worker (`--workers 1`) with the site's http.secret: the replicas share fills through the store's lease.
  * - b: warm blob, 16 clients, over TLS; c: the same over plain HTTP. Ours with 1 worker and with one per CPU.
  * - d: peak RSS per worker of ours after rows b and c.
  */
@@ -143,7 +143,9 @@ export async function wanAndWorkers(cli: string | undefined, commit: string, qui
       const store = join(work, `shared-${key}`);
       const replicas =
         key === 'ours'
-          ? await Promise.all([0, 1].map(() => start(startOurCache(link.url, undefined, cli, { root: store, workers: 1 }))))
+          ? await Promise.all(
+              [0, 1].map(() => start(startOurCache(link.url, undefined, cli, { root: store, workers: 1, secret: 'bench-site-secret' }))),
+            )
           : await Promise.all([0, 1].map((i) => start(startRegistry(`reference-${i}`, link.url, { root: store }))));
       await quiet(`row a ${key}`);
       log(`row a: ${key}, 2 replicas × ${CLIENTS_PER_REPLICA} clients, cold ${blob.size / MiB} MiB blob over the link`);
@@ -285,8 +287,7 @@ export async function wanAndWorkers(cli: string | undefined, commit: string, qui
     durationS: (Date.now() - startedAt) / 1000,
     notes: [
       `Load average (1, 5, 15 min) before: ${loadBefore}; after: ${loadAverage()}. The machine's ${cpus().length} cores are shared with other work.`,
-      `Row a: upstream distribution 2.8 behind bench/wan-link.ts (${RTT_MS} ms round trip, ${WAN_BYTES_PER_SECOND / MiB} MiB/s shared by all connections, each direction; no loss, no slow start). Two replicas of each system on one shared filesystem root, each with the link's URL as its upstream; ours with --workers 1 each. ${CLIENTS_PER_REPLICA} parallel curl transfers on each replica at once; total = until the last of the 20 finished; bytes = what crossed the link target→client from the first request until it was idle for 1 s. Direct = one curl pull of the same size over the same link.`,
-      `Rows b, c: wrk, 16 connections, 2 threads, ${wrkSeconds} s, ${rounds} round(s) in rotating order (median shown; every figure below); TLS with a self-signed RSA-2048 certificate (TLS 1.3, wrk's OpenSSL). The reference figure is the same in rows x1 and xN. Ours with N = ${workers} workers (usableCpus() on this machine).`,
+      `Row a: upstream distribution 2.8 behind bench/wan-link.ts (${RTT_MS} ms round trip, ${WAN_BYTES_PER_SECOND / MiB} MiB/s shared by all connections, each direction; no loss, no slow start). Two replicas of each system on one shared filesystem root, each with the link's URL as its upstream; ours with --workers 1 each and one http.secret (fill sharing through the store's lease, as DtrCacheSite configures replicas). ${CLIENTS_PER_REPLICA} parallel curl transfers on each replica at once; total = until the last of the 20 finished; bytes = what crossed the link target→client from the first request until it was idle for 1 s. Direct = one curl pull of the same size over the same link.`,
       'Row d: VmHWM of each worker process (/proc/<pid>/status) after rows b and c; the primary of a pool serves nothing and is listed below.',
       "After i20a's fill lease is merged, rerun: `npm run bench -- --wan-workers` (rows a2/a3 are then expected to reach 1).",
       ...notes,
