@@ -288,8 +288,8 @@ export async function wanAndWorkers(cli: string | undefined, commit: string, qui
     notes: [
       `Load average (1, 5, 15 min) before: ${loadBefore}; after: ${loadAverage()}. The machine's ${cpus().length} cores are shared with other work.`,
       `Row a: upstream distribution 2.8 behind bench/wan-link.ts (${RTT_MS} ms round trip, ${WAN_BYTES_PER_SECOND / MiB} MiB/s shared by all connections, each direction; no loss, no slow start). Two replicas of each system on one shared filesystem root, each with the link's URL as its upstream; ours with --workers 1 each and one http.secret (fill sharing through the store's lease, as DtrCacheSite configures replicas). ${CLIENTS_PER_REPLICA} parallel curl transfers on each replica at once; total = until the last of the 20 finished; bytes = what crossed the link target→client from the first request until it was idle for 1 s. Direct = one curl pull of the same size over the same link.`,
+      `Rows b, c: wrk, 16 connections, 2 threads, ${wrkSeconds} s, ${rounds} round(s) in rotating order (median shown; every figure below); TLS with a self-signed RSA-2048 certificate (TLS 1.3, wrk's OpenSSL). The reference figure is the same in rows x1 and xN. Ours with N = ${workers} workers (usableCpus() on this machine).`,
       'Row d: VmHWM of each worker process (/proc/<pid>/status) after rows b and c; the primary of a pool serves nothing and is listed below.',
-      "After i20a's fill lease is merged, rerun: `npm run bench -- --wan-workers` (rows a2/a3 are then expected to reach 1).",
       ...notes,
     ],
   };
