@@ -59,7 +59,11 @@ export async function buildPullContext(config: CacheConfig, log: Logger, options
   // A fill verified the bytes it committed.
   events.on('fillEnded', (p) => p.ok && integrity.record(p.digest, p.bytes));
   // With http.secret, the replicas of a site, and the workers of each, fetch each blob once (fill-sharing.ts).
-  const internal = { ...config.http.internal, addr: workerAddr(config.http.internal.addr, options.worker ?? SINGLE_PROCESS) };
+  // Each worker is a holder of its own: its endpoint's port (and an advertised port) is offset by its index.
+  const slot = options.worker ?? SINGLE_PROCESS;
+  const { addr, advertise } = config.http.internal;
+  const advertisedPort = advertise !== undefined && /:\d+$/.test(advertise) && !/^[^[]*:.*:/.test(advertise);
+  const internal = { addr: workerAddr(addr, slot), advertise: advertisedPort ? workerAddr(advertise, slot) : advertise };
   const sharing = await startFillSharing({ ...config.http, internal }, storage, log, parseAddr);
   const ctx: PullContext = {
     options: downstream,
