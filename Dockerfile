@@ -40,5 +40,8 @@ EXPOSE 443
 # Exec form: the FROM-scratch base has no shell. Reads the port and scheme from /config.yml with the server's own
 # config loader (REGISTRY_* overrides included), then asks the health endpoint on loopback.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 CMD ["node", "-e", "const f=require('fs'),c=require('/app/dist/lib/config').loadConfig(f.readFileSync('/config.yml','utf8'),process.env,'/config.yml');if(!c.ok)process.exit(1);const h=c.config.http,port=Number(h.addr.slice(h.addr.lastIndexOf(':')+1));const r=require(h.tls?'https':'http').get({host:'127.0.0.1',port,path:'/healthz',rejectUnauthorized:false,timeout:4000},(s)=>{s.resume();process.exit(s.statusCode===200?0:1)});r.on('error',()=>process.exit(1));r.on('timeout',()=>process.exit(1))"]
-# The server drains on SIGTERM itself (node as PID 1 gets no default signal handlers, so it must).
+# The server drains on SIGTERM itself (node as PID 1 gets no default signal handlers, so it must). One worker per
+# CPU the container may use (its cgroup quota included), all on the config's port; a service's `args` replace CMD,
+# e.g. ["--workers", "1"].
 ENTRYPOINT ["node", "/app/dist/bin/dtr-cache.js", "serve", "--config", "/config.yml"]
+CMD ["--workers", "auto"]

@@ -5,7 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { get } from 'node:http';
+import { get, type IncomingMessage } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { join, resolve } from 'node:path';
 import { requireTool } from '../test/support/tools';
 import { runToCompletion } from './processes';
@@ -154,7 +155,11 @@ export async function paced(url: string, rate: number, seconds: number, digest: 
 export function verifyDigest(url: string, digest: string, timeoutMs: number): Promise<void> {
   return new Promise((resolvePromise, reject) => {
     const hash = createHash('sha256');
-    const req = get(url, { timeout: timeoutMs }, (res) => {
+    // https: our own test certificate on loopback, not verified.
+    const getter = url.startsWith('https:')
+      ? (u: string, o: object, cb: (res: IncomingMessage) => void) => httpsGet(u, { ...o, rejectUnauthorized: false }, cb)
+      : get;
+    const req = getter(url, { timeout: timeoutMs }, (res) => {
       if (res.statusCode !== 200) {
         res.resume();
         reject(new Error(`GET ${url}: status ${res.statusCode}`));

@@ -4,7 +4,8 @@
  * Flags: --quick (small blobs, short runs, for building and debugging), --profile (our cache under
  * node --cpu-prof; profiles in bench/results/prof/), --cli=<path> (another build of dist/bin/dtr-cache.js),
  * --commit=<sha> (what that build was made from, for the report), --scrub-cost[=<rounds>] (only the scrub's cost on
- * row 1, scrub off against on: bench/scrub-cost.ts; default 1 round).
+ * row 1, scrub off against on: bench/scrub-cost.ts; default 1 round), --wan-workers (only the WAN link and workers
+ * rows: bench/wan-workers.ts, written to bench/results/wan-workers.md).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,6 +29,7 @@ import {
 } from './report';
 import { RssSampler } from './rss';
 import { scrubCost } from './scrub-cost';
+import { wanAndWorkers } from './wan-workers';
 import { startOurCache, startRegistry, startStaticServer, System } from './systems';
 
 const MiB = 2 ** 20;
@@ -142,6 +144,7 @@ async function main(): Promise<number> {
   const cli = args.find((a) => a.startsWith('--cli='))?.slice('--cli='.length);
   commitFlag = args.find((a) => a.startsWith('--commit='))?.slice('--commit='.length);
   for (const tool of ['wrk', 'curl', 'docker-registry']) requireTool(tool);
+  if (args.includes('--wan-workers')) return wanAndWorkers(cli && resolve(cli), gitCommit(), args.includes('--quick'));
   const scrubRounds = args.find((a) => a.startsWith('--scrub-cost'));
   if (scrubRounds) {
     await scrubCost(cli && resolve(cli), gitCommit(), Number(scrubRounds.split('=')[1] ?? 1));

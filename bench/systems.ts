@@ -22,10 +22,16 @@ export interface System {
 const ROOT = resolve(__dirname, '..');
 
 /** distribution 2.8 as a plain registry (the upstream) or, with proxyOf, as its pull-through cache (the reference). */
-export async function startRegistry(name: string, proxyOf?: string): Promise<System & { registry: TestRegistry }> {
+export async function startRegistry(
+  name: string,
+  proxyOf?: string,
+  setup: { readonly root?: string; readonly tls?: TlsFiles } = {},
+): Promise<System & { registry: TestRegistry }> {
   // The reference logs at warn without an access log, like our cache; the upstream keeps its access log to count GETs.
   const quiet = { log: { level: 'warn', formatter: 'json', accesslog: { disabled: true } } };
-  const registry = await TestRegistry.start(proxyOf ? { proxyOf, extra: quiet } : {});
+  // A shared root: several proxies on one store, as replicas of one site.
+  const storage = setup.root ? { storage: { filesystem: { rootdirectory: setup.root }, delete: { enabled: true } } } : {};
+  const registry = await TestRegistry.start({ ...(proxyOf ? { proxyOf, extra: { ...quiet, ...storage } } : {}), tls: setup.tls });
   track(registry.pid);
   atExit(() => rmSync(registry.dir, { recursive: true, force: true }));
   return {
@@ -40,12 +46,24 @@ export async function startRegistry(name: string, proxyOf?: string): Promise<Sys
   };
 }
 
+/** PEM files of a server certificate and its key. */
+export interface TlsFiles {
+  readonly certificate: string;
+  readonly key: string;
+}
+
 /** What a benchmark may change of our cache's setup. */
 export interface OurCacheSetup {
   /** Storage root to use (kept on stop); default a fresh directory, removed on stop. */
   readonly root?: string;
   /** Downstream options over the defaults, e.g. `{ scrubrate: '0' }`. */
   readonly options?: Readonly<Record<string, string>>;
+  /** `serve --workers`; default 1, one event loop, as the rows that predate workers measured. */
+  readonly workers?: number;
+  /** Serve HTTPS with these files. */
+  readonly tls?: TlsFiles;
+  /** http.secret: replicas (and workers) with the same one share fills through the store's leases. */
+  readonly secret?: string;
 }
 
 /**
@@ -69,14 +87,19 @@ export async function startOurCache(
       version: '0.1',
       log: { level: 'warn' },
       storage: { filesystem: { rootdirectory: setup.root ?? join(dir, 'data') } },
-      http: { addr: `127.0.0.1:${port}` },
+      http: {
+        addr: `127.0.0.1:${port}`,
+        ...(setup.tls ? { tls: setup.tls } : {}),
+        ...(setup.secret ? { secret: setup.secret, internal: { addr: '127.0.0.1:0' } } : {}),
+      },
       middleware: { registry: [{ name: 'downstream', options: { upstreams: [upstreamUrl], ...setup.options } }] },
     }),
   );
   const nodeArgs = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [];
-  const child = spawnTracked(process.execPath, [...nodeArgs, cli, 'serve', '--config', configPath]);
+  const workers = String(setup.workers ?? 1);
+  const child = spawnTracked(process.execPath, [...nodeArgs, cli, 'serve', '--config', configPath, '--workers', workers]);
   const output = collect(child);
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${setup.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const stop = async () => {
     // SIGINT first: node writes the --cpu-prof file only on a clean exit
     if (cpuProfDir && child.exitCode === null) child.kill('SIGINT');
@@ -84,11 +107,15 @@ export async function startOurCache(
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitFor(`our cache on ${url}`, async () => {
-      if (child.exitCode !== null) throw new Error(`dtr-cache serve exited with ${child.exitCode}: ${output().trim().slice(-800)}`);
-      const res = await fetch(`${url}/v2/`);
-      return res.status === 200 || res.status === 401;
-    });
+    // Printed once every worker listens.
+    await waitFor(
+      `our cache on ${url}`,
+      async () => {
+        if (child.exitCode !== null) throw new Error(`dtr-cache serve exited with ${child.exitCode}: ${output().trim().slice(-800)}`);
+        return output().includes('dtr-cache: serving ');
+      },
+      60_000,
+    );
   } catch (err) {
     await stop();
     throw err;

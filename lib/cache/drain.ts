@@ -46,33 +46,52 @@ export async function drain(server: Drainable, timeoutMs: number): Promise<Drain
   return { clean, waitedMs: Date.now() - started, abandoned };
 }
 
-/**
- * Drains on the first SIGTERM/SIGINT and calls `done(0)` when closed; a second signal closes at once.
- * Returns a function that removes the handlers.
- */
-export function drainOnSignals(server: Drainable, timeoutMs: number, done: (exitCode: number) => void): () => void {
+/** Starts a drain once (`begin`) or closes at once (`now`); reports the exit code through `done`. */
+export interface DrainSwitch {
+  begin(reason: string): void;
+  now(reason: string): void;
+  isDraining(): boolean;
+}
+
+export function drainSwitch(server: Drainable, timeoutMs: number, done: (exitCode: number) => void): DrainSwitch {
   let draining: Promise<void> | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (draining) {
+  return {
+    isDraining: () => draining !== undefined,
+    begin: (signal) => {
+      if (draining) return;
+      server.log.info('draining', { signal, timeoutMs, requests: server.requestsInFlight(), fills: server.fillsInFlight() });
+      draining = drain(server, timeoutMs).then(
+        (result) => {
+          server.log[result.clean ? 'info' : 'warn']('drained; exiting', { ...result });
+          done(0);
+        },
+        (err: unknown) => {
+          server.log.error('drain failed', { reason: err instanceof Error ? err.message : String(err) });
+          done(1);
+        },
+      );
+    },
+    now: (signal) => {
       server.log.warn('second signal; stopping now', { signal });
       server.close().then(
         () => done(0),
         () => done(1),
       );
-      return;
-    }
-    server.log.info('draining', { signal, timeoutMs, requests: server.requestsInFlight(), fills: server.fillsInFlight() });
-    draining = drain(server, timeoutMs).then(
-      (result) => {
-        server.log[result.clean ? 'info' : 'warn']('drained; exiting', { ...result });
-        done(0);
-      },
-      (err: unknown) => {
-        server.log.error('drain failed', { reason: err instanceof Error ? err.message : String(err) });
-        done(1);
-      },
-    );
+    },
   };
+}
+
+/**
+ * Drains on the first SIGTERM/SIGINT and calls `done(0)` when closed; a second signal closes at once.
+ * Returns a function that removes the handlers.
+ */
+export function drainOnSignals(server: Drainable, timeoutMs: number, done: (exitCode: number) => void): () => void {
+  return onSignals(drainSwitch(server, timeoutMs, done));
+}
+
+/** SIGTERM/SIGINT drive `control`: the first begins the drain, any later one stops at once. */
+export function onSignals(control: DrainSwitch): () => void {
+  const onSignal = (signal: NodeJS.Signals) => (control.isDraining() ? control.now(signal) : control.begin(signal));
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   return () => {

@@ -11,7 +11,7 @@ import type { CacheEvents } from './events';
 import { Health } from './health';
 import type { BlobIntegrity } from './integrity';
 import type { Logger } from './log';
-import { createCacheMetrics, METRICS_CONTENT_TYPE, observeEvents, type CacheMetrics } from './metrics';
+import { createCacheMetrics, METRICS_CONTENT_TYPE, observeEvents, renderMetrics, type CacheMetrics } from './metrics';
 import { sendError, ociError } from './oci-error';
 import type { StorageDriver } from './storage';
 import { Scrub } from './scrub';
@@ -32,7 +32,12 @@ export interface OperationsParts {
   readonly route: (path: string, handler: Handler) => void;
   /** `host:port` → bind parameters (the server's own parser). */
   readonly parseAddr: (addr: string) => { host: string | undefined; port: number };
+  /** What a scrape answers. @default this process's metrics (renderMetrics); a cluster worker's sums all workers */
+  readonly exposition?: Exposition;
 }
+
+/** The text a `/metrics` scrape gets, given this server's metrics. */
+export type Exposition = (metrics: CacheMetrics) => Promise<string>;
 
 export interface Operations {
   readonly metrics: CacheMetrics;
@@ -53,8 +58,9 @@ export async function startOperations(config: CacheConfig, parts: OperationsPart
   let draining = false;
   const health = new Health({ storage: parts.storage, upstream: parts.upstream, draining: () => draining });
 
-  const serveMetrics: Handler = (req, res) => {
-    const body = metrics.registry.render();
+  const exposition = parts.exposition ?? renderMetrics;
+  const serveMetrics: Handler = async (req, res) => {
+    const body = await exposition(metrics);
     res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
     res.end(req.method === 'HEAD' ? undefined : body);
   };

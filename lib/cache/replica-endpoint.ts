@@ -83,7 +83,8 @@ export async function startReplicaEndpoint(options: ReplicaEndpointOptions): Pro
   const { host, port } = options.parseAddr(options.addr);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    // Exclusive: a cluster worker's endpoint is its own, never shared with the other workers (serve --workers).
+    server.listen({ port, host, exclusive: true }, () => {
       server.off('error', reject);
       resolve();
     });

@@ -56,6 +56,11 @@ export interface CacheServiceProps {
    * @default replicas
    */
   readonly nodeCount?: number;
+  /**
+   * Server processes per replica (`dtr-cache serve --workers`), all on containerPort.
+   * @default the image's `--workers auto`: one per CPU the container may use (its CPU limit included)
+   */
+  readonly workerProcesses?: number;
   /** Whether the server speaks TLS on containerPort (the healthcheck's scheme). @default true */
   readonly tls?: boolean;
   /** Resources the service waits for (node labels). @default none */
@@ -96,6 +101,7 @@ export function defaultConvergeTimeout(replicas: number): string {
 
 const propsSchema = z.object({
   replicas: z.number().int().min(1, { message: 'must be at least 1' }).optional(),
+  workerProcesses: z.number().int().min(1, { message: 'must be at least 1' }).max(999, { message: 'must be at most 999' }).optional(),
   port: port.optional(),
   containerPort: port.optional(),
   name: z
@@ -143,6 +149,8 @@ export class CacheService extends Construct {
         containerSpec: {
           image: props.image,
           env: serviceEnvironment(props),
+          // Replaces the image's CMD (["--workers", "auto"]); the ENTRYPOINT stays `dtr-cache serve --config /config.yml`.
+          args: props.workerProcesses === undefined ? undefined : ['--workers', String(props.workerProcesses)],
           configs:
             props.config.kind === 'config'
               ? [{ configId: props.config.id, configName: props.config.name, fileName: props.config.fileName, fileMode: 0o444 }]

@@ -88,6 +88,11 @@ export interface DtrCacheSiteProps {
   readonly loadBalancer?: LoadBalancer;
   /** Run replicas only on worker nodes. @default true */
   readonly workersOnly?: boolean;
+  /**
+   * Cache server processes in each replica (`dtr-cache serve --workers`), all on one port, sharing the replica's store.
+   * @default one per CPU the replica's container may use (the image's `--workers auto`)
+   */
+  readonly workerProcesses?: number;
   /** The node label key set to "true" on the nodes; sites sharing a swarm's nodes need their own. @default "dtr.cache" */
   readonly nodeLabel?: string;
   /** Remove content not pulled for this long (Go duration, e.g. "24h"). @default none: kept until evicted by size */
@@ -287,6 +292,7 @@ export class DtrCacheSite extends Construct {
       replicas: Number.isInteger(replicas) && replicas >= 1 ? replicas : 1,
       placementConstraints: [this.nodes.placementConstraint],
       workersOnly: props.workersOnly,
+      workerProcesses: props.workerProcesses,
       port,
       containerPort: 443,
       publishMode,

@@ -37,17 +37,21 @@ function metricNames(expr: string): string[] {
   return [...new Set(expr.match(/\bdtr_cache_[a-z0-9_]+/g) ?? [])];
 }
 
-/** Names in an exposition: every sample name, plus each family named by HELP (a family may have no series yet). */
-function exposedNames(text: string): { families: Set<string>; samples: Set<string> } {
+/**
+ * Names in an exposition: every sample name, plus each family of ours named by HELP (a family may have no series
+ * yet); prom-client's standard process metrics (`process_*`, `nodejs_*`) are listed apart.
+ */
+function exposedNames(text: string): { families: Set<string>; samples: Set<string>; processFamilies: Set<string> } {
   const families = new Set<string>();
+  const processFamilies = new Set<string>();
   const samples = new Set<string>();
   for (const line of text.split('\n')) {
     const help = /^# HELP (\S+)/.exec(line);
-    if (help) families.add(help[1]);
+    if (help) (help[1].startsWith('dtr_cache_') ? families : processFamilies).add(help[1]);
     const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]/.exec(line);
     if (sample && !line.startsWith('#')) samples.add(sample[1]);
   }
-  return { families, samples };
+  return { families, samples, processFamilies };
 }
 
 interface Dashboard {
@@ -78,7 +82,7 @@ describe('metrics reference, dashboard and alert rules against a running cache',
   let cacheUrl: string;
   let promUrl: string;
   let metricsText = '';
-  let exposed: { families: Set<string>; samples: Set<string> };
+  let exposed: ReturnType<typeof exposedNames>;
   const image = makeImage({ layerSizes: [4096, 300_000] });
 
   beforeAll(async () => {
@@ -183,6 +187,12 @@ describe('metrics reference, dashboard and alert rules against a running cache',
     const headings = [...reference.matchAll(/^### `(dtr_cache_[a-z0-9_]+)`/gm)].map((m) => m[1]);
     expect(headings.length).toBeGreaterThan(0);
     expect(new Set(headings)).toEqual(exposed.families);
+    // Everything else is prom-client's standard process metrics, which the reference names.
+    expect([...exposed.processFamilies].filter((n) => !/^(process|nodejs)_/.test(n))).toEqual([]);
+    for (const name of ['process_resident_memory_bytes', 'nodejs_eventloop_lag_p99_seconds', 'nodejs_gc_duration_seconds']) {
+      expect(exposed.processFamilies).toContain(name);
+      expect(reference).toContain(`\`${name}`);
+    }
   });
 
   it('has a Grafana dashboard that is valid JSON and queries only exposed metrics', () => {

@@ -25,13 +25,25 @@ export interface CacheProcess {
   kill(): Promise<void>;
 }
 
-/** Starts `dtr-cache serve` with `config` (http.addr is set to a free loopback port unless `port` is given). */
-export async function startCacheProcess(config: CacheConfigInput, port?: number): Promise<CacheProcess> {
+/**
+ * Starts `dtr-cache serve` with `config` (http.addr is set to a free loopback port unless `port` is given).
+ * One process (`--workers 1`) unless `workers` says otherwise: most tests look at one process's behaviour.
+ */
+export async function startCacheProcess(config: CacheConfigInput, port?: number, workers = 1): Promise<CacheProcess> {
   const listen = port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'dtr-cache-proc-'));
   const file = join(dir, 'config.yml');
   writeFileSync(file, stringify({ ...config, http: { ...config.http, addr: `127.0.0.1:${listen}` } }));
-  const args = ['-r', 'ts-node/register/transpile-only', join(REPO, 'bin/dtr-cache.ts'), 'serve', '--config', file];
+  const args = [
+    '-r',
+    'ts-node/register/transpile-only',
+    join(REPO, 'bin/dtr-cache.ts'),
+    'serve',
+    '--config',
+    file,
+    '--workers',
+    String(workers),
+  ];
   const child = spawn(process.execPath, args, {
     cwd: REPO,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -63,7 +63,7 @@ describe('sweep', () => {
     expect(result.evicted.map((e) => e.key)).toEqual([old]);
     expect(result.spared).toEqual([oldButBusy]);
     expect(await keys('blobs/')).toEqual([oldButBusy, recent, oldButTouched].sort());
-    expect(metrics.evictions.get({ reason: 'ttl' })).toBe(1);
+    expect((await metrics.evictions.get()).values.find((v) => v.labels.reason === 'ttl')?.value).toBe(1);
     expect(result.storedBytes).toBe(30);
   });
 

@@ -125,6 +125,14 @@ describe('CacheService', () => {
     ]);
   });
 
+  it("runs the image's default worker count (--workers auto), or the given one as the command's arguments", () => {
+    expect(serviceJson().task_spec.container_spec.args).toBeUndefined();
+    expect(serviceJson({ workerProcesses: 3 }).task_spec.container_spec.args).toEqual(['--workers', '3']);
+    const stack = newStack();
+    new CacheService(stack, 'A', { image, config, workerProcesses: 0 });
+    expect(validationErrors(stack)).toEqual(['CacheService: workerProcesses: must be at least 1']);
+  });
+
   describe('healthcheck script, run with node against a real HTTPS server', () => {
     let server: Server;
     let status = 200;

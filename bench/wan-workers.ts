@@ -1,0 +1,300 @@
+/**
+ * `npm run bench -- --wan-workers [--quick]`: the rows of one upstream fetch per site and of workers, ours against
+ * distribution 2.8's proxy in one run; writes bench/results/wan-workers.md.
+ * - a: two replicas on one shared store, 10 clients on each pulling the same cold blob from an upstream behind a
+ *   WAN link (bench/wan-link.ts: 100 ms round trip, 32 MiB/s shared): total time against one direct pull over the
+ *   same link, bytes that crossed the link ÷ the blob's size, and the upstream's blob GETs. Each replica of ours
+ *   runs one worker (`--workers 1`) with the site's http.secret: the replicas share fills through the store's lease.
+ * - b: warm blob, 16 clients, over TLS; c: the same over plain HTTP. Ours with 1 worker and with one per CPU.
+ * - d: peak RSS per worker of ours after rows b and c.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { usableCpus } from '../lib/cache/cpus';
+import { requireTool } from '../test/support/tools';
+import { BlobFile, generateBlob, pushBlobFile } from './blobs';
+import { pull, storm, verifyDigest, wrk } from './load';
+import { waitForQuiet } from './processes';
+import { formatNumber, renderMarkdown, type Row, rssTarget, type Target } from './report';
+import { readMemory } from './rss';
+import { startOurCache, startRegistry, type System, type TlsFiles } from './systems';
+import { startWanLink } from './wan-link';
+
+const MiB = 2 ** 20;
+const ROOT = resolve(__dirname, '..');
+const REPO = 'bench/wan';
+const RTT_MS = 100;
+const WAN_BYTES_PER_SECOND = 32 * MiB;
+const CLIENTS_PER_REPLICA = 10;
+
+const log = (message: string) => process.stderr.write(`[bench wan-workers] ${message}\n`);
+const describe = (err: unknown) => (err instanceof Error ? err.message : String(err));
+const median = (values: readonly number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+
+/** The worker processes of a `serve --workers N` primary (none for a single process). */
+function workerPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Every process serving for `system`: its workers, or itself when it has none. */
+function servingPids(system: System): number[] {
+  const workers = workerPids(system.pid ?? 0);
+  return workers.length ? workers : [system.pid ?? 0];
+}
+
+const totalTarget: Target = {
+  text: '≤ 1.15× direct',
+  met: (r) => (r.ours !== undefined && r.baseline ? r.ours <= 1.15 * r.baseline.value : undefined),
+};
+const wanBytesTarget: Target = { text: '≤ 1.05', met: (r) => (r.ours !== undefined ? r.ours <= 1.05 : undefined) };
+const oneGetTarget: Target = { text: 'exactly 1', met: (r) => (r.ours !== undefined ? r.ours === 1 : undefined) };
+const warmTarget: Target = {
+  text: '≥ 1.2× ref',
+  met: (r) => (r.ours !== undefined && r.reference !== undefined ? r.ours >= 1.2 * r.reference : undefined),
+};
+
+function selfSignedCertificate(dir: string): TlsFiles {
+  const certificate = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  execFileSync(requireTool('openssl'), [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', certificate, '-days', '1',
+    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+  ], { stdio: 'ignore' }); // prettier-ignore
+  return { certificate, key };
+}
+
+export async function wanAndWorkers(cli: string | undefined, commit: string, quick: boolean): Promise<number> {
+  const blobBytes = quick ? 16 * MiB : 64 * MiB;
+  const wrkSeconds = quick ? 2 : 5;
+  const rounds = quick ? 1 : 3;
+  const workers = usableCpus();
+  const startedAt = Date.now();
+  const loadBefore = loadAverage();
+  const work = mkdtempSync(join(tmpdir(), 'dtr-cache-bench-wan-'));
+  const started: System[] = [];
+  const errors: string[] = [];
+  const notes: string[] = [];
+  const figures = new Map<string, { reference?: number; ours?: number; baseline?: number }>();
+  const put = (row: string, system: 'reference' | 'ours' | 'baseline', value: number | undefined) => {
+    if (value !== undefined) figures.set(row, { ...figures.get(row), [system]: value });
+  };
+  const step = async <T>(what: string, fn: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await fn();
+    } catch (err) {
+      errors.push(`${what}: ${describe(err)}`);
+      log(`FAILED ${what}: ${describe(err)}`);
+      return undefined;
+    }
+  };
+  const start = async <S extends System>(system: Promise<S>): Promise<S> => {
+    const s = await system;
+    started.push(s);
+    return s;
+  };
+  const stop = async (...systems: System[]) => {
+    for (const s of systems) {
+      await s.stop();
+      started.splice(started.indexOf(s), 1);
+    }
+  };
+  const quiet = async (what: string) => {
+    execFileSync('sync', [], { timeout: 60_000 });
+    const pids = started.flatMap((s) => [s.pid ?? 0, ...workerPids(s.pid ?? 0)]);
+    if (!(await waitForQuiet(pids))) notes.push(`${what}: the systems were still busy after 60 s; measured anyway`);
+  };
+  const blobUrl = (base: string, blob: BlobFile) => `${base}/v2/${REPO}/blobs/${blob.digest}`;
+  const timeoutFor = (bytes: number) => 120_000 + Math.ceil(bytes / MiB) * 1000;
+
+  try {
+    log(`generating blobs of ${blobBytes / MiB} MiB; load average ${loadBefore}`);
+    const blobDir = join(work, 'blobs');
+    mkdirSync(blobDir);
+    const [coldOurs, coldReference, warm] = [
+      await generateBlob(blobDir, 'cold-ours', blobBytes),
+      await generateBlob(blobDir, 'cold-reference', blobBytes),
+      await generateBlob(blobDir, 'warm', blobBytes),
+    ];
+    const upstream = await start(startRegistry('upstream'));
+    for (const blob of [coldOurs, coldReference, warm]) await pushBlobFile(upstream.url, REPO, blob);
+    const link = await startWanLink({ targetPort: upstream.registry.port, rttMs: RTT_MS, sharedBytesPerSecond: WAN_BYTES_PER_SECOND });
+    const upstreamGets = (digest: string) => upstream.registry.blobGets().filter((e) => e.path.includes(digest)).length;
+
+    // a. Two replicas on one store behind the WAN link, 10 clients on each, one cold blob.
+    await quiet('row a direct');
+    log('row a: one direct pull over the link');
+    const direct = await step('row a direct', () => pull(blobUrl(link.url, warm), warm.size, timeoutFor(warm.size)));
+    put('a1', 'baseline', direct?.totalMs);
+    for (const [key, blob] of [
+      ['ours', coldOurs],
+      ['reference', coldReference],
+    ] as const) {
+      const store = join(work, `shared-${key}`);
+      const replicas =
+        key === 'ours'
+          ? await Promise.all(
+              [0, 1].map(() => start(startOurCache(link.url, undefined, cli, { root: store, workers: 1, secret: 'bench-site-secret' }))),
+            )
+          : await Promise.all([0, 1].map((i) => start(startRegistry(`reference-${i}`, link.url, { root: store }))));
+      await quiet(`row a ${key}`);
+      log(`row a: ${key}, 2 replicas × ${CLIENTS_PER_REPLICA} clients, cold ${blob.size / MiB} MiB blob over the link`);
+      const bytesBefore = link.bytesDown;
+      const getsBefore = upstreamGets(blob.digest);
+      const t0 = performance.now();
+      const ok = await step(`row a ${key}`, () =>
+        Promise.all(replicas.map((r) => storm(blobUrl(r.url, blob), CLIENTS_PER_REPLICA, blob.size, timeoutFor(blob.size * 4)))),
+      );
+      const wallMs = performance.now() - t0;
+      // A fill may still be running after its clients are done: wait until the link is idle for 1 s.
+      let last = -1;
+      for (let i = 0; i < 60 && link.bytesDown !== last; i++) {
+        last = link.bytesDown;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      if (ok) {
+        put('a1', key, wallMs);
+        put('a2', key, (link.bytesDown - bytesBefore) / blob.size);
+        put('a3', key, upstreamGets(blob.digest) - getsBefore);
+        await step(`row a ${key}: cached copy`, () => verifyDigest(blobUrl(replicas[1].url, blob), blob.digest, timeoutFor(blob.size)));
+      }
+      await stop(...replicas);
+    }
+    await link.stop();
+
+    // b, c. Warm blob, 16 clients: TLS and plain; ours with 1 worker and with one per CPU.
+    const tls = selfSignedCertificate(work);
+    const systems: { row: string; key: 'ours' | 'reference'; system: System }[] = [];
+    for (const [suffix, secure] of [
+      ['tls', true],
+      ['plain', false],
+    ] as const) {
+      const reference = await start(startRegistry(`reference-${suffix}`, upstream.url, secure ? { tls } : {}));
+      systems.push({ row: `${secure ? 'b' : 'c'}`, key: 'reference', system: reference });
+      for (const n of [1, workers]) {
+        const ours = await start(startOurCache(upstream.url, undefined, cli, { workers: n, tls: secure ? tls : undefined }));
+        systems.push({ row: `${secure ? 'b' : 'c'}${n === 1 ? '1' : 'N'}`, key: 'ours', system: ours });
+      }
+    }
+    for (const { row, system } of systems) {
+      // Warm every worker's page cache and JIT alike: one checked GET fills, a second is a hit.
+      await step(`row ${row} ${system.name}: filling`, async () => {
+        await verifyDigest(blobUrl(system.url, warm), warm.digest, timeoutFor(warm.size));
+        await verifyDigest(blobUrl(system.url, warm), warm.digest, timeoutFor(warm.size));
+      });
+    }
+    const samples = new Map<string, number[]>();
+    for (let round = 0; round < rounds; round++) {
+      for (let i = 0; i < systems.length; i++) {
+        const { row, key, system } = systems[(i + round) % systems.length];
+        await quiet(`row ${row} ${system.name}`);
+        log(`row ${row} round ${round + 1}/${rounds}: ${system.name} (${key}), 16 clients, ${wrkSeconds} s`);
+        const r = await step(`row ${row} ${system.name}`, () => wrk(blobUrl(system.url, warm), 16, wrkSeconds));
+        if (r) samples.set(`${row}/${key}`, [...(samples.get(`${row}/${key}`) ?? []), r.mibPerSecond]);
+      }
+    }
+    for (const [id, values] of samples) {
+      const [row, key] = id.split('/') as [string, 'ours' | 'reference'];
+      for (const target of key === 'reference' ? [`${row}1`, `${row}N`] : [row]) put(target, key, median(values));
+      notes.push(`row ${row} ${key}: ${values.map((v) => formatNumber(v)).join(', ')} MiB/s (median ${formatNumber(median(values))})`);
+    }
+    // d. Peak RSS per worker (VmHWM since start), after rows b and c.
+    for (const { row, key, system } of systems) {
+      if (key !== 'ours') continue;
+      const peaks = servingPids(system).map((pid) => (readMemory(pid)?.peakBytes ?? NaN) / MiB);
+      put(`d${row}`, 'ours', Math.max(...peaks));
+      const primary = workerPids(system.pid ?? 0).length
+        ? `; primary ${formatNumber((readMemory(system.pid!)?.peakBytes ?? NaN) / MiB)} MiB`
+        : '';
+      notes.push(`row d${row}: peak RSS of each worker ${peaks.map((p) => formatNumber(p)).join(', ')} MiB${primary}`);
+    }
+  } catch (err) {
+    errors.push(describe(err));
+    log(`FAILED: ${describe(err)}`);
+  } finally {
+    for (const s of [...started].reverse()) await s.stop().catch((err: unknown) => log(`stopping ${s.name}: ${describe(err)}`));
+    rmSync(work, { recursive: true, force: true });
+  }
+
+  const f = (id: string) => figures.get(id) ?? {};
+  const size = `${blobBytes / MiB} MiB`;
+  const rows: Row[] = [
+    {
+      id: 'a1',
+      measure: `2 replicas on one store × ${CLIENTS_PER_REPLICA} clients, cold ${size} blob over the WAN link: total`,
+      unit: 'ms',
+      higherIsBetter: false,
+      reference: f('a1').reference,
+      ours: f('a1').ours,
+      baseline: f('a1').baseline !== undefined ? { label: 'direct', value: f('a1').baseline! } : undefined,
+      target: totalTarget,
+    },
+    {
+      id: 'a2',
+      measure: 'the same: bytes over the WAN ÷ blob size',
+      unit: '×',
+      higherIsBetter: false,
+      reference: f('a2').reference,
+      ours: f('a2').ours,
+      target: wanBytesTarget,
+    },
+    {
+      id: 'a3',
+      measure: 'the same: upstream blob GETs',
+      unit: 'count',
+      higherIsBetter: false,
+      reference: f('a3').reference,
+      ours: f('a3').ours,
+      target: oneGetTarget,
+    },
+    ...(['b', 'c'] as const).flatMap((row) =>
+      (['1', 'N'] as const).map((n) => ({
+        id: `${row}${n}`,
+        measure: `warm ${size} blob, 16 clients, ${row === 'b' ? 'TLS' : 'plain HTTP'}, ours with ${n === '1' ? '1 worker' : `${workers} workers`}`,
+        unit: 'MiB/s',
+        higherIsBetter: true,
+        reference: f(`${row}${n}`).reference,
+        ours: f(`${row}${n}`).ours,
+        target: warmTarget,
+      })),
+    ),
+    ...(['b1', 'bN', 'c1', 'cN'] as const).map((row) => ({
+      id: `d${row}`,
+      measure: `peak RSS per worker after rows b and c, ours as in row ${row}`,
+      unit: 'MiB',
+      higherIsBetter: false,
+      ours: f(`d${row}`).ours,
+      target: rssTarget,
+    })),
+  ];
+  const info = {
+    date: new Date().toISOString(),
+    commit,
+    nproc: cpus().length,
+    node: process.version,
+    cpu: cpus()[0]?.model ?? 'unknown cpu',
+    mode: `${quick ? 'quick' : 'full'} --wan-workers`,
+    durationS: (Date.now() - startedAt) / 1000,
+    notes: [
+      `Load average (1, 5, 15 min) before: ${loadBefore}; after: ${loadAverage()}. The machine's ${cpus().length} cores are shared with other work.`,
+      `Row a: upstream distribution 2.8 behind bench/wan-link.ts (${RTT_MS} ms round trip, ${WAN_BYTES_PER_SECOND / MiB} MiB/s shared by all connections, each direction; no loss, no slow start). Two replicas of each system on one shared filesystem root, each with the link's URL as its upstream; ours with --workers 1 each and one http.secret (fill sharing through the store's lease, as DtrCacheSite configures replicas). ${CLIENTS_PER_REPLICA} parallel curl transfers on each replica at once; total = until the last of the 20 finished; bytes = what crossed the link target→client from the first request until it was idle for 1 s. Direct = one curl pull of the same size over the same link.`,
+      `Rows b, c: wrk, 16 connections, 2 threads, ${wrkSeconds} s, ${rounds} round(s) in rotating order (median shown; every figure below); TLS with a self-signed RSA-2048 certificate (TLS 1.3, wrk's OpenSSL). The reference figure is the same in rows x1 and xN. Ours with N = ${workers} workers (usableCpus() on this machine).`,
+      'Row d: VmHWM of each worker process (/proc/<pid>/status) after rows b and c; the primary of a pool serves nothing and is listed below.',
+      ...notes,
+    ],
+  };
+  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+  writeFileSync(join(ROOT, 'bench/results/wan-workers.md'), renderMarkdown(info, rows, errors));
+  log(`wrote bench/results/wan-workers.md${errors.length ? ` (${errors.length} failed step(s))` : ''}`);
+  return errors.length ? 1 : 0;
+}
