@@ -20,6 +20,7 @@ import { CacheService, PublishMode } from './cache-service';
 import { LoadBalancer } from './load-balancer';
 import { LoadBalancerService } from './load-balancer-service';
 import { DtrRegistration } from './dtr-registration';
+import { SiteSummary, siteSummaryText, SUMMARY_OUTPUT } from './synth-summary';
 
 /** Registering the site's cache with DTR on deploy. */
 export interface SiteRegistrationOptions {
@@ -277,60 +278,28 @@ export class DtrCacheSite extends Construct {
       : undefined;
 
     const cert = this.tls.certificateInfo;
-    const outputs: Record<string, { value: string | number | boolean | string[]; description: string }> = {
-      cache_url: { value: this.cacheUrl, description: 'URL users pull from' },
-      image: { value: this.image.imageRef, description: 'image the service runs (name@digest when built here)' },
-      replicas: { value: replicas, description: 'number of cache replicas' },
-      storage_kind: { value: backend.label, description: 'where cached content is kept' },
-      service_name: { value: this.service.service.name, description: 'swarm service of the cache (docker service ps <name>)' },
-      service_id: { value: this.service.service.id, description: 'swarm service ID of the cache' },
-      secret_names: {
-        value: [...this.tls.secrets, ...this.storage.secrets].map((m) => m.secret.name),
-        description: 'swarm secrets the service mounts (TLS material, storage key file)',
-      },
-      config_name: {
-        value: this.config.mount.name,
-        description: `swarm ${this.config.mount.kind} holding config.yml (a secret when it carries storage credentials)`,
-      },
-      node_label: { value: `${this.nodes.labelKey}=true`, description: 'node label that places the replicas' },
-      summary: {
-        value: JSON.stringify({
-          datacenter: props.datacenter,
-          cacheUrl: this.cacheUrl,
-          upstreams: props.upstreams,
-          replicas,
-          // A node list expression as the label step's space-separated copy (an expression without quotes, which the
-          // JSON text could not hold).
-          nodes: nodesAreToken ? [this.nodes.labelStep.getStringAttribute('output.nodes')] : props.nodes,
-          storage: backend.label,
-          port,
-          publishMode,
-          image: this.image.displayName,
-          swarm: this.connection.describe(),
-          certificate: cert ? { subject: cert.subject, validTo: cert.validTo, selfSigned: cert.selfSigned } : null,
-          testOnly,
-        }),
-        description: 'site summary read by dtr-cache plan',
-      },
+    const summary: SiteSummary = {
+      datacenter: props.datacenter,
+      cacheUrl: this.cacheUrl,
+      upstreams: props.upstreams,
+      replicas,
+      // A node list expression as the label step's space-separated copy (an expression without quotes, which the
+      // JSON text could not hold).
+      nodes: nodesAreToken ? [this.nodes.labelStep.getStringAttribute('output.nodes')] : props.nodes,
+      storage: backend.label,
+      port,
+      publishMode,
+      image: this.image.displayName,
+      swarm: this.connection.describe(),
+      certificate: cert ? { subject: cert.subject, validTo: cert.validTo, selfSigned: cert.selfSigned } : null,
+      testOnly,
     };
     const lbConfig = this.loadBalancerService
       ? { kind: 'haproxy', fileName: 'haproxy.cfg (swarm config of the load-balancer service)', text: this.loadBalancerService.text }
       : nodesAreToken
         ? undefined
         : loadBalancer.render(balanced);
-    if (lbConfig) {
-      outputs.load_balancer_config = {
-        value: lbConfig.text,
-        description: `${lbConfig.kind} configuration (${lbConfig.fileName}), TCP passthrough`,
-      };
-    }
-    for (const [name, { value, description }] of Object.entries(outputs)) {
-      const output = new TerraformOutput(this, `Output-${name}`, {
-        value,
-        description: testOnly && name === 'cache_url' ? `${description} (TEST ONLY certificates)` : description,
-      });
-      output.overrideLogicalId(`${outputPrefix}_${name}`);
-    }
+    this.addOutputs(outputPrefix, summary, lbConfig);
     const dockerResources = this.node
       .findAll()
       .filter((c): c is TerraformResource => c instanceof TerraformResource && c.terraformResourceType.startsWith('docker_'));
@@ -346,6 +315,45 @@ export class DtrCacheSite extends Construct {
       }
     }
     for (const warning of siteWarnings(this, props, port, publishMode)) Annotations.of(this).addWarning(warning);
+  }
+
+  /** The site's Terraform outputs, named `<outputPrefix>_<name>`; `summary` is what `dtr-cache plan` reads. */
+  private addOutputs(
+    outputPrefix: string,
+    summary: SiteSummary,
+    lbConfig: { kind: string; fileName: string; text: string } | undefined,
+  ): void {
+    const outputs: Record<string, { value: string | number | boolean | string[]; description: string }> = {
+      cache_url: { value: this.cacheUrl, description: 'URL users pull from' },
+      image: { value: this.image.imageRef, description: 'image the service runs (name@digest when built here)' },
+      replicas: { value: summary.replicas, description: 'number of cache replicas' },
+      storage_kind: { value: summary.storage, description: 'where cached content is kept' },
+      service_name: { value: this.service.service.name, description: 'swarm service of the cache (docker service ps <name>)' },
+      service_id: { value: this.service.service.id, description: 'swarm service ID of the cache' },
+      secret_names: {
+        value: [...this.tls.secrets, ...this.storage.secrets].map((m) => m.secret.name),
+        description: 'swarm secrets the service mounts (TLS material, storage key file)',
+      },
+      config_name: {
+        value: this.config.mount.name,
+        description: `swarm ${this.config.mount.kind} holding config.yml (a secret when it carries storage credentials)`,
+      },
+      node_label: { value: `${this.nodes.labelKey}=true`, description: 'node label that places the replicas' },
+      [SUMMARY_OUTPUT]: { value: siteSummaryText(summary), description: 'site summary read by dtr-cache plan' },
+    };
+    if (lbConfig) {
+      outputs.load_balancer_config = {
+        value: lbConfig.text,
+        description: `${lbConfig.kind} configuration (${lbConfig.fileName}), TCP passthrough`,
+      };
+    }
+    for (const [name, { value, description }] of Object.entries(outputs)) {
+      const output = new TerraformOutput(this, `Output-${name}`, {
+        value,
+        description: summary.testOnly && name === 'cache_url' ? `${description} (TEST ONLY certificates)` : description,
+      });
+      output.overrideLogicalId(`${outputPrefix}_${name}`);
+    }
   }
 }
 
