@@ -5,10 +5,9 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { refusal, unavailable, type AccessTarget } from './authorize';
 import type { BlobFill, FillOpen } from './blob-fill';
 import type { ClientRequest, PullContext } from './context';
-import { ociError, sendError } from './oci-error';
+import { type AccessTarget, ociError, refusal, sendError, unavailable } from './oci-error';
 import { contentRange, parseRange } from './range';
 import { blobKey, type Digest } from './reference';
 import { readCapped, relay } from './relay';
