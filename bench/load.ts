@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { get } from 'node:http';
 import { join, resolve } from 'node:path';
-import { requireTool } from '../test/support/tools';
+import { requireTool } from '../harness/tools';
 import { runToCompletion } from './processes';
 
 const BENCH = resolve(__dirname);
