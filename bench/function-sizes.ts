@@ -1,23 +1,16 @@
 // node -r ts-node/register/transpile-only bench/function-sizes.ts [--top=N] [dirs...]: the largest functions
 // (declarations, methods, constructors, accessors, arrow and function expressions) in the TypeScript files under
 // the given folders (default lib and bin), by lines from the first line to the last, largest first.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { relative } from 'node:path';
 import ts from 'typescript';
+import { typeScriptFiles } from '../harness/source-files';
 
 interface FunctionSize {
   readonly file: string;
   readonly name: string;
   readonly line: number;
   readonly lines: number;
-}
-
-function tsFiles(dir: string): string[] {
-  return readdirSync(dir).flatMap((entry) => {
-    const path = join(dir, entry);
-    if (statSync(path).isDirectory()) return tsFiles(path);
-    return path.endsWith('.ts') && !path.endsWith('.d.ts') ? [path] : [];
-  });
 }
 
 function nameOf(node: ts.Node, source: ts.SourceFile): string {
@@ -50,7 +43,7 @@ const args = process.argv.slice(2);
 const top = Number(args.find((arg) => arg.startsWith('--top='))?.slice('--top='.length) ?? 10);
 const dirs = args.filter((arg) => !arg.startsWith('--'));
 const sizes = (dirs.length > 0 ? dirs : ['lib', 'bin'])
-  .flatMap(tsFiles)
+  .flatMap(typeScriptFiles)
   .flatMap(functionsIn)
   .sort((a, b) => b.lines - a.lines || a.file.localeCompare(b.file));
 for (const size of sizes.slice(0, top)) {
