@@ -213,24 +213,7 @@ export class DtrCacheSite extends Construct {
       testOnly,
       now: props.now,
     });
-    this.config = new CacheConfig(this, 'Config', {
-      upstreams: props.upstreams,
-      host: this.cacheUrl,
-      containerPort: 443,
-      storage: this.storage.storageSection,
-      secretValues: [...this.storage.secretValues],
-      tls: { certificate: this.tls.certificatePath, key: this.tls.keyPath },
-      cas: this.tls.dtrCaPath ? [this.tls.dtrCaPath] : [],
-      blobTtl: props.blobTtl,
-      logLevel: props.logLevel,
-      namePrefix: prefix,
-      propNames: {
-        [CONFIG_PATHS.upstreams]: invalid.has('upstreams') ? undefined : 'DtrCacheSite: upstreams',
-        [CONFIG_PATHS.host]: invalid.has('host') ? undefined : 'DtrCacheSite: host',
-        [CONFIG_PATHS.blobTtl]: 'DtrCacheSite: blobTtl',
-        [CONFIG_PATHS.logLevel]: 'DtrCacheSite: logLevel',
-      },
-    });
+    this.config = this.cacheConfig(props, prefix, invalid);
     this.image = new CacheImage(this, 'Image', props.image);
     const lbOptions = loadBalancer.serviceOptions;
     this.loadBalancerService = lbOptions
@@ -277,34 +260,66 @@ export class DtrCacheSite extends Construct {
         })
       : undefined;
 
+    const lbConfig = this.loadBalancerService
+      ? { kind: 'haproxy', fileName: 'haproxy.cfg (swarm config of the load-balancer service)', text: this.loadBalancerService.text }
+      : nodesAreToken
+        ? undefined
+        : loadBalancer.render(balanced);
+    this.addOutputs(outputPrefix, this.summary(props, replicas, port, publishMode), lbConfig);
+    this.nameProvider(props.provider !== undefined);
+    for (const warning of siteWarnings(this, props, port, publishMode)) Annotations.of(this).addWarning(warning);
+  }
+
+  /** The summary `dtr-cache plan` reads (see synth-summary.ts). */
+  private summary(props: DtrCacheSiteProps, replicas: number, port: number, publishMode: PublishMode): SiteSummary {
     const cert = this.tls.certificateInfo;
-    const summary: SiteSummary = {
+    return {
       datacenter: props.datacenter,
       cacheUrl: this.cacheUrl,
       upstreams: props.upstreams,
       replicas,
       // A node list expression as the label step's space-separated copy (an expression without quotes, which the
       // JSON text could not hold).
-      nodes: nodesAreToken ? [this.nodes.labelStep.getStringAttribute('output.nodes')] : props.nodes,
-      storage: backend.label,
+      nodes: isToken(props.nodes) ? [this.nodes.labelStep.getStringAttribute('output.nodes')] : props.nodes,
+      storage: this.storage.backend.label,
       port,
       publishMode,
       image: this.image.displayName,
       swarm: this.connection.describe(),
       certificate: cert ? { subject: cert.subject, validTo: cert.validTo, selfSigned: cert.selfSigned } : null,
-      testOnly,
+      testOnly: this.tls.testOnly,
     };
-    const lbConfig = this.loadBalancerService
-      ? { kind: 'haproxy', fileName: 'haproxy.cfg (swarm config of the load-balancer service)', text: this.loadBalancerService.text }
-      : nodesAreToken
-        ? undefined
-        : loadBalancer.render(balanced);
-    this.addOutputs(outputPrefix, summary, lbConfig);
+  }
+
+  /** config.yml of the site; props the site reports itself (`invalid`) are not reported again by CacheConfig. */
+  private cacheConfig(props: DtrCacheSiteProps, prefix: string, invalid: ReadonlySet<string>): CacheConfig {
+    return new CacheConfig(this, 'Config', {
+      upstreams: props.upstreams,
+      host: this.cacheUrl,
+      containerPort: 443,
+      storage: this.storage.storageSection,
+      secretValues: [...this.storage.secretValues],
+      tls: { certificate: this.tls.certificatePath, key: this.tls.keyPath },
+      cas: this.tls.dtrCaPath ? [this.tls.dtrCaPath] : [],
+      blobTtl: props.blobTtl,
+      logLevel: props.logLevel,
+      namePrefix: prefix,
+      propNames: {
+        [CONFIG_PATHS.upstreams]: invalid.has('upstreams') ? undefined : 'DtrCacheSite: upstreams',
+        [CONFIG_PATHS.host]: invalid.has('host') ? undefined : 'DtrCacheSite: host',
+        [CONFIG_PATHS.blobTtl]: 'DtrCacheSite: blobTtl',
+        [CONFIG_PATHS.logLevel]: 'DtrCacheSite: logLevel',
+      },
+    });
+  }
+
+  /** Names the site's provider on its docker resources where needed, and keeps MKE's labels out of every plan. */
+  private nameProvider(providerGiven: boolean): void {
     const dockerResources = this.node
       .findAll()
       .filter((c): c is TerraformResource => c instanceof TerraformResource && c.terraformResourceType.startsWith('docker_'));
     // An aliased or given provider is named on every docker resource; the stack's default provider needs no naming.
-    if (this.provider.alias !== undefined || props.provider !== undefined) {
+    if (this.provider.alias !== undefined || providerGiven) {
       for (const r of dockerResources) r.provider = this.provider;
     }
     // MKE stamps labels of its own (owner, collection) on services, secrets and networks; without ignore_changes every
@@ -314,7 +329,6 @@ export class DtrCacheSite extends Construct {
         r.lifecycle = { ...r.lifecycle, ignoreChanges: [...((r.lifecycle?.ignoreChanges as string[] | undefined) ?? []), 'labels'] };
       }
     }
-    for (const warning of siteWarnings(this, props, port, publishMode)) Annotations.of(this).addWarning(warning);
   }
 
   /** The site's Terraform outputs, named `<outputPrefix>_<name>`; `summary` is what `dtr-cache plan` reads. */
