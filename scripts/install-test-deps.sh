@@ -8,6 +8,7 @@ packages=(
   wrk                                            # load generator of npm run bench (bench/load.ts)
   prometheus                                     # promtool and a real Prometheus for the docs' alert rules and dashboard
   haproxy nginx libnginx-mod-stream              # validate and run the rendered external load balancer configs
+  openssh-server strace                          # sshd for the NFS export's SSH apply step; the filesystem commit order
   apache2-utils                                  # htpasswd: bcrypt users of the htpasswd-protected upstream (revocation test)
 )
 missing=()

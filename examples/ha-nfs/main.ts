@@ -12,8 +12,10 @@ export function buildHaNfs(options: ExampleOptions = {}): App {
     host: 'cache-ha.example.com',
     nodes: ['cache-1', 'cache-2', 'cache-3'],
     replicas: 3,
-    // Export on the server: /dtr-cache *(rw,root_squash,no_wdelay)
-    storage: StorageBackend.nfs({ server: '10.0.0.10', path: '/dtr-cache' }),
+    // The deploy writes /etc/exports.d/dtr-cache-ha-nfs.exports on the server over SSH (as root, with the deploy
+    // machine's ssh keys): /dtr-cache 10.0.0.0/24(rw,root_squash,no_wdelay); before the service rolls, every node
+    // mounts the volume and reads another's probe.
+    storage: StorageBackend.nfs({ server: '10.0.0.10', path: '/dtr-cache', clients: ['10.0.0.0/24'], applyOverSsh: {} }),
     tls: tlsFor('cache-ha.example.com', options),
     image: { reference: options.image ?? DEFAULT_IMAGE },
     blobTtl: '24h',

@@ -75,7 +75,7 @@ export class CacheNodes extends Construct {
     // Sorted: reordering the list changes nothing. A token list (a Terraform variable) is joined at apply time; the
     // script reads it word by word, so node names never reach the shell unquoted as code.
     const nodes = nodesAreToken ? Fn.join(' ', props.nodes) : [...new Set(props.nodes)].sort().join(' ');
-    const fromSelf = Object.fromEntries(Object.keys(environment).map((name) => [name, `\${self.input.environment.${name}}`]));
+    const fromSelf = SwarmConnection.fromSelfInput(environment);
     const ownerInput = { key: this.labelKey, environment };
     this.labelOwner = new DataResource(this, 'LabelOwner', {
       input: ownerInput,

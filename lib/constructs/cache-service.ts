@@ -11,6 +11,7 @@ import { providerDuration } from './base/provider-duration';
 import { check, goDuration, port, propsValidation } from './base/validation';
 import { ConfigMount } from './cache-config';
 import { managedLabels } from './base/labels';
+import { ENGINE_SET_SERVICE_ATTRIBUTES } from './base/engine-set';
 
 /**
  * The image's non-root user (the Dockerfile's USER 10001:10001): secrets are mode 0400, so they must be owned by the
@@ -126,6 +127,7 @@ export class CacheService extends Construct {
       name: props.name ?? 'dtr-cache',
       labels: managedLabels(this),
       dependsOn: props.dependsOn,
+      lifecycle: { ignoreChanges: [...ENGINE_SET_SERVICE_ATTRIBUTES] },
       mode: { replicated: { replicas: this.replicas } },
       taskSpec: {
         containerSpec: {

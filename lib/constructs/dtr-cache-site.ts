@@ -21,6 +21,7 @@ import { LoadBalancer } from './load-balancer';
 import { LoadBalancerService } from './load-balancer-service';
 import { DtrRegistration } from './dtr-registration';
 import { SiteSummary, siteSummaryText, SUMMARY_OUTPUT } from './synth-summary';
+import { StoragePreflight } from './storage-preflight';
 
 /** Registering the site's cache with DTR on deploy. */
 export interface SiteRegistrationOptions {
@@ -108,6 +109,12 @@ export interface DtrCacheSiteProps {
   readonly accessLabel?: string;
   /** Register the cache with DTR on deploy and remove it on destroy (dtr-cache register). @default not registered */
   readonly registration?: SiteRegistrationOptions;
+  /**
+   * Before the service rolls, check from every node that the NFS volume mounts and that each node reads what another
+   * wrote (StoragePreflight); a failing node fails the deploy. Only NFS storage has a volume to check.
+   * @default true with NFS storage
+   */
+  readonly storagePreflight?: boolean;
 }
 
 /** Whether `value` is (or holds) a Terraform expression: known at apply only. */
@@ -168,6 +175,8 @@ export class DtrCacheSite extends Construct {
   public readonly loadBalancerService: LoadBalancerService | undefined;
   /** The DTR registration, when requested. */
   public readonly registration: DtrRegistration | undefined;
+  /** The storage preflight, with NFS storage. */
+  public readonly storagePreflight: StoragePreflight | undefined;
 
   constructor(scope: Construct, id: string, props: DtrCacheSiteProps) {
     super(scope, id);
@@ -228,6 +237,18 @@ export class DtrCacheSite extends Construct {
           convergeTimeout: props.convergeTimeout,
         })
       : undefined;
+    const volume = this.storage.mounts[0];
+    this.storagePreflight =
+      volume && (props.storagePreflight ?? true)
+        ? new StoragePreflight(this, 'StoragePreflight', {
+            nodes: props.nodes,
+            mount: volume,
+            image: this.image.imageRef,
+            namePrefix: prefix,
+            connection: this.connection,
+            dependsOn: this.storage.nfsExportApply ? [this.storage.nfsExportApply.resource] : undefined,
+          })
+        : undefined;
     this.service = new CacheService(this, 'Service', {
       name: prefix,
       image: this.image.imageRef,
@@ -242,7 +263,7 @@ export class DtrCacheSite extends Construct {
       containerPort: 443,
       publishMode,
       nodeCount: props.nodes.length,
-      dependsOn: [this.nodes.labelStep],
+      dependsOn: [this.nodes.labelStep, ...(this.storagePreflight?.resources ?? [])],
       // With a load-balancer service, replicas are reached on its overlay network only.
       networks: this.loadBalancerService ? [this.loadBalancerService.network.id] : undefined,
       publish: this.loadBalancerService === undefined,
@@ -282,6 +303,7 @@ export class DtrCacheSite extends Construct {
       // JSON text could not hold).
       nodes: isToken(props.nodes) ? [this.nodes.labelStep.getStringAttribute('output.nodes')] : props.nodes,
       storage: this.storage.backend.label,
+      nfsExport: this.storage.backend.nfsMount?.export.line ?? null,
       port,
       publishMode,
       image: this.image.displayName,
@@ -355,6 +377,13 @@ export class DtrCacheSite extends Construct {
       node_label: { value: `${this.nodes.labelKey}=true`, description: 'node label that places the replicas' },
       [SUMMARY_OUTPUT]: { value: siteSummaryText(summary), description: 'site summary read by dtr-cache plan' },
     };
+    const nfsExport = this.storage.backend.nfsMount?.export;
+    if (nfsExport) {
+      outputs.nfs_export = {
+        value: nfsExport.line,
+        description: `/etc/exports line on ${nfsExport.server}${this.storage.nfsExportApply ? ` (applied over SSH as ${this.storage.nfsExportApply.file})` : ''}`,
+      };
+    }
     if (lbConfig) {
       outputs.load_balancer_config = {
         value: lbConfig.text,

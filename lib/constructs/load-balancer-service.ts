@@ -12,6 +12,7 @@ import { providerDuration } from './base/provider-duration';
 import { PublishMode } from './cache-service';
 import { renderHaproxySwarmConfig } from './load-balancer-config';
 import { managedLabels } from './base/labels';
+import { ENGINE_SET_SERVICE_ATTRIBUTES } from './base/engine-set';
 
 export interface LoadBalancerServiceProps {
   /** Names start with this, e.g. dtr-cache-asia. */
@@ -79,6 +80,7 @@ export class LoadBalancerService extends Construct {
     this.service = new Service(this, 'Service', {
       name: `${props.namePrefix}-lb`,
       labels: managedLabels(this),
+      lifecycle: { ignoreChanges: [...ENGINE_SET_SERVICE_ATTRIBUTES] },
       mode: { replicated: { replicas: props.replicas ?? 1 } },
       taskSpec: {
         containerSpec: {
@@ -98,7 +100,8 @@ export class LoadBalancerService extends Construct {
         networksAdvanced: [{ name: this.network.id }],
         // Host-mode load balancers on one port cannot share a node.
         placement: publishMode === PublishMode.HOST ? { maxReplicas: 1 } : undefined,
-        restartPolicy: { condition: 'any', delay: '5s' },
+        // window 0s (unbounded) is the provider's default, stated: left unset it reads back as 0s, a change in every plan.
+        restartPolicy: { condition: 'any', delay: '5s', window: '0s' },
       },
       updateConfig: {
         parallelism: 1,

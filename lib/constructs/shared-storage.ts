@@ -2,7 +2,10 @@
  * Where the cache keeps content. Three families:
  * - NFS (shared): a volume of the local driver with NFS options, declared on the service's mount so that every node
  *   creates it when a replica starts there. (A `docker_volume` resource would exist only on the node the provider talks
- *   to, a manager, not on the workers that run replicas.) The cache sees it as a filesystem at its rootdirectory.
+ *   to, a manager, not on the workers that run replicas.) The cache sees it as a filesystem at its rootdirectory. The
+ *   volume's name ends in a hash of server, path and mount options: Docker keeps an existing volume of a name with
+ *   the options it was created with, so a changed option must make a new name to reach every node. The export
+ *   itself (NfsExport) is checked at synth, rendered as an /etc/exports line, and applied over SSH on request.
  * - Object storage (shared): s3, azure, gcs, oss, swift, rendered into config.yml's `storage` section with the same keys
  *   as the registry's drivers. Secret values (keys, passwords) never go into the plain `docker_config`: when a backend
  *   has any, the whole config.yml is delivered as a swarm secret instead (see CacheConfig), with each secret value read
@@ -10,26 +13,23 @@
  * - Local filesystem (not shared): inside the container, lost when a replica is rescheduled; one replica only.
  */
 import { Construct } from 'constructs';
+import { Annotations } from 'cdktf';
 import { ServiceTaskSpecContainerSpecMounts } from '@cdktf/provider-docker/lib/service';
 import { StorageKind } from '../config';
 import { SecretSource } from './base/secret-source';
 import { hashedSecret, SecretMount } from './base/hashed-secret';
+import { check } from './base/validation';
+import { NfsExport, NfsExportOptions } from './nfs-export';
+import { NfsExportApply, NfsExportSshOptions } from './nfs-export-apply';
 
-/** Options of NFS storage. */
-export interface NfsStorageOptions {
-  /** The NFS server's host name or address. */
-  readonly server: string;
+/** Options of NFS storage: the export (server, path, clients, export and mount options) and where it is mounted. */
+export interface NfsStorageOptions extends NfsExportOptions {
   /**
-   * The exported directory. Export it with `rw,root_squash,no_wdelay` (e.g. `/dtr-cache *(rw,root_squash,no_wdelay)` in
-   * /etc/exports): no_wdelay makes a write visible to other replicas as soon as it is acknowledged (read-after-write).
-   * @default "/dtr-cache"
+   * Apply the export on the server over SSH at deploy (directory, owner, /etc/exports.d/<site>.exports, exportfs -ra),
+   * and remove it on destroy.
+   * @default not applied: export the line of output `<site>_nfs_export` on the server yourself
    */
-  readonly path?: string;
-  /**
-   * Client mount options after addr=<server>.
-   * @default "rw,nfsvers=4,hard"
-   */
-  readonly mountOptions?: string;
+  readonly applyOverSsh?: NfsExportSshOptions;
   /**
    * Where the volume is mounted in the container (the filesystem driver's rootdirectory).
    * @default "/var/lib/registry"
@@ -125,14 +125,12 @@ export interface SwiftStorageOptions {
 
 /** NFS mount details of a backend. */
 export interface NfsMount {
-  /** The NFS server. */
-  readonly server: string;
-  /** The exported directory. */
-  readonly path: string;
-  /** Client mount options after addr=<server>. */
-  readonly mountOptions: string;
+  /** The export. */
+  readonly export: NfsExport;
   /** Mount point in the container. */
   readonly target: string;
+  /** How to apply the export on the server, when requested. */
+  readonly applyOverSsh?: NfsExportSshOptions;
 }
 
 /** What a storage choice is made of; the static factories of StorageBackend fill it in. */
@@ -171,12 +169,7 @@ export class StorageBackend {
       label: 'nfs',
       shared: true,
       options: { rootdirectory },
-      nfsMount: {
-        server: options.server,
-        path: options.path ?? '/dtr-cache',
-        mountOptions: options.mountOptions ?? 'rw,nfsvers=4,hard',
-        target: rootdirectory,
-      },
+      nfsMount: { export: new NfsExport(options), target: rootdirectory, applyOverSsh: options.applyOverSsh },
     });
   }
 
@@ -315,6 +308,8 @@ export class SharedStorage extends Construct {
   public readonly mounts: readonly ServiceTaskSpecContainerSpecMounts[];
   /** Secrets the service needs (the GCS key file). */
   public readonly secrets: readonly SecretMount[];
+  /** The export being applied over SSH, when requested. */
+  public readonly nfsExportApply: NfsExportApply | undefined;
 
   constructor(scope: Construct, id: string, props: SharedStorageProps) {
     super(scope, id);
@@ -342,16 +337,22 @@ export class SharedStorage extends Construct {
       ? [
           {
             type: 'volume',
-            source: `${prefix}-nfs`,
+            source: `${prefix}-nfs-${nfs.export.hash}`,
             target: nfs.target,
             volumeOptions: {
               driverName: 'local',
-              driverOptions: { type: 'nfs', o: `addr=${nfs.server},${nfs.mountOptions}`, device: `:${nfs.path}` },
+              driverOptions: { type: 'nfs', o: nfs.export.volumeOptions, device: `:${nfs.export.path}` },
               labels: [{ label: 'dtr.cache.managed-by', value: 'dtr-cache-site' }],
             },
           },
         ]
       : [];
+    if (nfs) {
+      this.node.addValidation(check(() => nfs.export.problems()));
+      for (const warning of nfs.export.warnings()) Annotations.of(this).addWarning(warning);
+    }
+    this.nfsExportApply =
+      nfs?.applyOverSsh && new NfsExportApply(this, 'NfsExport', { export: nfs.export, name: prefix, ssh: nfs.applyOverSsh });
   }
 }
 

@@ -20,6 +20,8 @@ export interface SiteSummary {
   readonly nodes: string[];
   /** Storage kind (nfs, s3, filesystem (container-local), ...). */
   readonly storage: string;
+  /** The /etc/exports line, with NFS storage (absent in summaries of older synths). */
+  readonly nfsExport?: string | null;
   /** Published port. */
   readonly port: number;
   /** ingress or host. */
@@ -115,6 +117,7 @@ function siteRows(site: SiteSummary): [string, string][] {
     ['Replicas', String(site.replicas)],
     ['Nodes', site.nodes.join(', ')],
     ['Storage', site.storage],
+    ...(site.nfsExport ? [['NFS export', `\`${site.nfsExport}\``] as [string, string]] : []),
     ['Port', `${site.port}/tcp (${site.publishMode === 'host' ? 'host mode, for an external load balancer' : 'routing mesh'})`],
     ['Image', `\`${site.image}\``],
     ['Swarm', site.swarm],

@@ -4,13 +4,13 @@
  * and a second plan has no changes. Covers a node removed from the list, a node added back, a changed label key (the
  * old key leaves the nodes), and destroy. Everything started here is stopped in afterAll, also after a failure.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TerraformStack, Testing } from 'cdktf';
+import { LocalBackend, TerraformStack, Testing } from 'cdktf';
 import { CacheNodes, SwarmConnection } from '../../lib/constructs';
 import { requireTool, waitFor } from '../../harness/tools';
+import { terraformDeploy } from '../support/terraform';
 import { HostBridge, NetnsEngine, run } from './support/netns-engine';
 
 const NET = `10.96.${process.pid % 250}`;
@@ -30,27 +30,14 @@ const engines = (['manager', 'worker'] as const).map(
     }),
 );
 const [manager] = engines;
-const env = { ...process.env, CHECKPOINT_DISABLE: '1', TF_IN_AUTOMATION: '1', DOCKER_HOST: '' };
+// The local-execs reach the manager through their own DOCKER_HOST, never this machine's engine.
+const terraform = terraformDeploy(stackDir, { env: { DOCKER_HOST: '' }, timeoutMs: 180_000 });
 let ids: Record<'manager' | 'worker', string> = { manager: '', worker: '' };
-
-function terraform(...args: string[]): { status: number | null; out: string } {
-  const r = spawnSync('terraform', [`-chdir=${stackDir}`, ...args, '-input=false', '-no-color'], {
-    env,
-    encoding: 'utf8',
-    timeout: 180_000,
-  });
-  return { status: r.status, out: `${r.stdout}${r.stderr}` };
-}
-
-function applied(...args: string[]): string {
-  const r = terraform(...args, '-auto-approve');
-  if (r.status !== 0) throw new Error(`terraform ${args.join(' ')} failed:\n${r.out}`);
-  return r.out;
-}
 
 /** Synthesizes a stack holding only the site's label steps into the terraform working directory. */
 function synthLabels(nodes: string[], labelKey: string): void {
   const stack = new TerraformStack(Testing.app(), 'labels');
+  new LocalBackend(stack, { path: terraform.statePath });
   new CacheNodes(stack, 'Nodes', { nodes, labelKey, connection: SwarmConnection.localSocket(manager.socket) });
   mkdirSync(stackDir, { recursive: true });
   writeFileSync(join(stackDir, 'main.tf.json'), Testing.synth(stack));
@@ -70,7 +57,7 @@ const carrying = (key: string): string[] =>
     .sort();
 
 /** The exit code of `terraform plan -detailed-exitcode`: 0 is no changes. */
-const secondPlan = (): number | null => terraform('plan', '-detailed-exitcode').status;
+const secondPlan = async (): Promise<number | null> => (await terraform.plan()).status;
 
 beforeAll(async () => {
   requireTool('terraform');
@@ -93,8 +80,7 @@ beforeAll(async () => {
     60_000,
   );
   synthLabels([ids.manager], 'dtr.cache');
-  const init = terraform('init');
-  if (init.status !== 0) throw new Error(`terraform init failed:\n${init.out}`);
+  await terraform.init();
 }, 180_000);
 
 afterAll(async () => {
@@ -103,45 +89,43 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 }, 120_000);
 
-it('labels exactly the listed nodes after every apply, and the next plan has no changes', () => {
+it('labels exactly the listed nodes after every apply, and the next plan has no changes', async () => {
   // The worker is listed by hostname, the manager by ID: both are resolved to node IDs.
   synthLabels(['dtr-lb-worker', ids.manager], 'dtr.cache');
-  applied('apply');
+  await terraform.apply();
   expect(carrying('dtr.cache')).toEqual(['manager', 'worker']);
-  expect(secondPlan()).toBe(0);
+  expect(await secondPlan()).toBe(0);
 
   // A node removed from the list loses its label (and its owner mark); the other keeps it.
   synthLabels([ids.manager], 'dtr.cache');
-  applied('apply');
+  await terraform.apply();
   expect(carrying('dtr.cache')).toEqual(['manager']);
   expect(labels().worker).toEqual({});
-  expect(secondPlan()).toBe(0);
+  expect(await secondPlan()).toBe(0);
 
   // A label someone set by hand on an unlisted node is removed by the next change of the site's nodes.
   run('docker', ['node', 'update', '--label-add', 'dtr.cache=true', ids.worker], manager.env);
   synthLabels(['dtr-lb-manager'], 'dtr.cache');
-  applied('apply');
+  await terraform.apply();
   expect(carrying('dtr.cache')).toEqual(['manager']);
-  expect(secondPlan()).toBe(0);
+  expect(await secondPlan()).toBe(0);
 
   // A new key: the old key leaves every node (the replaced owner's destroy step runs with its old values).
   synthLabels(['dtr-lb-manager', 'dtr-lb-worker'], 'dtr.cache.eu');
-  const out = applied('apply');
+  const { stdout: out } = await terraform.apply();
   expect(carrying('dtr.cache')).toEqual([]);
   expect(carrying('dtr.cache.eu')).toEqual(['manager', 'worker']);
   expect(Object.keys(labels().manager).sort()).toEqual(['dtr.cache.eu', 'dtr.cache.eu.owner']);
   expect(out).toMatch(/Resources: 2 added, 0 changed, 2 destroyed/);
-  expect(secondPlan()).toBe(0);
+  expect(await secondPlan()).toBe(0);
 
   // Destroy removes the site's labels from every node.
-  applied('destroy');
+  await terraform.destroy();
   expect(labels()).toEqual({ manager: {}, worker: {} });
 }, 300_000);
 
-it('fails the apply for a listed node that is not in the swarm, naming it', () => {
+it('fails the apply for a listed node that is not in the swarm, naming it', async () => {
   synthLabels(['no-such-node'], 'dtr.cache');
-  const r = terraform('apply', '-auto-approve');
-  expect(r.status).not.toBe(0);
-  expect(r.out).toContain('no-such-node');
-  applied('destroy');
+  await expect(terraform.apply()).rejects.toThrow('no-such-node');
+  await terraform.destroy();
 }, 120_000);

@@ -55,13 +55,17 @@ describe('dtr-cache plan', () => {
       '| Replicas | 2 |',
       '| Nodes | cache-asia-1, cache-asia-2 |',
       '| Storage | nfs |',
+      '| NFS export | `/dtr-cache *(rw,root_squash,no_wdelay)` |',
       '| Port | 8443/tcp (routing mesh) |',
       '| Image | `registry.example.com/replace-me/dtr-cache:0.1.0` |',
       '| Swarm | client bundle bundles/asia → tcp://ucp.asia.example.com:443 |',
       `| Certificate | O=dtr-cache unit-test fixture, CN=cache.example.com, expires ${certExpiry} (self-signed) |`,
     ]);
-    expect(asia).toContain('**Warnings:** none');
+    expect(asia).toContain(
+      '**Warnings**\n- StorageBackend.nfs: clients: "*" exports /dtr-cache to any host that reaches nfs.asia.example.com; list the cache nodes\' addresses or CIDRs in clients\n',
+    );
     expect(stdout).toContain('| Storage | filesystem (container-local) |');
+    expect(stdout.match(/\| NFS export \|/g)).toHaveLength(1);
   });
 
   it('lists validation warnings of a stack (certificate expiring soon)', async () => {

@@ -1,8 +1,9 @@
 /**
- * Filesystem driver: a local directory, or an NFS mount exported with `rw,root_squash,no_wdelay` for
- * several replicas. A write goes to a uniquely named temp file under `_uploads/`, is fsynced, then renamed
- * into place: rename is atomic on POSIX filesystems and on NFS, so readers see the old object or the whole
- * new one, never a part. `touch` sets mtime (not atime: NFS mounts are often noatime).
+ * Filesystem driver: a local directory, or an NFS mount shared by several replicas. A write goes to a uniquely
+ * named temp file under `_uploads/`, is fsynced and closed, then renamed into place: rename is atomic on POSIX
+ * filesystems and on NFS, and NFS's close-to-open consistency makes another client's later open see the whole file,
+ * so readers see the old object or the whole new one, never a part. `touch` sets mtime (not atime: NFS mounts are
+ * often noatime).
  */
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';

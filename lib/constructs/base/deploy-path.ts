@@ -1,8 +1,10 @@
 /**
- * Paths of files Terraform reads at apply (certificates, keys, a client bundle), written relative to the directory
- * Terraform runs in: `cdktf deploy` runs it in <outdir>/stacks/<stack>, so the path is `path.module` joined with the
- * file's path relative to that directory. The synthesized JSON then holds no absolute path of the machine that
- * synthesized it, and a plan synthesized in CI applies from another checkout with the same layout.
+ * Paths of files Terraform reads at apply (certificates, keys, a client bundle). A file of the project (under the
+ * folder synth runs in) is written relative to the directory Terraform runs in: `cdktf deploy` runs it in
+ * <outdir>/stacks/<stack>, so the path is `path.module` joined with the file's path relative to that directory, and a
+ * plan synthesized in CI applies from another checkout with the same layout. A file of the machine (outside the
+ * project, e.g. /etc/dtr-cache/s3-secret-key) stays absolute: it is at the same place on the machine that applies,
+ * wherever either checkout sits.
  */
 import { isAbsolute, relative, resolve } from 'node:path';
 import { IConstruct } from 'constructs';
@@ -13,8 +15,15 @@ export function stackDirectory(scope: IConstruct): string {
   return resolve(App.of(scope).outdir, 'stacks', TerraformStack.of(scope).node.id);
 }
 
-/** `absolutePath` as a Terraform expression relative to `path.module` (the stack's directory at apply). */
+/** Whether `absolutePath` is inside the folder synth runs in (the project's). */
+export function isProjectPath(absolutePath: string): boolean {
+  const inside = relative(process.cwd(), absolutePath);
+  return inside !== '' && !inside.startsWith('..') && !isAbsolute(inside);
+}
+
+/** `absolutePath` as Terraform reads it at apply: relative to `path.module` for a project file, else as given. */
 export function deployPath(scope: IConstruct, absolutePath: string): string {
+  if (!isProjectPath(absolutePath)) return absolutePath;
   // join() rather than a "${path.module}/…" template: cdktf escapes a template nested in a function argument.
   return Fn.join('/', [Token.asString(ref('path.module')), relative(stackDirectory(scope), absolutePath)]);
 }

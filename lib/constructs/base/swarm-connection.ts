@@ -103,6 +103,14 @@ export class SwarmConnection {
     return env;
   }
 
+  /**
+   * The same environment for a destroy-time local-exec, which may refer to `self` only: each variable read from
+   * `self.input.environment`, where the resource's `input` holds `environment(scope)`.
+   */
+  public static fromSelfInput(environment: Record<string, string>): Record<string, string> {
+    return Object.fromEntries(Object.keys(environment).map((name) => [name, `\${self.input.environment.${name}}`]));
+  }
+
   /** One line for summaries: never includes key material; a bundle's directory relative to the current one. */
   public describe(): string {
     return this.kind === 'client-bundle'

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { CacheImage } from '../../../lib/constructs';
 import { packageRoot } from '../../../lib/constructs/cache-image';
-import { newStack, onlyResource, synth, synthesizedPath, validationErrors } from './helpers';
+import { newStack, onlyResource, synth, synthesizedPath, synthesizedValue, validationErrors } from './helpers';
 
 describe('CacheImage', () => {
   it('uses a given reference as is, creating nothing', () => {
@@ -35,7 +35,7 @@ describe('CacheImage', () => {
     // From source, the package root is this repository's.
     expect(packageRoot()).toBe(join(__dirname, '..', '..', '..'));
     expect(built.build).toEqual({
-      context: `\${${synthesizedPath(stack, packageRoot())}}`,
+      context: synthesizedValue(stack, packageRoot()),
       dockerfile: 'image/Dockerfile',
       build_args: { BASE_IMAGE: 'b' },
     });

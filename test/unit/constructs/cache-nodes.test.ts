@@ -2,7 +2,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { CacheNodes, SwarmConnection } from '../../../lib/constructs';
 import { RECONCILE_LABELS, REMOVE_OWNED_LABELS } from '../../../lib/constructs/cache-nodes';
 import { requireTool } from '../../../harness/tools';
-import { newStack, synth, synthesizedPath, validationErrors } from './helpers';
+import { newStack, synth, synthesizedPath, synthesizedValue, validationErrors } from './helpers';
 
 describe('CacheNodes', () => {
   it('labels the nodes with one reconciling step and one owner whose destroy step removes the labels', () => {
@@ -71,7 +71,7 @@ describe('CacheNodes', () => {
     expect(step.input.environment).toEqual({
       DOCKER_HOST: 'tcp://ucp.asia.example.com:443',
       DOCKER_TLS_VERIFY: '1',
-      DOCKER_CERT_PATH: `\${${synthesizedPath(stack, '/etc/ucp-bundle')}}`,
+      DOCKER_CERT_PATH: synthesizedValue(stack, '/etc/ucp-bundle'),
     });
     expect(step.provisioner[0]['local-exec'].environment).toMatchObject({
       DOCKER_HOST: '${self.input.environment.DOCKER_HOST}',

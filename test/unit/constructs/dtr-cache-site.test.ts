@@ -19,6 +19,7 @@ import {
   resourcesOf,
   synth,
   synthesizedPath,
+  synthesizedValue,
   TfJson,
   validationErrors,
 } from './helpers';
@@ -37,13 +38,18 @@ describe('DtrCacheSite', () => {
     const json = synth(stack);
     expect(validationErrors(stack)).toEqual([]);
     expect(Object.keys(json.resource).sort()).toEqual(['docker_config', 'docker_secret', 'docker_service', 'terraform_data']);
-    expect(resourcesOf(json, 'terraform_data')).toHaveLength(2);
+    // Two node labels, the storage preflight and the volume removal on destroy.
+    expect(resourcesOf(json, 'terraform_data')).toHaveLength(4);
     expect(resourcesOf(json, 'docker_secret')).toHaveLength(3);
     expect(json.provider.docker).toEqual([{ host: 'unix:///var/run/docker.sock' }]);
     const service = onlyResource(json, 'docker_service');
     expect(service.name).toBe('dtr-cache-asia');
     expect(service.mode.replicated.replicas).toBe(2);
-    expect(service.depends_on).toEqual([`terraform_data.${construct.nodes.labelStep.friendlyUniqueId}`]);
+    expect(service.depends_on).toEqual([
+      `terraform_data.${construct.nodes.labelStep.friendlyUniqueId}`,
+      expect.stringMatching(/^terraform_data\.asia_StoragePreflight_Check_/),
+      expect.stringMatching(/^terraform_data\.asia_StoragePreflight_VolumeRemoval_/),
+    ]);
     expect(service.task_spec.container_spec.mounts[0].volume_options.driver_options.type).toBe('nfs');
     expect(service.task_spec.container_spec.secrets.map((s: { file_name: string }) => s.file_name).sort()).toEqual([
       '/run/secrets/cache.cert.pem',
@@ -74,6 +80,10 @@ describe('DtrCacheSite', () => {
     expect(out.asia_image.value).toBe('127.0.0.1:5000/dtr-cache:0.1.0');
     expect(out.asia_replicas.value).toBe(2);
     expect(out.asia_storage_kind.value).toBe('nfs');
+    expect(out.asia_nfs_export).toEqual({
+      value: '/dtr-cache 10.20.0.0/24(rw,root_squash,no_wdelay)',
+      description: '/etc/exports line on nfs.asia.example.com',
+    });
     // What a platform team needs to find the site's swarm objects.
     const service = Object.keys(synth(stack).resource.docker_service)[0];
     expect(out.asia_service_name.value).toBe(`\${docker_service.${service}.name}`);
@@ -93,6 +103,7 @@ describe('DtrCacheSite', () => {
       replicas: 2,
       nodes: ['cache-asia-1', 'cache-asia-2'],
       storage: 'nfs',
+      nfsExport: '/dtr-cache 10.20.0.0/24(rw,root_squash,no_wdelay)',
       port: 443,
       publishMode: 'ingress',
       image: '127.0.0.1:5000/dtr-cache:0.1.0',
@@ -133,11 +144,12 @@ describe('DtrCacheSite', () => {
           key_material: `\${file(${synthesizedPath(stack, '/etc/ucp/asia/key.pem')})}`,
         },
       ]);
-      for (const label of resourcesOf(json, 'terraform_data')) {
-        expect(label.input.environment).toEqual({
+      // The label steps and the volume removal hold it in input (the preflight check has it in its local-exec).
+      for (const step of resourcesOf(json, 'terraform_data').filter((r) => r.input)) {
+        expect(step.input.environment).toEqual({
           DOCKER_HOST: 'tcp://ucp.asia.example.com:443',
           DOCKER_TLS_VERIFY: '1',
-          DOCKER_CERT_PATH: `\${${synthesizedPath(stack, '/etc/ucp/asia')}}`,
+          DOCKER_CERT_PATH: synthesizedValue(stack, '/etc/ucp/asia'),
         });
       }
     });
@@ -267,12 +279,16 @@ describe('DtrCacheSite', () => {
 
     it('through a client bundle (MKE), ignores the labels MKE stamps on services, secrets and networks', () => {
       const json = synth(site({ connection: bundle, port: 8443 }).stack);
-      for (const t of ['docker_service', 'docker_secret']) {
-        for (const r of resourcesOf(json, t)) expect(r.lifecycle.ignore_changes).toEqual(['labels']);
-      }
+      for (const r of resourcesOf(json, 'docker_secret')) expect(r.lifecycle.ignore_changes).toEqual(['labels']);
+      // A service also ignores what the engine sets on its own (the image's platforms).
+      for (const r of resourcesOf(json, 'docker_service'))
+        expect(r.lifecycle.ignore_changes).toEqual(['task_spec[0].placement[0].platforms', 'labels']);
       // Secrets keep create_before_destroy.
       for (const r of resourcesOf(json, 'docker_secret')) expect(r.lifecycle.create_before_destroy).toBe(true);
-      expect(onlyResource(synth(site({ port: 8443 }).stack), 'docker_service').lifecycle).toBeUndefined();
+      // Without MKE, the service's labels are the stack's.
+      expect(onlyResource(synth(site({ port: 8443 }).stack), 'docker_service').lifecycle).toEqual({
+        ignore_changes: ['task_spec[0].placement[0].platforms'],
+      });
     });
 
     it('warns of TEST ONLY certificates, a loopback registry, 443 through the routing mesh on MKE, a label key shared on a swarm', () => {
@@ -329,8 +345,10 @@ describe('DtrCacheSite', () => {
         expect.arrayContaining(['docker.europe']),
       );
       for (const [name, r] of dockerResources) expect(r.provider).toBe(name.startsWith('europe_') ? 'docker.europe' : undefined);
-      // Each site's label steps reach its own swarm.
-      const hosts = resourcesOf(json, 'terraform_data').map((r) => r.input.environment.DOCKER_HOST);
+      // Each site's label steps (and volume removal) reach its own swarm.
+      const hosts = resourcesOf(json, 'terraform_data')
+        .filter((r) => r.input)
+        .map((r) => r.input.environment.DOCKER_HOST);
       expect(new Set(hosts)).toEqual(new Set(['unix:///var/run/docker.sock', 'ssh://ops@manager.eu.example.com']));
     });
 

@@ -4,7 +4,7 @@ import { IConstruct } from 'constructs';
 import { TerraformStack, Testing } from 'cdktf';
 import { DockerProvider } from '@cdktf/provider-docker/lib/provider';
 import { DtrCacheSiteProps, SecretSource, SiteTlsOptions, StorageBackend } from '../../../lib/constructs';
-import { stackDirectory } from '../../../lib/constructs/base/deploy-path';
+import { isProjectPath, stackDirectory } from '../../../lib/constructs/base/deploy-path';
 
 export const FIXTURES = join(__dirname, 'fixtures');
 export const fixture = (name: string): string => join(FIXTURES, name);
@@ -22,7 +22,7 @@ export function asiaSiteProps(overrides: Partial<DtrCacheSiteProps> = {}): DtrCa
     upstreams: ['https://dtr.us.example.com'],
     host: 'cache.asia.example.com',
     nodes: ['cache-asia-1', 'cache-asia-2'],
-    storage: StorageBackend.nfs({ server: 'nfs.asia.example.com' }),
+    storage: StorageBackend.nfs({ server: 'nfs.asia.example.com', clients: ['10.20.0.0/24'] }),
     tls: fixtureTls(),
     image: { reference: '127.0.0.1:5000/dtr-cache:0.1.0' },
     now: NOW,
@@ -73,7 +73,15 @@ export function annotations(scope: IConstruct, level: 'warn' | 'info'): string[]
   return scope.node.findAll().flatMap((c) => c.node.metadata.filter((m) => m.type === `@cdktf/${level}`).map((m) => String(m.data)));
 }
 
-/** How a file read at apply appears in the synthesized JSON: relative to the directory Terraform runs in for `scope`. */
+/**
+ * How a file read at apply appears as a Terraform function's argument in the synthesized JSON: a project file relative
+ * to the directory Terraform runs in for `scope`, a machine file as given (deployPath's rule).
+ */
 export function synthesizedPath(scope: IConstruct, absolute: string): string {
-  return `join("/", [path.module, "${relative(stackDirectory(scope), absolute)}"])`;
+  return isProjectPath(absolute) ? `join("/", [path.module, "${relative(stackDirectory(scope), absolute)}"])` : JSON.stringify(absolute);
+}
+
+/** The same path as a whole attribute's value. */
+export function synthesizedValue(scope: IConstruct, absolute: string): string {
+  return isProjectPath(absolute) ? `\${${synthesizedPath(scope, absolute)}}` : absolute;
 }

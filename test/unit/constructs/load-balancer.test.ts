@@ -7,7 +7,18 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DtrCacheSite, DtrCacheSiteProps, LoadBalancer, SwarmConnection, testCertificates } from '../../../lib/constructs';
-import { asiaSiteProps, fixture, newStack, onlyResource, resourcesOf, synth, synthesizedPath, TfJson, validationErrors } from './helpers';
+import {
+  asiaSiteProps,
+  fixture,
+  newStack,
+  onlyResource,
+  resourcesOf,
+  synth,
+  synthesizedPath,
+  synthesizedValue,
+  TfJson,
+  validationErrors,
+} from './helpers';
 
 const props: DtrCacheSiteProps = asiaSiteProps({ port: 8443 });
 
@@ -77,13 +88,14 @@ describe('DtrCacheSite: connection kinds × load balancer modes', () => {
           expect(provider).toEqual({ host: 'unix:///run/docker.sock' });
         }
 
-        // Both label steps carry the same swarm in input, and their local-execs read it from there (self.input).
+        // Both label steps and the volume removal carry the same swarm in input, and their local-execs read it from
+        // there (self.input).
         const labelSteps = resourcesOf(json, 'terraform_data').filter((r) => r.input?.environment);
-        expect(labelSteps).toHaveLength(2);
+        expect(labelSteps).toHaveLength(3);
         for (const r of labelSteps) {
           expect(r.input.environment).toEqual(
             conn.kind === 'client-bundle'
-              ? { DOCKER_HOST: conn.host, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: `\${${synthesizedPath(stack, bundle)}}` }
+              ? { DOCKER_HOST: conn.host, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: synthesizedValue(stack, bundle) }
               : { DOCKER_HOST: conn.host },
           );
           for (const name of Object.keys(r.input.environment))

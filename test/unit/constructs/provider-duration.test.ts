@@ -112,6 +112,7 @@ describe('every duration the constructs emit reads back unchanged', () => {
       'dtr-cache-asia.converge_config.delay': '7s',
       'dtr-cache-asia-lb.task_spec.container_spec.stop_grace_period': '40s',
       'dtr-cache-asia-lb.task_spec.restart_policy.delay': '5s',
+      'dtr-cache-asia-lb.task_spec.restart_policy.window': '0s',
       'dtr-cache-asia-lb.update_config.delay': '5s',
       'dtr-cache-asia-lb.converge_config.timeout': '1h30m',
       'dtr-cache-asia-lb.converge_config.delay': '7s',

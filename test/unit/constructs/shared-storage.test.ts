@@ -15,11 +15,11 @@ describe('SharedStorage', () => {
     expect(storage.mounts).toEqual([
       {
         type: 'volume',
-        source: 'dtr-cache-asia-nfs',
+        source: expect.stringMatching(/^dtr-cache-asia-nfs-[0-9a-f]{12}$/),
         target: '/var/lib/registry',
         volumeOptions: {
           driverName: 'local',
-          driverOptions: { type: 'nfs', o: 'addr=10.0.0.10,rw,nfsvers=4,hard', device: ':/dtr-cache' },
+          driverOptions: { type: 'nfs', o: 'addr=10.0.0.10,rw,nfsvers=4,hard,lookupcache=positive', device: ':/dtr-cache' },
           labels: [{ label: 'dtr.cache.managed-by', value: 'dtr-cache-site' }],
         },
       },

@@ -33,20 +33,31 @@ describe('SwarmConnection', () => {
     );
     const c = SwarmConnection.clientBundle({ directory: bundle });
     expect(c.host).toBe('tcp://ucp.eu.example.com:443');
-    // Paths relative to the directory Terraform runs in (path.module): no absolute path of this machine.
-    const rel = relative(stackDirectory(stack), bundle);
+    // A bundle of the machine (outside the project) is read where it is.
     expect(resolved(c.providerConfig(stack))).toEqual({
       host: 'tcp://ucp.eu.example.com:443',
-      caMaterial: `\${file(join("/", [path.module, "${rel}/ca.pem"]))}`,
-      certMaterial: `\${file(join("/", [path.module, "${rel}/cert.pem"]))}`,
-      keyMaterial: `\${file(join("/", [path.module, "${rel}/key.pem"]))}`,
+      caMaterial: `\${file("${bundle}/ca.pem")}`,
+      certMaterial: `\${file("${bundle}/cert.pem")}`,
+      keyMaterial: `\${file("${bundle}/key.pem")}`,
     });
     expect(resolved(c.environment(stack))).toEqual({
       DOCKER_HOST: 'tcp://ucp.eu.example.com:443',
       DOCKER_TLS_VERIFY: '1',
-      DOCKER_CERT_PATH: `\${join("/", [path.module, "${rel}"])}`,
+      DOCKER_CERT_PATH: bundle,
     });
     expect(c.describe()).toBe(`client bundle ${relative(process.cwd(), bundle)} → tcp://ucp.eu.example.com:443`);
+  });
+
+  it('client bundle in the project: paths relative to the directory Terraform runs in (path.module)', () => {
+    const inProject = mkdtempSync(join(process.cwd(), '.ucp-bundle-'));
+    try {
+      const c = SwarmConnection.clientBundle({ directory: inProject, host: 'tcp://ucp.eu.example.com:443' });
+      const rel = relative(stackDirectory(stack), inProject);
+      expect(resolved(c.providerConfig(stack))).toMatchObject({ caMaterial: `\${file(join("/", [path.module, "${rel}/ca.pem"]))}` });
+      expect(resolved(c.environment(stack))).toMatchObject({ DOCKER_CERT_PATH: `\${join("/", [path.module, "${rel}"])}` });
+    } finally {
+      rmSync(inProject, { recursive: true, force: true });
+    }
   });
 
   it('client bundle without a host anywhere: an error naming env.sh and the host option', () => {
