@@ -7,7 +7,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { makeImage, pushImage } from '../test/support/images';
+import { makeImage, pushImage } from '../harness/images';
 
 export interface BlobFile {
   readonly name: string;

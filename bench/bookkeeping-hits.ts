@@ -19,9 +19,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { request } from 'undici';
 import { stringify } from 'yaml';
-import { makeImage, pushImage } from '../test/support/images';
-import { TestRegistry } from '../test/support/registry';
-import { freePort } from '../test/support/tools';
+import { makeImage, pushImage } from '../harness/images';
+import { TestRegistry } from '../harness/registry';
+import { freePort, sleep } from '../harness/tools';
 import { runToCompletion, spawnTracked, stopChild } from './processes';
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));
@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
     while (!out.includes('dtr-cache: serving ')) {
       if (child.exitCode !== null || Date.now() - started > 120_000) throw new Error(`serve did not start:\n${out.slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 20));
+      await sleep(20);
     }
     const startupMs = Date.now() - started;
     const url = `http://127.0.0.1:${port}/v2/team/app/manifests/v1`;

@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { get, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { join, resolve } from 'node:path';
-import { requireTool } from '../test/support/tools';
+import { requireTool } from '../harness/tools';
 import { runToCompletion } from './processes';
 
 const BENCH = resolve(__dirname);

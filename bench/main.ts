@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { requireTool } from '../test/support/tools';
+import { requireTool, sleep } from '../harness/tools';
 import { BlobFile, generateBlob, pushBlobFile, pushSmallImage } from './blobs';
 import { renderChart } from './chart';
 import { paced, pull, storm, Transfer, verifyDigest, writeNewFile, wrk } from './load';
@@ -362,7 +362,7 @@ async function settledCount(count: () => number): Promise<number> {
   let stableSince = Date.now();
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline && Date.now() - stableSince < 1_000) {
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     const now = count();
     if (now !== last) {
       last = now;

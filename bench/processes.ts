@@ -4,6 +4,7 @@
  */
 import { ChildProcess, spawn, SpawnOptions } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { sleep } from '../harness/tools';
 
 const running = new Set<number>();
 const exitHooks: (() => void)[] = [];
@@ -105,7 +106,7 @@ export async function waitForQuiet(pids: readonly number[], timeoutMs = 60_000, 
   const deadline = Date.now() + timeoutMs;
   let before = total();
   while (Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await sleep(1000);
     const now = total();
     if (now - before <= maxTicks) return true;
     before = now;

@@ -15,6 +15,7 @@ import { verifyDigest, wrk } from './load';
 import { atExit } from './processes';
 import { formatNumber } from './report';
 import { startOurCache, startRegistry } from './systems';
+import { sleep } from '../harness/tools';
 
 const MiB = 2 ** 20;
 const ROOT = resolve(__dirname, '..');
@@ -38,7 +39,6 @@ async function scrubBytes(url: string): Promise<number> {
   return line ? Number(line.split(' ')[1]) : 0;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1];
 
 export async function scrubCost(cli: string | undefined, commit: string, rounds: number): Promise<void> {

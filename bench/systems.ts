@@ -1,6 +1,6 @@
 /**
  * The systems under test, each a separate process on 127.0.0.1 with its own fresh storage: the upstream and
- * distribution's proxy (test/support TestRegistry), our cache (the CLI, so its RSS is its own), and the raw
+ * distribution's proxy (harness/ TestRegistry), our cache (the CLI, so its RSS is its own), and the raw
  * static file server baseline.
  */
 import { ChildProcess } from 'node:child_process';
@@ -8,8 +8,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { renderConfig } from '../lib/config';
-import { TestRegistry } from '../test/support/registry';
-import { freePort, waitFor } from '../test/support/tools';
+import { TestRegistry } from '../harness/registry';
+import { freePort, waitFor } from '../harness/tools';
 import { atExit, spawnTracked, stopChild, track, untrack } from './processes';
 
 export interface System {

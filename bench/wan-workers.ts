@@ -13,7 +13,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { usableCpus } from '../lib/cache/cpus';
-import { requireTool } from '../test/support/tools';
+import { requireTool } from '../harness/tools';
 import { BlobFile, generateBlob, pushBlobFile } from './blobs';
 import { pull, storm, verifyDigest, wrk } from './load';
 import { waitForQuiet } from './processes';

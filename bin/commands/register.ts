@@ -34,6 +34,12 @@ Exit codes: 0 done (or nothing to change), 1 DTR refused or unreachable, 2 bad f
   run: register,
 };
 
+/** What the flags ask for, checked. */
+type RegisterRequest =
+  | { readonly action: 'list' }
+  | { readonly action: 'remove'; readonly name: string }
+  | { readonly action: 'register'; readonly name: string; readonly host: string };
+
 async function register(args: readonly string[]): Promise<number> {
   const { values } = parseArgs({
     args: [...args],
@@ -49,6 +55,18 @@ async function register(args: readonly string[]): Promise<number> {
     },
   });
   const dtr = baseUrl('--dtr', values.dtr);
+  const request = registerRequest(values);
+  const credentials = readCredentials(values, process.env);
+  const agent = makeAgent(values);
+  try {
+    process.stdout.write(await perform(new DtrApi(dtr, credentials, agent), dtr, request));
+    return 0;
+  } finally {
+    await agent.close();
+  }
+}
+
+function registerRequest(values: { list?: boolean; remove?: boolean; name?: string; host?: string }): RegisterRequest {
   if (values.list && values.remove) throw new UsageError('--list and --remove exclude each other');
   if (!values.list) {
     if (!values.name) throw new UsageError('--name is required (the cache name users pick, e.g. --name region-asia)');
@@ -56,37 +74,30 @@ async function register(args: readonly string[]): Promise<number> {
   }
   const host = values.list || values.remove ? undefined : baseUrl('--host', values.host).origin;
   if ((values.list || values.remove) && values.host) throw new UsageError(`--host is not used with ${values.list ? '--list' : '--remove'}`);
-  const credentials = readCredentials(values, process.env);
-  const agent = makeAgent(values);
-  try {
-    const api = new DtrApi(dtr, credentials, agent);
-    if (values.list) {
-      const caches = await api.list();
-      process.stdout.write(
-        caches.length
-          ? renderTable(
-              ['ID', 'NAME', 'HOST'],
-              caches.map((c) => [c.id, c.name, c.host]),
-            )
-          : `no content caches registered at ${dtr.origin}\n`,
-      );
-      return 0;
-    }
-    const name = values.name as string;
-    if (values.remove) {
-      const removed = await ensureRemoved(api, name);
-      process.stdout.write(
-        removed.length
-          ? `removed cache ${name} (${removed.map((c) => `id ${c.id}`).join(', ')}) from ${dtr.origin}\n`
-          : `cache ${name} is not registered at ${dtr.origin}: nothing to remove\n`,
-      );
-      return 0;
-    }
-    const { action, cache } = await ensureRegistered(api, name, host as string);
-    const verb = { created: 'registered', unchanged: 'already registered', replaced: 're-registered (host changed)' }[action];
-    process.stdout.write(`cache ${name} ${verb}: ${cache.host} (id ${cache.id}) at ${dtr.origin}\n`);
-    return 0;
-  } finally {
-    await agent.close();
+  if (values.list) return { action: 'list' };
+  if (values.remove) return { action: 'remove', name: values.name as string };
+  return { action: 'register', name: values.name as string, host: host as string };
+}
+
+/** Carries out `request` at DTR; the line(s) to print. */
+async function perform(api: DtrApi, dtr: URL, request: RegisterRequest): Promise<string> {
+  if (request.action === 'list') {
+    const caches = await api.list();
+    return caches.length
+      ? renderTable(
+          ['ID', 'NAME', 'HOST'],
+          caches.map((c) => [c.id, c.name, c.host]),
+        )
+      : `no content caches registered at ${dtr.origin}\n`;
   }
+  const name = request.name;
+  if (request.action === 'remove') {
+    const removed = await ensureRemoved(api, name);
+    return removed.length
+      ? `removed cache ${name} (${removed.map((c) => `id ${c.id}`).join(', ')}) from ${dtr.origin}\n`
+      : `cache ${name} is not registered at ${dtr.origin}: nothing to remove\n`;
+  }
+  const { action, cache } = await ensureRegistered(api, name, request.host);
+  const verb = { created: 'registered', unchanged: 'already registered', replaced: 're-registered (host changed)' }[action];
+  return `cache ${name} ${verb}: ${cache.host} (id ${cache.id}) at ${dtr.origin}\n`;
 }

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { CREDENTIAL_FLAGS, readCredentials } from '../../lib/cli/credentials';
 import { UsageError } from '../../lib/cli/errors';
 import { baseUrl, intFlag } from '../../lib/cli/flags';
-import { imageLines, parseImageRef, parsePlatform } from '../../lib/cli/image-ref';
+import { type ImageRef, imageLines, parseImageRef, parsePlatform } from '../../lib/cli/image-ref';
 import { reporterFor, summaryTable } from '../../lib/cli/progress';
 import { RegistryClient } from '../../lib/cli/registry-client';
 import { makeAgent, TLS_FLAGS } from '../../lib/cli/transport';
@@ -55,15 +55,7 @@ async function warm(args: readonly string[]): Promise<number> {
   const dtr = values.dtr ? baseUrl('--dtr', values.dtr) : undefined;
   const concurrency = intFlag('--concurrency', values.concurrency, 4, 1, 64);
   const platform = values.platform ? parsePlatform(values.platform) : undefined;
-  const texts = [...positionals];
-  if (values.file) {
-    const content = await readFile(values.file, 'utf8').catch((err: NodeJS.ErrnoException) => {
-      throw new UsageError(`--file ${values.file}: cannot read it (${err.code ?? err.message})`);
-    });
-    texts.push(...imageLines(content));
-  }
-  if (texts.length === 0) throw new UsageError('no images: name them after the flags or pass --file <list>');
-  const images = [...new Map(texts.map((t) => parseImageRef(t, cache)).map((i) => [`${i.repository}@${i.reference}`, i])).values()];
+  const images = await imagesToWarm(positionals, values.file, cache);
   const credentials = readCredentials(values, process.env);
   const agent = makeAgent(values);
   const reporter = reporterFor(process.stderr);
@@ -77,4 +69,17 @@ async function warm(args: readonly string[]): Promise<number> {
     reporter.close();
     await agent.close();
   }
+}
+
+/** The images named after the flags and in `file`, one each (the same repository and reference given twice is one). */
+async function imagesToWarm(positionals: readonly string[], file: string | undefined, cache: URL): Promise<ImageRef[]> {
+  const texts = [...positionals];
+  if (file) {
+    const content = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      throw new UsageError(`--file ${file}: cannot read it (${err.code ?? err.message})`);
+    });
+    texts.push(...imageLines(content));
+  }
+  if (texts.length === 0) throw new UsageError('no images: name them after the flags or pass --file <list>');
+  return [...new Map(texts.map((t) => parseImageRef(t, cache)).map((i) => [`${i.repository}@${i.reference}`, i])).values()];
 }

@@ -14,16 +14,8 @@
 import { createHash } from 'node:crypto';
 import type { CacheEvents } from './events';
 import type { Logger } from './log';
-import { OciError, OciErrorCode, ociError } from './oci-error';
-import type { Upstream, UpstreamHeaders } from './upstream';
-import { header } from './upstream';
-
-export interface AccessTarget {
-  readonly kind: 'manifest' | 'blob';
-  readonly name: string;
-  /** A digest (`sha256:…`) or a tag. */
-  readonly reference: string;
-}
+import { type AccessTarget, type OciError, refusal, unavailable } from './oci-error';
+import type { Upstream } from './upstream';
 
 export type Decision = { readonly allowed: true; readonly stale: boolean } | { readonly allowed: false; readonly error: OciError };
 
@@ -34,9 +26,6 @@ export interface AuthorizerOptions {
   /** Bound of remembered decisions; the oldest go first. */
   readonly maxEntries?: number;
 }
-
-/** Response headers of an upstream refusal that the client needs to act on it. */
-const RELAYED_HEADERS = ['www-authenticate', 'docker-distribution-api-version', 'content-type'];
 
 interface Remembered {
   readonly at: number;
@@ -156,32 +145,4 @@ export class Authorizer {
     }
     return { allowed: false, error: unavailable(result.reason) };
   }
-}
-
-/** The OCI error for an upstream refusal, carrying the headers the client needs (WWW-Authenticate). */
-export function refusal(status: number, headers: UpstreamHeaders, target: AccessTarget, rawBody?: Buffer): OciError {
-  const relayed: Record<string, string> = {};
-  for (const name of RELAYED_HEADERS) {
-    const value = header(headers, name);
-    if (value !== undefined) relayed[name] = value;
-  }
-  const [code, message]: [OciErrorCode, string] =
-    status === 401
-      ? ['UNAUTHORIZED', 'authentication required by the upstream registry']
-      : status === 403
-        ? ['DENIED', 'the upstream registry denied access']
-        : status === 404
-          ? [target.kind === 'manifest' ? 'MANIFEST_UNKNOWN' : 'BLOB_UNKNOWN', `${target.kind} unknown to the upstream registry`]
-          : ['DENIED', `the upstream registry answered ${status}`];
-  if (!rawBody || rawBody.length === 0) {
-    delete relayed['content-type'];
-    return ociError(status, code, message, { repository: target.name, reference: target.reference }, relayed);
-  }
-  return { status, code, message, headers: relayed, rawBody };
-}
-
-export function unavailable(reason: string): OciError {
-  return ociError(503, 'UNAVAILABLE', 'the upstream registry is unreachable and this content cannot be authorized or fetched', {
-    reason,
-  });
 }

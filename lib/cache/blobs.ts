@@ -1,14 +1,14 @@
 /**
  * Blob GET/HEAD. A hit streams from storage (with Range) once the client is authorized. A miss joins the
  * blob's in-flight fill, or starts one with the client's credentials (a successful upstream GET with them is
- * the authorization); either way the client reads the fill's spool at its own pace. HEAD never starts a fill.
+ * the authorization); either way the client reads the growing blob at its own pace, from the fill's in-memory
+ * window or read back from disk behind it (blob-fill.ts). HEAD never starts a fill.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { refusal, unavailable, type AccessTarget } from './authorize';
 import type { BlobFill, FillOpen } from './blob-fill';
 import type { ClientRequest, PullContext } from './context';
-import { ociError, sendError } from './oci-error';
+import { type AccessTarget, ociError, refusal, sendError, unavailable } from './oci-error';
 import { contentRange, parseRange } from './range';
 import { blobKey, type Digest } from './reference';
 import { readCapped, relay } from './relay';
@@ -192,7 +192,7 @@ export class BlobHandler {
     }
   }
 
-  /** Streams from an in-flight fill's spool; false when the fill is already gone (then storage has it). */
+  /** Streams from an in-flight fill (its reader); false when the fill is already gone (then storage has it). */
   private serveFill(req: IncomingMessage, res: ServerResponse, digest: Digest, fill: BlobFill, head: boolean): boolean {
     const size = fill.size;
     let partial: ByteRange | undefined;

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { unavailable } from './authorize';
+import { unavailable } from './oci-error';
 import { BlobHandler } from './blobs';
 import type { ClientRequest, PullContext } from './context';
 import { answerManifest } from './manifests';

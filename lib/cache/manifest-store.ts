@@ -6,8 +6,8 @@
  *   tag. Stores written with the earlier `tags/<repository>/<tag>` are moved to it on start (`migrateTagLayout`).
  * Reads verify: a manifest whose bytes do not hash to its key is treated as absent.
  *
- * A bounded memory layer sits in front: a warm tag pull is then answered without storage I/O or hashing
- * (bench/, issue 8: two storage reads and a sha256 per tag hit made p99 hundreds of ms at 500 req/s).
+ * A bounded memory layer sits in front: a warm tag pull is then answered without storage I/O or hashing, which
+ * keeps tag latency flat under load (bench/ row 4; figures: bench/results/design-figures.md).
  * Manifests by digest are immutable and verified once, so a remembered one is always right; a remembered tag
  * record is used only while it is younger than `tagttl`, after which storage is read again (another replica
  * may have revalidated the tag since).
@@ -124,7 +124,6 @@ export class ManifestStore {
     if (this.tags.size > MEMORY_TAGS) this.tags.delete(this.tags.keys().next().value as string);
   }
 }
-
 
 /**
  * Moves tag records of the earlier layout (`tags/<repository>/<tag>`, where a tag could collide with a repository

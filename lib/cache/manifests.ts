@@ -14,10 +14,9 @@
  * request; they are not shared across credentials, so one client's answer is never another's authorization.
  */
 import { createHash } from 'node:crypto';
-import { refusal, unavailable, type AccessTarget } from './authorize';
 import type { ClientRequest, PullContext } from './context';
 import { digestOf, MAX_MANIFEST_BYTES, type StoredManifest } from './manifest-store';
-import { ociError, type OciError } from './oci-error';
+import { type AccessTarget, ociError, type OciError, refusal, unavailable } from './oci-error';
 import { parseDigest, type Digest, type Reference } from './reference';
 import { readCapped, TooLargeError } from './relay';
 import { header } from './upstream';

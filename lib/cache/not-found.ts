@@ -7,7 +7,7 @@
  * remembered, and an entry never touches storage: cached content is not purged on an upstream 404.
  */
 import { createHash } from 'node:crypto';
-import type { AccessTarget } from './authorize';
+import type { AccessTarget } from './oci-error';
 
 /** Bound of remembered 404s; the oldest go first. */
 const MAX_ENTRIES = 10_000;

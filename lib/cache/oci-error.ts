@@ -1,8 +1,10 @@
 /**
  * Errors as the distribution spec writes them: `{"errors":[{"code","message","detail"}]}` with a status.
- * A request the cache refuses is answered with one of these values, never with a stack trace.
+ * A request the cache refuses is answered with one of these values, never with a stack trace; `refusal` and
+ * `unavailable` build the ones for an upstream's refusal and for an upstream out of reach.
  */
 import type { ServerResponse } from 'node:http';
+import { header, type UpstreamHeaders } from './upstream';
 
 export type OciErrorCode =
   | 'BLOB_UNKNOWN'
@@ -28,6 +30,17 @@ export interface OciError {
   /** The upstream's own error body, relayed unchanged instead of ours (with its content-type in `headers`). */
   readonly rawBody?: Buffer;
 }
+
+/** What a client asks for: the subject of an authorization and of a refusal. */
+export interface AccessTarget {
+  readonly kind: 'manifest' | 'blob';
+  readonly name: string;
+  /** A digest (`sha256:…`) or a tag. */
+  readonly reference: string;
+}
+
+/** Response headers of an upstream refusal that the client needs to act on it. */
+const RELAYED_HEADERS = ['www-authenticate', 'docker-distribution-api-version', 'content-type'];
 
 export function ociError(
   status: number,
@@ -60,4 +73,32 @@ export function sendError(res: ServerResponse, error: OciError, head = false): v
     'content-length': Buffer.byteLength(body),
   });
   res.end(head ? undefined : body);
+}
+
+/** The OCI error for an upstream refusal, carrying the headers the client needs (WWW-Authenticate). */
+export function refusal(status: number, headers: UpstreamHeaders, target: AccessTarget, rawBody?: Buffer): OciError {
+  const relayed: Record<string, string> = {};
+  for (const name of RELAYED_HEADERS) {
+    const value = header(headers, name);
+    if (value !== undefined) relayed[name] = value;
+  }
+  const [code, message]: [OciErrorCode, string] =
+    status === 401
+      ? ['UNAUTHORIZED', 'authentication required by the upstream registry']
+      : status === 403
+        ? ['DENIED', 'the upstream registry denied access']
+        : status === 404
+          ? [target.kind === 'manifest' ? 'MANIFEST_UNKNOWN' : 'BLOB_UNKNOWN', `${target.kind} unknown to the upstream registry`]
+          : ['DENIED', `the upstream registry answered ${status}`];
+  if (!rawBody || rawBody.length === 0) {
+    delete relayed['content-type'];
+    return ociError(status, code, message, { repository: target.name, reference: target.reference }, relayed);
+  }
+  return { status, code, message, headers: relayed, rawBody };
+}
+
+export function unavailable(reason: string): OciError {
+  return ociError(503, 'UNAVAILABLE', 'the upstream registry is unreachable and this content cannot be authorized or fetched', {
+    reason,
+  });
 }

@@ -4,7 +4,7 @@
  * set and the store is larger, the least recently used blobs and manifests go until it fits. Tags whose manifest is
  * gone are dropped, so a tag never points at nothing.
  *
- * Work per pass does not grow with the store (issue 23):
+ * Work per pass does not grow with the store:
  * - One replica per site sweeps: the holder of a lease in the store (store-lease.ts). The others only look at the
  *   lease once per renewal period, and report the bytes they filled.
  * - Content keys are split into 256 shards by the digest's first two hex digits (`blobs/<alg>/<xx>/…`,
@@ -42,7 +42,7 @@ const DEFAULT_CYCLE_MS = 86_400_000;
 /** Lease renewal period, at most; the lease expires after four missed renewals. */
 const MAX_RENEW_MS = 30_000;
 const RENEWALS_TO_EXPIRE = 4;
-/** Shards never listed (a store from before issue 23) are added to passes this many at a time while `maxsize` is set. */
+/** Shards never listed (no `_sweeper/state` entry yet) are added to passes this many at a time while `maxsize` is set. */
 const BOOTSTRAP_SHARDS_PER_PASS = 32;
 /** Fills remembered for reporting, at most (reports failing for hours must not grow memory). */
 const MAX_PENDING_FILLS = 100_000;

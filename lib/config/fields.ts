@@ -43,22 +43,32 @@ export function duration(example: string) {
   });
 }
 
-/** An optional byte size (`10MiB`, `5242880`) of at least `min` bytes. Output: bytes. */
+/**
+ * A Go duration that defaults to `text`, written as config.yml writes it (and parsed like one); `text` is the
+ * error's example too.
+ */
+export function durationDefault(text: string) {
+  return duration(text).prefault(text);
+}
+
+/** A byte size (`10MiB`, `5242880`) of at least `min` bytes. Output: bytes. */
+export function size(name: string, min: number) {
+  return z.union([z.string(), z.number()]).transform((value, ctx) => {
+    const bytes = parseSize(value);
+    if (bytes === undefined || bytes < min) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${name} must be a size of at least ${min} bytes, e.g. ${Math.max(min, 5 * 1024 * 1024)} or 10MiB`,
+      });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+}
+
+/** An optional byte size of at least `min` bytes. Output: bytes. */
 export function optionalSize(name: string, min: number) {
-  return z
-    .union([z.string(), z.number()])
-    .transform((value, ctx) => {
-      const bytes = parseSize(value);
-      if (bytes === undefined || bytes < min) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `${name} must be a size of at least ${min} bytes, e.g. ${Math.max(min, 5 * 1024 * 1024)} or 10MiB`,
-        });
-        return z.NEVER;
-      }
-      return bytes;
-    })
-    .optional();
+  return size(name, min).optional();
 }
 
 /**

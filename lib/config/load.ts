@@ -115,6 +115,7 @@ function registryOnlyPaths(raw: unknown): string[] {
     switch (def.type) {
       case 'optional':
       case 'default':
+      case 'prefault':
       case 'nullable':
         return walk(def.innerType as z.ZodType, value, path);
       case 'pipe':

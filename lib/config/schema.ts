@@ -4,9 +4,12 @@
  *
  * The shape is the DTR content cache's (a registry config.yml with a `downstream` registry middleware);
  * options this cache adds live beside `blobttl`, `upstreams` and `cas`, each with a default.
+ *
+ * A default is written once, as config.yml would write it (`.prefault('8MiB')`, `durationDefault('30s')`,
+ * `.prefault({})` for a section whose fields have their own), and parsed like a written value.
  */
 import { z } from 'zod';
-import { bool, duration, optionalSize, registryOnly, str } from './fields';
+import { bool, duration, durationDefault, optionalSize, registryOnly, size, str } from './fields';
 import { storageSchema } from './storage-schema';
 
 const upstreamUrl = z
@@ -47,43 +50,43 @@ export const downstreamOptionsSchema = z
       .array(
         str('list absolute paths of PEM CA files').refine((p) => p.startsWith('/'), { message: 'must be an absolute path to a PEM file' }),
       )
-      .default([]),
+      .prefault([]),
     /** Content not pulled within this window is removed. Unset: kept until the size bound evicts it. */
     blobttl: duration('24h').optional(),
     /** How long a tag → digest answer is trusted before the upstream is asked again. */
-    tagttl: duration('30s').default(30_000),
+    tagttl: durationDefault('30s'),
     /** How long the last known tag is served, with a Warning header, while the upstream is down. */
-    maxstale: duration('24h').default(86_400_000),
+    maxstale: durationDefault('24h'),
     /**
      * How long a client's earlier authorization is reused while the upstream is unreachable (or answers 5xx), so
      * cached images keep pulling through an outage. A 401/403 of the upstream to the credential voids it at once.
      */
-    authstale: duration('24h').default(86_400_000),
+    authstale: durationDefault('24h'),
     /** How long a client's authorization, checked with the upstream, is remembered (at most a minute). */
-    authttl: duration('60s')
-      .default(60_000)
-      .refine((ms) => ms <= 60_000, { message: 'must be at most 60s, so a revoked user loses access within a minute' }),
+    authttl: durationDefault('60s').refine((ms) => ms <= 60_000, {
+      message: 'must be at most 60s, so a revoked user loses access within a minute',
+    }),
     /** Upstream 404s are remembered this long, so a storm of bad pulls is not sent upstream. */
-    notfoundttl: duration('10s').default(10_000),
+    notfoundttl: durationDefault('10s'),
     /** After this many consecutive connection failures the upstream is assumed offline... */
-    offlineafter: z.number().int().positive().default(3),
+    offlineafter: z.number().int().positive().prefault(3),
     /** ...for this long: cached content and stale tags are then served without waiting on timeouts. */
-    offlineperiod: duration('30s').default(30_000),
+    offlineperiod: durationDefault('30s'),
     /** Connect and response-header timeout of upstream requests. */
-    upstreamtimeout: duration('30s').default(30_000),
+    upstreamtimeout: durationDefault('30s'),
     /** Upper bound of one blob fill, including when every client has gone. */
-    filltimeout: duration('30m').default(1_800_000),
+    filltimeout: durationDefault('30m'),
     /** Optional bound of the bytes stored; least recently used content is evicted above it. */
     maxsize: optionalSize('maxsize', 1),
     /** How often the eviction sweeper runs (and the pause between two passes of the scrub). */
-    sweepinterval: duration('10m').default(600_000),
+    sweepinterval: durationDefault('10m'),
     /**
      * A stored blob is digest-checked on its first read after start, and again once its last check (a fill, a
      * read, the scrub) is older than this.
      */
-    verifyage: duration('24h').default(86_400_000),
+    verifyage: durationDefault('24h'),
     /** Bytes per second the background scrub reads to verify stored blobs; 0 turns it off. */
-    scrubrate: optionalSize('scrubrate', 0).default(8 * 1024 * 1024),
+    scrubrate: size('scrubrate', 0).prefault('8MiB'),
   })
   .strict();
 
@@ -112,7 +115,7 @@ const httpSchema = z
       .refine((a) => /^(\[[0-9a-fA-F:.]+\]|[^:\s]*):\d{1,5}$/.test(a) && Number(a.slice(a.lastIndexOf(':') + 1)) <= 65535, {
         message: 'must be host:port, e.g. 0.0.0.0:443 or :5000',
       })
-      .default(':5000'),
+      .prefault(':5000'),
     net: z.literal('tcp', { error: 'only tcp is supported; remove net or set net: tcp' }).optional(),
     host: upstreamUrl.optional(),
     secret: str('set it to a random string, identical on every replica').optional(),
@@ -135,13 +138,13 @@ const httpSchema = z
       .default({ addr: '0.0.0.0:0' }),
     prefix: registryOnly,
     relativeurls: registryOnly,
-    draintimeout: duration('30s').default(30_000),
+    draintimeout: durationDefault('30s'),
     tls: tlsSchema.optional(),
     debug: z
       .object({
         addr: str('set it to host:port for the debug and metrics listener, e.g. 127.0.0.1:5001'),
         prometheus: z
-          .object({ enabled: bool('enabled').default(true), path: z.string().default('/metrics') })
+          .object({ enabled: bool('enabled').prefault(true), path: z.string().prefault('/metrics') })
           .strict()
           .optional(),
       })
@@ -161,17 +164,17 @@ export const configSchema = z
       .transform(() => '0.1' as const),
     log: z
       .object({
-        level: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+        level: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).prefault('info'),
         formatter: z.enum(['text', 'json', 'logstash']).optional(),
         fields: registryOnly,
         accesslog: registryOnly,
         hooks: registryOnly,
       })
       .strict()
-      .default({ level: 'info' }),
+      .prefault({}),
     loglevel: registryOnly,
     storage: storageSchema,
-    http: httpSchema.default({ addr: ':5000', draintimeout: 30_000, internal: { addr: '0.0.0.0:0' } }),
+    http: httpSchema.prefault({}),
     middleware: z
       .object(
         {

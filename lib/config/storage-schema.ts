@@ -8,7 +8,7 @@ import { bool, optionalBool, optionalSize, str, registryOnly } from './fields';
 
 export const filesystemSchema = z
   .object({
-    rootdirectory: str('set it to the directory that holds cached content, e.g. /var/lib/registry').default('/var/lib/registry'),
+    rootdirectory: str('set it to the directory that holds cached content, e.g. /var/lib/registry').prefault('/var/lib/registry'),
     maxthreads: registryOnly,
   })
   .strict();
@@ -53,7 +53,7 @@ export const azureSchema = z
     accountname: str('set it to the storage account name'),
     accountkey: str('set it to the storage account key (base64)'),
     container: str('set it to the blob container name, e.g. dtr-cache'),
-    realm: str('set it to the storage endpoint suffix, e.g. core.windows.net').default('core.windows.net'),
+    realm: str('set it to the storage endpoint suffix, e.g. core.windows.net').prefault('core.windows.net'),
     serviceurl: str('set it to the blob service URL, e.g. http://127.0.0.1:10000/devstoreaccount1 for azurite').optional(),
     rootdirectory: str('set it to a blob name prefix, e.g. /dtr-cache').optional(),
   })
@@ -158,11 +158,11 @@ export const storageSchema = z
       swift: swiftSchema.optional(),
       inmemory: registryOnly,
       delete: z
-        .object({ enabled: bool('enabled').default(false) })
+        .object({ enabled: bool('enabled').prefault(false) })
         .strict()
         .optional(),
       redirect: z
-        .object({ disable: bool('disable').default(true) })
+        .object({ disable: bool('disable').prefault(true) })
         .strict()
         .optional(),
       cache: registryOnly,

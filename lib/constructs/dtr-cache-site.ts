@@ -20,6 +20,7 @@ import { CacheService, PublishMode } from './cache-service';
 import { LoadBalancer } from './load-balancer';
 import { LoadBalancerService } from './load-balancer-service';
 import { DtrRegistration } from './dtr-registration';
+import { SiteSummary, siteSummaryText, SUMMARY_OUTPUT } from './synth-summary';
 import { StoragePreflight } from './storage-preflight';
 import { managedLabels } from './base/labels';
 import { Network } from '@cdktf/provider-docker/lib/network';
@@ -233,24 +234,7 @@ export class DtrCacheSite extends Construct {
       testOnly,
       now: props.now,
     });
-    this.config = new CacheConfig(this, 'Config', {
-      upstreams: props.upstreams,
-      host: this.cacheUrl,
-      containerPort: 443,
-      storage: this.storage.storageSection,
-      secretValues: [...this.storage.secretValues],
-      tls: { certificate: this.tls.certificatePath, key: this.tls.keyPath },
-      cas: this.tls.dtrCaPath ? [this.tls.dtrCaPath] : [],
-      blobTtl: props.blobTtl,
-      logLevel: props.logLevel,
-      namePrefix: prefix,
-      propNames: {
-        [CONFIG_PATHS.upstreams]: invalid.has('upstreams') ? undefined : 'DtrCacheSite: upstreams',
-        [CONFIG_PATHS.host]: invalid.has('host') ? undefined : 'DtrCacheSite: host',
-        [CONFIG_PATHS.blobTtl]: 'DtrCacheSite: blobTtl',
-        [CONFIG_PATHS.logLevel]: 'DtrCacheSite: logLevel',
-      },
-    });
+    this.config = this.cacheConfig(props, prefix, invalid);
     this.image = new CacheImage(this, 'Image', props.image);
     const lbOptions = loadBalancer.serviceOptions;
     this.loadBalancerService = lbOptions
@@ -318,12 +302,89 @@ export class DtrCacheSite extends Construct {
         })
       : undefined;
 
+    const lbConfig = this.loadBalancerService
+      ? { kind: 'haproxy', fileName: 'haproxy.cfg (swarm config of the load-balancer service)', text: this.loadBalancerService.text }
+      : nodesAreToken
+        ? undefined
+        : loadBalancer.render(balanced);
+    this.addOutputs(outputPrefix, this.summary(props, replicas, port, publishMode), lbConfig);
+    this.nameProvider(props.provider !== undefined);
+    for (const warning of siteWarnings(this, props, port, publishMode)) Annotations.of(this).addWarning(warning);
+  }
+
+  /** The summary `dtr-cache plan` reads (see synth-summary.ts). */
+  private summary(props: DtrCacheSiteProps, replicas: number, port: number, publishMode: PublishMode): SiteSummary {
     const cert = this.tls.certificateInfo;
+    return {
+      datacenter: props.datacenter,
+      cacheUrl: this.cacheUrl,
+      upstreams: props.upstreams,
+      replicas,
+      // A node list expression as the label step's space-separated copy (an expression without quotes, which the
+      // JSON text could not hold).
+      nodes: isToken(props.nodes) ? [this.nodes.labelStep.getStringAttribute('output.nodes')] : props.nodes,
+      storage: this.storage.backend.label,
+      nfsExport: this.storage.backend.nfsMount?.export.line ?? null,
+      port,
+      publishMode,
+      image: this.image.displayName,
+      swarm: this.connection.describe(),
+      certificate: cert ? { subject: cert.subject, validTo: cert.validTo, selfSigned: cert.selfSigned } : null,
+      testOnly: this.tls.testOnly,
+    };
+  }
+
+  /** config.yml of the site; props the site reports itself (`invalid`) are not reported again by CacheConfig. */
+  private cacheConfig(props: DtrCacheSiteProps, prefix: string, invalid: ReadonlySet<string>): CacheConfig {
+    return new CacheConfig(this, 'Config', {
+      upstreams: props.upstreams,
+      host: this.cacheUrl,
+      containerPort: 443,
+      storage: this.storage.storageSection,
+      secretValues: [...this.storage.secretValues],
+      tls: { certificate: this.tls.certificatePath, key: this.tls.keyPath },
+      cas: this.tls.dtrCaPath ? [this.tls.dtrCaPath] : [],
+      blobTtl: props.blobTtl,
+      logLevel: props.logLevel,
+      namePrefix: prefix,
+      propNames: {
+        [CONFIG_PATHS.upstreams]: invalid.has('upstreams') ? undefined : 'DtrCacheSite: upstreams',
+        [CONFIG_PATHS.host]: invalid.has('host') ? undefined : 'DtrCacheSite: host',
+        [CONFIG_PATHS.blobTtl]: 'DtrCacheSite: blobTtl',
+        [CONFIG_PATHS.logLevel]: 'DtrCacheSite: logLevel',
+      },
+    });
+  }
+
+  /** Names the site's provider on its docker resources where needed, and keeps MKE's labels out of every plan. */
+  private nameProvider(providerGiven: boolean): void {
+    const dockerResources = this.node
+      .findAll()
+      .filter((c): c is TerraformResource => c instanceof TerraformResource && c.terraformResourceType.startsWith('docker_'));
+    // An aliased or given provider is named on every docker resource; the stack's default provider needs no naming.
+    if (this.provider.alias !== undefined || providerGiven) {
+      for (const r of dockerResources) r.provider = this.provider;
+    }
+    // MKE stamps labels of its own (owner, collection) on services, secrets and networks; without ignore_changes every
+    // plan would undo them (and replace the secrets, whose labels force a new one). A client bundle means MKE (UCP).
+    if (this.connection.kind === 'client-bundle') {
+      for (const r of dockerResources.filter((d) => MKE_LABELLED.includes(d.terraformResourceType))) {
+        r.lifecycle = { ...r.lifecycle, ignoreChanges: [...((r.lifecycle?.ignoreChanges as string[] | undefined) ?? []), 'labels'] };
+      }
+    }
+  }
+
+  /** The site's Terraform outputs, named `<outputPrefix>_<name>`; `summary` is what `dtr-cache plan` reads. */
+  private addOutputs(
+    outputPrefix: string,
+    summary: SiteSummary,
+    lbConfig: { kind: string; fileName: string; text: string } | undefined,
+  ): void {
     const outputs: Record<string, { value: string | number | boolean | string[]; description: string }> = {
       cache_url: { value: this.cacheUrl, description: 'URL users pull from' },
       image: { value: this.image.imageRef, description: 'image the service runs (name@digest when built here)' },
-      replicas: { value: replicas, description: 'number of cache replicas' },
-      storage_kind: { value: backend.label, description: 'where cached content is kept' },
+      replicas: { value: summary.replicas, description: 'number of cache replicas' },
+      storage_kind: { value: summary.storage, description: 'where cached content is kept' },
       service_name: { value: this.service.service.name, description: 'swarm service of the cache (docker service ps <name>)' },
       service_id: { value: this.service.service.id, description: 'swarm service ID of the cache' },
       secret_names: {
@@ -335,39 +396,15 @@ export class DtrCacheSite extends Construct {
         description: `swarm ${this.config.mount.kind} holding config.yml (a secret when it carries storage credentials)`,
       },
       node_label: { value: `${this.nodes.labelKey}=true`, description: 'node label that places the replicas' },
-      summary: {
-        value: JSON.stringify({
-          datacenter: props.datacenter,
-          cacheUrl: this.cacheUrl,
-          upstreams: props.upstreams,
-          replicas,
-          // A node list expression as the label step's space-separated copy (an expression without quotes, which the
-          // JSON text could not hold).
-          nodes: nodesAreToken ? [this.nodes.labelStep.getStringAttribute('output.nodes')] : props.nodes,
-          storage: backend.label,
-          nfsExport: backend.nfsMount?.export.line ?? null,
-          port,
-          publishMode,
-          image: this.image.displayName,
-          swarm: this.connection.describe(),
-          certificate: cert ? { subject: cert.subject, validTo: cert.validTo, selfSigned: cert.selfSigned } : null,
-          testOnly,
-        }),
-        description: 'site summary read by dtr-cache plan',
-      },
+      [SUMMARY_OUTPUT]: { value: siteSummaryText(summary), description: 'site summary read by dtr-cache plan' },
     };
-    const nfsExport = backend.nfsMount?.export;
+    const nfsExport = this.storage.backend.nfsMount?.export;
     if (nfsExport) {
       outputs.nfs_export = {
         value: nfsExport.line,
         description: `/etc/exports line on ${nfsExport.server}${this.storage.nfsExportApply ? ` (applied over SSH as ${this.storage.nfsExportApply.file})` : ''}`,
       };
     }
-    const lbConfig = this.loadBalancerService
-      ? { kind: 'haproxy', fileName: 'haproxy.cfg (swarm config of the load-balancer service)', text: this.loadBalancerService.text }
-      : nodesAreToken
-        ? undefined
-        : loadBalancer.render(balanced);
     if (lbConfig) {
       outputs.load_balancer_config = {
         value: lbConfig.text,
@@ -377,25 +414,10 @@ export class DtrCacheSite extends Construct {
     for (const [name, { value, description }] of Object.entries(outputs)) {
       const output = new TerraformOutput(this, `Output-${name}`, {
         value,
-        description: testOnly && name === 'cache_url' ? `${description} (TEST ONLY certificates)` : description,
+        description: summary.testOnly && name === 'cache_url' ? `${description} (TEST ONLY certificates)` : description,
       });
       output.overrideLogicalId(`${outputPrefix}_${name}`);
     }
-    const dockerResources = this.node
-      .findAll()
-      .filter((c): c is TerraformResource => c instanceof TerraformResource && c.terraformResourceType.startsWith('docker_'));
-    // An aliased or given provider is named on every docker resource; the stack's default provider needs no naming.
-    if (this.provider.alias !== undefined || props.provider !== undefined) {
-      for (const r of dockerResources) r.provider = this.provider;
-    }
-    // MKE stamps labels of its own (owner, collection) on services, secrets and networks; without ignore_changes every
-    // plan would undo them (and replace the secrets, whose labels force a new one). A client bundle means MKE (UCP).
-    if (this.connection.kind === 'client-bundle') {
-      for (const r of dockerResources.filter((d) => MKE_LABELLED.includes(d.terraformResourceType))) {
-        r.lifecycle = { ...r.lifecycle, ignoreChanges: [...((r.lifecycle?.ignoreChanges as string[] | undefined) ?? []), 'labels'] };
-      }
-    }
-    for (const warning of siteWarnings(this, props, port, publishMode)) Annotations.of(this).addWarning(warning);
   }
 }
 

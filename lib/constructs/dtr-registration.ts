@@ -1,6 +1,6 @@
 /**
  * Registers a cache with DTR on deploy (`dtr-cache register`, idempotent) and removes it on destroy, from a
- * `terraform_data` local-exec. The command line comes from lib/cli's `registerCommandLine`, which puts only the names
+ * `terraform_data` local-exec. The command line comes from `registerCommandLine` (registration-command.ts), which puts only the names
  * of the credential variables in it: the values stay in the deploy environment, out of the synthesized JSON and state.
  */
 import { existsSync } from 'node:fs';
@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { Construct, IConstruct } from 'constructs';
 import { DataResource } from 'cdktf';
 import { Service } from '@cdktf/provider-docker/lib/service';
-import { registerCommandLine, shellQuote } from '../cli/local-exec';
+import { registerCommandLine, shellQuote } from './registration-command';
 import { deployPath } from './base/deploy-path';
 
 export interface DtrRegistrationProps {

@@ -133,29 +133,52 @@ export interface NfsMount {
   readonly applyOverSsh?: NfsExportSshOptions;
 }
 
+/** What a storage choice is made of; the static factories of StorageBackend fill it in. */
+export interface StorageBackendProps {
+  /** The config.yml driver. */
+  readonly driver: StorageKind;
+  /** What summaries call it: nfs, s3, filesystem (container-local), … */
+  readonly label: string;
+  /** Whether every replica sees the same content (required for more than one replica). */
+  readonly shared: boolean;
+  /** Driver options without secrets. */
+  readonly options: Readonly<Record<string, string | boolean>>;
+  /** Driver option → secret value, kept out of the plain config. @default none */
+  readonly secretOptions?: Readonly<Record<string, SecretSource>>;
+  /** GCS key file, mounted as a swarm secret. @default none */
+  readonly keyFile?: SecretSource;
+  /** NFS mount details. @default none (not NFS) */
+  readonly nfsMount?: NfsMount;
+}
+
 /** A storage choice; build one with the static factories. */
 export class StorageBackend {
   public static localFilesystem(options: LocalFilesystemOptions = {}): StorageBackend {
-    return new StorageBackend('filesystem', 'filesystem (container-local)', false, {
-      rootdirectory: options.rootDirectory ?? DEFAULT_ROOT,
+    return new StorageBackend({
+      driver: 'filesystem',
+      label: 'filesystem (container-local)',
+      shared: false,
+      options: { rootdirectory: options.rootDirectory ?? DEFAULT_ROOT },
     });
   }
 
   public static nfs(options: NfsStorageOptions): StorageBackend {
     const rootdirectory = options.rootDirectory ?? DEFAULT_ROOT;
-    return new StorageBackend('filesystem', 'nfs', true, { rootdirectory }, {}, undefined, {
-      export: new NfsExport(options),
-      target: rootdirectory,
-      applyOverSsh: options.applyOverSsh,
+    return new StorageBackend({
+      driver: 'filesystem',
+      label: 'nfs',
+      shared: true,
+      options: { rootdirectory },
+      nfsMount: { export: new NfsExport(options), target: rootdirectory, applyOverSsh: options.applyOverSsh },
     });
   }
 
   public static s3(o: S3StorageOptions): StorageBackend {
-    return new StorageBackend(
-      's3',
-      's3',
-      true,
-      defined({
+    return new StorageBackend({
+      driver: 's3',
+      label: 's3',
+      shared: true,
+      options: defined({
         region: o.region,
         bucket: o.bucket,
         accesskey: o.accessKey,
@@ -163,46 +186,58 @@ export class StorageBackend {
         forcepathstyle: o.forcePathStyle,
         rootdirectory: o.rootDirectory,
       }),
-      o.secretKey ? { secretkey: o.secretKey } : {},
-    );
+      secretOptions: o.secretKey ? { secretkey: o.secretKey } : {},
+    });
   }
 
   public static azure(o: AzureStorageOptions): StorageBackend {
-    return new StorageBackend(
-      'azure',
-      'azure',
-      true,
-      defined({
+    return new StorageBackend({
+      driver: 'azure',
+      label: 'azure',
+      shared: true,
+      options: defined({
         accountname: o.accountName,
         container: o.container,
         realm: o.realm,
         serviceurl: o.serviceUrl,
         rootdirectory: o.rootDirectory,
       }),
-      { accountkey: o.accountKey },
-    );
+      secretOptions: { accountkey: o.accountKey },
+    });
   }
 
   public static gcs(o: GcsStorageOptions): StorageBackend {
-    return new StorageBackend('gcs', 'gcs', true, defined({ bucket: o.bucket, rootdirectory: o.rootDirectory }), {}, o.keyFile);
+    return new StorageBackend({
+      driver: 'gcs',
+      label: 'gcs',
+      shared: true,
+      options: defined({ bucket: o.bucket, rootdirectory: o.rootDirectory }),
+      keyFile: o.keyFile,
+    });
   }
 
   public static oss(o: OssStorageOptions): StorageBackend {
-    return new StorageBackend(
-      'oss',
-      'oss',
-      true,
-      defined({ accesskeyid: o.accessKeyId, region: o.region, bucket: o.bucket, endpoint: o.endpoint, rootdirectory: o.rootDirectory }),
-      { accesskeysecret: o.accessKeySecret },
-    );
+    return new StorageBackend({
+      driver: 'oss',
+      label: 'oss',
+      shared: true,
+      options: defined({
+        accesskeyid: o.accessKeyId,
+        region: o.region,
+        bucket: o.bucket,
+        endpoint: o.endpoint,
+        rootdirectory: o.rootDirectory,
+      }),
+      secretOptions: { accesskeysecret: o.accessKeySecret },
+    });
   }
 
   public static swift(o: SwiftStorageOptions): StorageBackend {
-    return new StorageBackend(
-      'swift',
-      'swift',
-      true,
-      defined({
+    return new StorageBackend({
+      driver: 'swift',
+      label: 'swift',
+      shared: true,
+      options: defined({
         authurl: o.authUrl,
         username: o.username,
         container: o.container,
@@ -211,26 +246,34 @@ export class StorageBackend {
         region: o.region,
         prefix: o.prefix,
       }),
-      { password: o.password },
-    );
+      secretOptions: { password: o.password },
+    });
   }
 
-  private constructor(
-    /** The config.yml driver. */
-    public readonly driver: StorageKind,
-    /** What summaries call it: nfs, s3, filesystem (container-local), … */
-    public readonly label: string,
-    /** Whether every replica sees the same content (required for more than one replica). */
-    public readonly shared: boolean,
-    /** Driver options without secrets. */
-    public readonly options: Readonly<Record<string, string | boolean>>,
-    /** Driver option → secret value, kept out of the plain config. */
-    public readonly secretOptions: Readonly<Record<string, SecretSource>> = {},
-    /** GCS key file, mounted as a swarm secret. */
-    public readonly keyFile?: SecretSource,
-    /** NFS mount details. */
-    public readonly nfsMount?: NfsMount,
-  ) {}
+  /** The config.yml driver. */
+  public readonly driver: StorageKind;
+  /** What summaries call it: nfs, s3, filesystem (container-local), … */
+  public readonly label: string;
+  /** Whether every replica sees the same content (required for more than one replica). */
+  public readonly shared: boolean;
+  /** Driver options without secrets. */
+  public readonly options: Readonly<Record<string, string | boolean>>;
+  /** Driver option → secret value, kept out of the plain config. */
+  public readonly secretOptions: Readonly<Record<string, SecretSource>>;
+  /** GCS key file, mounted as a swarm secret. */
+  public readonly keyFile?: SecretSource;
+  /** NFS mount details. */
+  public readonly nfsMount?: NfsMount;
+
+  private constructor(props: StorageBackendProps) {
+    this.driver = props.driver;
+    this.label = props.label;
+    this.shared = props.shared;
+    this.options = props.options;
+    this.secretOptions = props.secretOptions ?? {};
+    this.keyFile = props.keyFile;
+    this.nfsMount = props.nfsMount;
+  }
 }
 
 const DEFAULT_ROOT = '/var/lib/registry';

@@ -1,7 +1,8 @@
 /**
- * Reads a cdktf synth output directory (manifest.json + stacks/<name>/cdk.tf.json) and summarizes each DtrCacheSite
- * from the `<site>_summary` output it synthesizes, with the stack's warnings. Pure functions over files: no Terraform
- * and no cloud access, so a CI job can post the result on a pull request.
+ * The site summary: DtrCacheSite writes it as its `<site>_summary` output (siteSummaryText), and `dtr-cache plan`
+ * reads it back from a cdktf synth output directory (manifest.json + stacks/<name>/cdk.tf.json) with the stack's
+ * warnings. Pure functions over files: no Terraform and no cloud access, so a CI job can post the result on a pull
+ * request.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,6 +36,19 @@ export interface SiteSummary {
   readonly testOnly: boolean;
 }
 
+/** Name of the site output that carries the summary, after the site's output prefix and an underscore. */
+export const SUMMARY_OUTPUT = 'summary';
+
+/** The summary as the text of the site's `summary` output. */
+export function siteSummaryText(summary: SiteSummary): string {
+  return JSON.stringify(summary);
+}
+
+/** The summary from the text of a site's `summary` output. */
+export function parseSiteSummary(text: string): SiteSummary {
+  return JSON.parse(text) as SiteSummary;
+}
+
 export interface StackSummary {
   /** Stack name. */
   readonly stack: string;
@@ -63,8 +77,8 @@ export function readSynthOutput(dir: string): StackSummary[] {
         resource?: Record<string, Record<string, Record<string, unknown>>>;
       };
       const sites = Object.entries(json.output ?? {})
-        .filter(([name, o]) => name.endsWith('_summary') && typeof o.value === 'string')
-        .map(([, o]) => JSON.parse(o.value as string) as SiteSummary);
+        .filter(([name, o]) => name.endsWith(`_${SUMMARY_OUTPUT}`) && typeof o.value === 'string')
+        .map(([, o]) => parseSiteSummary(o.value as string));
       const warnings = (entry.annotations ?? [])
         .filter((a) => a.level === '@cdktf/warn' || a.level === '@cdktf/error')
         .map((a) => `${a.level === '@cdktf/error' ? 'error: ' : ''}${a.message}`);

@@ -15,12 +15,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { stringify } from 'yaml';
-import { makeImage, pushImage } from '../support/images';
+import { makeImage, pushImage } from '../../harness/images';
 import { pullConcurrently, upstreamGetsPerBlob } from '../support/pull';
-import { TestRegistry } from '../support/registry';
+import { TestRegistry } from '../../harness/registry';
 import { AzuriteServer, startAzurite } from '../support/storage-servers';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy';
-import { requireTool, waitFor } from '../support/tools';
+import { requireTool, waitFor } from '../../harness/tools';
 import { HostBridge, NetnsEngine, run, saveSharedImage } from './support/netns-engine';
 
 jest.setTimeout(300_000);

@@ -23,7 +23,7 @@ import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-bl
 import { App, TerraformStack } from 'cdktf';
 import { DtrCacheSite, LoadBalancer, SecretSource, StorageBackend, SwarmConnection } from '../../lib/constructs';
 import { AzuriteServer, startAzurite } from '../support/storage-servers';
-import { requireTool, waitFor } from '../support/tools';
+import { requireTool, waitFor } from '../../harness/tools';
 import { planLines, terraformDeploy, TerraformDeploy } from '../support/terraform';
 import { Engine, serviceTasks, TaskSummary } from '../terraform-provider-docker/engine';
 import { httpsGet, ProbeTarget } from './support/https-probe';

@@ -13,7 +13,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NfsExportOptions, SharedStorage, StorageBackend } from '../../lib/constructs';
-import { requireTool, waitFor } from '../support/tools';
+import { requireTool, waitFor } from '../../harness/tools';
 import { run } from './support/netns-engine';
 import { terraform, writeStack } from './support/terraform';
 

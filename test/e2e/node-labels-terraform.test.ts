@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalBackend, TerraformStack, Testing } from 'cdktf';
 import { CacheNodes, SwarmConnection } from '../../lib/constructs';
+import { requireTool, waitFor } from '../../harness/tools';
 import { terraformDeploy } from '../support/terraform';
-import { requireTool, waitFor } from '../support/tools';
 import { HostBridge, NetnsEngine, run } from './support/netns-engine';
 
 const NET = `10.96.${process.pid % 250}`;

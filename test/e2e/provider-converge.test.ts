@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { terraformDeploy } from '../support/terraform';
-import { requireTool } from '../support/tools';
+import { requireTool } from '../../harness/tools';
 import { Engine, serviceTasks, TEST_DOCKER_SOCK } from '../terraform-provider-docker/engine';
 
 jest.setTimeout(180_000);

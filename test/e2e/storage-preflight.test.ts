@@ -13,7 +13,7 @@ import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StoragePreflight, SwarmConnection } from '../../lib/constructs';
-import { requireTool, waitFor } from '../support/tools';
+import { requireTool, waitFor } from '../../harness/tools';
 import { HostBridge, NetnsEngine, run, saveSharedImage } from './support/netns-engine';
 import { terraform, writeStack } from './support/terraform';
 

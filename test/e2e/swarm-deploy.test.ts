@@ -15,10 +15,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { TokenIssuer } from '../fixtures/token-issuer';
-import { makeImage, pushImage, TestImage } from '../support/images';
-import { TestRegistry } from '../support/registry';
+import { makeImage, pushImage, TestImage } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
 import { planLines, terraformDeploy, TerraformDeploy } from '../support/terraform';
-import { freePort, requireTool, waitFor } from '../support/tools';
+import { freePort, requireTool, sleep, waitFor } from '../../harness/tools';
 import { Engine, serviceTasks, TEST_DOCKER_SOCK } from '../terraform-provider-docker/engine';
 import { createTestCa, TestCa } from './support/pki';
 import { synthSite } from './support/site';
@@ -374,7 +374,7 @@ describe('the synthesized site on a real swarm', () => {
       while (applying && Date.now() < deadline) {
         const r = await pullManifest(cachePort, bearer());
         samples.push({ at: Date.now(), status: r.status });
-        await new Promise((w) => setTimeout(w, 200));
+        await sleep(200);
       }
     })();
     await tf!.switchTo(dirname(stackFile));

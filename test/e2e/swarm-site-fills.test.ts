@@ -16,11 +16,11 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { makeImage, pushImage } from '../support/images';
+import { makeImage, pushImage } from '../../harness/images';
 import { pullConcurrently, upstreamGetsPerBlob } from '../support/pull';
-import { TestRegistry } from '../support/registry';
+import { TestRegistry } from '../../harness/registry';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy';
-import { requireTool, waitFor } from '../support/tools';
+import { requireTool, waitFor } from '../../harness/tools';
 import { TEST_DOCKER_SOCK } from '../terraform-provider-docker/engine';
 
 jest.setTimeout(300_000);

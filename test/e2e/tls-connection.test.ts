@@ -19,7 +19,7 @@ import { dirname, join } from 'node:path';
 import { App, TerraformStack } from 'cdktf';
 import { DtrCacheSite, LoadBalancer, SecretSource, SwarmConnection } from '../../lib/constructs';
 import { planLines, terraformDeploy, TerraformDeploy } from '../support/terraform';
-import { requireTool, waitFor } from '../support/tools';
+import { requireTool, waitFor } from '../../harness/tools';
 import { Engine, serviceTasks } from '../terraform-provider-docker/engine';
 import { httpsGet } from './support/https-probe';
 import { NetnsEngine, run, saveSharedImage } from './support/netns-engine';

@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { registerCommandLine } from '../../lib/cli/local-exec';
+import { registerCommandLine } from '../../lib/constructs/registration-command';
 import { runCli } from '../fixtures/cli';
 import { FakeDtrApi } from '../fixtures/dtr-api';
 

@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { runCli } from '../fixtures/cli';
 import { startCacheProcess } from '../support/cache-process';
-import { makeImage, makeIndex, pushImage, TestImage } from '../support/images';
-import { TestRegistry } from '../support/registry';
+import { makeImage, makeIndex, pushImage, TestImage } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
 import { startTokenRegistry, TokenRegistry } from '../support/token-registry';
-import { requireTool } from '../support/tools';
+import { requireTool } from '../../harness/tools';
 
 const exec = promisify(execFile);
 

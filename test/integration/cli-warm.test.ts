@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { formatBytes } from '../../lib/cli/format';
 import { testCertificates } from '../../lib/constructs/test-certificates';
 import { runCli, runCliOnTty } from '../fixtures/cli';
-import { makeImage, makeIndex, pushImage, TestImage } from '../support/images';
-import { TestRegistry } from '../support/registry';
+import { makeImage, makeIndex, pushImage, TestImage } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
 import { startTokenRegistry, TokenRegistry } from '../support/token-registry';
-import { requireTool, waitFor } from '../support/tools';
+import { requireTool, waitFor } from '../../harness/tools';
 
 const exec = promisify(execFile);
 

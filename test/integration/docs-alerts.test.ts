@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse, stringify } from 'yaml';
-import { requireTool } from '../support/tools';
+import { requireTool } from '../../harness/tools';
 
 const exec = promisify(execFile);
 const RULES = join(__dirname, '..', '..', 'docs', 'prometheus-alerts.yml');

@@ -14,10 +14,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse, stringify } from 'yaml';
-import { makeImage, pushImage } from '../support/images';
+import { makeImage, pushImage } from '../../harness/images';
 import { startCacheProcess } from '../support/cache-process';
-import { TestRegistry } from '../support/registry';
-import { freePort, requireTool, waitFor } from '../support/tools';
+import { TestRegistry } from '../../harness/registry';
+import { freePort, requireTool, waitFor } from '../../harness/tools';
 
 const exec = promisify(execFile);
 const ROOT = join(__dirname, '..', '..');

@@ -13,9 +13,9 @@ import { Agent, request } from 'undici';
 import type { CacheConfigInput } from '../../lib/config';
 import { renderHaproxyConfig } from '../../lib/constructs';
 import { startCacheProcess, type CacheProcess } from '../support/cache-process';
-import { makeImage, pushImage, sha256, type TestImage } from '../support/images';
-import { TestRegistry } from '../support/registry';
-import { freePort, requireTool } from '../support/tools';
+import { makeImage, pushImage, sha256, type TestImage } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
+import { freePort, requireTool, sleep } from '../../harness/tools';
 import { createTestCa } from '../e2e/support/pki';
 
 jest.setTimeout(240_000);
@@ -79,7 +79,7 @@ describe('HAProxy from the rendered config balancing two TLS cache replicas', ()
       );
       if (ok) break;
       if (Date.now() > deadline || haproxy.exitCode !== null) throw new Error(`HAProxy did not pass a pull in 30 s:\n${haproxyLog}`);
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
     }
   }, 180_000);
 
@@ -146,7 +146,7 @@ describe('HAProxy from the rendered config balancing two TLS cache replicas', ()
         expect(await manifestRequests(a)).toBeGreaterThan(0);
         expect(await manifestRequests(b)).toBeGreaterThan(0);
       }
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
     }
     const failures = results.filter((r) => !r.ok);
     console.log(

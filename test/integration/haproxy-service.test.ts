@@ -15,10 +15,10 @@ import { dirname, join } from 'node:path';
 import { App, TerraformStack } from 'cdktf';
 import { Agent, fetch as undiciFetch, request } from 'undici';
 import { DtrCacheSite, LoadBalancer, PublishMode, SecretSource, SwarmConnection } from '../../lib/constructs';
-import { makeImage, pushImage, sha256, type TestImage } from '../support/images';
-import { TestRegistry } from '../support/registry';
+import { makeImage, pushImage, sha256, type TestImage } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
 import { planLines, terraformDeploy, TerraformDeploy } from '../support/terraform';
-import { freePort, requireTool, waitFor } from '../support/tools';
+import { freePort, requireTool, waitFor } from '../../harness/tools';
 import { Engine, serviceTasks, TEST_DOCKER_SOCK } from '../terraform-provider-docker/engine';
 import { createTestCa } from '../e2e/support/pki';
 

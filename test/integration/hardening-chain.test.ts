@@ -11,13 +11,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startCache, type TestCache } from '../support/cache-server';
-import { makeImage } from '../support/images';
+import { makeImage } from '../../harness/images';
 import { startTokenRegistry, type TokenRegistry, TEAM_ACCESS } from '../support/token-registry';
-import { requireTool } from '../support/tools';
+import { requireTool, sleep } from '../../harness/tools';
 
 const run = promisify(execFile);
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const settleLog = () => new Promise((r) => setTimeout(r, 500));
+const settleLog = () => sleep(500);
 
 describe('hardening: a two-level cache chain in front of a token-protected upstream', () => {
   let up: TokenRegistry;

@@ -12,8 +12,9 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { TokenIssuer } from '../fixtures/token-issuer';
 import { startCache, type TestCache } from '../support/cache-server';
-import { makeImage, pushImage } from '../support/images';
-import { TestRegistry } from '../support/registry';
+import { makeImage, pushImage } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
+import { sleep } from '../../harness/tools';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -130,7 +131,7 @@ describe('hardening: credentials go only to the upstream', () => {
         expect(res.headers.get('www-authenticate')).toContain(`realm="${realm.url}/token"`);
       }
     }
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     expect(realm.seen).toEqual([]);
     expect(objectStore.seen.filter((r) => r.path.includes(fresh.blobs[0].digest.slice(7)))).toEqual([]);
   });

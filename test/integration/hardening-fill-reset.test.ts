@@ -14,9 +14,9 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { blobKey, parseDigest } from '../../lib/cache/reference';
 import { startCache, type TestCache } from '../support/cache-server';
-import { pushBlob } from '../support/images';
-import { TestRegistry } from '../support/registry';
-import { requireTool, waitFor } from '../support/tools';
+import { pushBlob } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
+import { requireTool, waitFor } from '../../harness/tools';
 
 const MiB = 1024 * 1024;
 

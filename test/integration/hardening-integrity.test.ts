@@ -16,13 +16,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blobKey, parseDigest } from '../../lib/cache/reference';
 import { startCache, type TestCache } from '../support/cache-server';
-import { pushBlob } from '../support/images';
-import { TestRegistry } from '../support/registry';
-import { requireTool, waitFor } from '../support/tools';
+import { pushBlob } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
+import { requireTool, sleep, waitFor } from '../../harness/tools';
 
 const MiB = 1024 * 1024;
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const settleLog = () => new Promise((r) => setTimeout(r, 500)); // access log lines are written when a request ends
+const settleLog = () => sleep(500); // access log lines are written when a request ends
 
 function storedFile(root: string, digest: string): string {
   const parsed = parseDigest(digest);

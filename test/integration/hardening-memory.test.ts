@@ -23,8 +23,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CacheConfigInput } from '../../lib/config';
 import { startCacheProcess, type CacheProcess } from '../support/cache-process';
-import { TestRegistry } from '../support/registry';
-import { requireTool } from '../support/tools';
+import { TestRegistry } from '../../harness/registry';
+import { requireTool, sleep } from '../../harness/tools';
 
 const MiB = 1024 * 1024;
 const BLOB_MIB = 1024;
@@ -106,7 +106,7 @@ describe('hardening: bounded memory with 32 slow clients during a 1 GiB fill', (
     };
     cache = await startCacheProcess(config);
     const pid = cache.child.pid as number;
-    await new Promise((r) => setTimeout(r, 1000));
+    await sleep(1000);
     const idle = rssMiB(pid);
 
     const url = `${cache.url}/v2/team/huge/blobs/${digest}`;
@@ -125,7 +125,7 @@ describe('hardening: bounded memory with 32 slow clients during a 1 GiB fill', (
           `${((Date.now() - started) / 1000).toFixed(0)}s: RSS ${samples[samples.length - 1].toFixed(0)} MiB, fill ${(filled(join(work, 'store'), digest) / MiB).toFixed(0)} MiB`,
         );
       }
-      await new Promise((r) => setTimeout(r, 250));
+      await sleep(250);
     }
     const metrics = await (await fetch(`${cache.url}/metrics`)).text();
     for (const c of clients) c.kill('SIGTERM');
@@ -151,9 +151,9 @@ describe('hardening: bounded memory with 32 slow clients during a 1 GiB fill', (
 
     // The fill ran at upstream speed, not at the clients' 1 MiB/s: committed long before they could have read it.
     const deadline = Date.now() + 60_000;
-    while (statSafe(join(work, 'store'), digest) !== BLOB_MIB * MiB && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+    while (statSafe(join(work, 'store'), digest) !== BLOB_MIB * MiB && Date.now() < deadline) await sleep(250);
     expect(statSafe(join(work, 'store'), digest)).toBe(BLOB_MIB * MiB);
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     expect(upstream.blobGets().filter((e) => e.path.endsWith(digest))).toHaveLength(1);
   }, 180_000);
 });

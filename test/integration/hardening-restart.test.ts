@@ -12,10 +12,10 @@ import { join } from 'node:path';
 import type { CacheConfigInput } from '../../lib/config';
 import { writerId } from '../../lib/cache/storage/writer-id';
 import { startCacheProcess, type CacheProcess } from '../support/cache-process';
-import { pushBlob } from '../support/images';
-import { TestRegistry } from '../support/registry';
+import { pushBlob } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy';
-import { waitFor } from '../support/tools';
+import { waitFor } from '../../harness/tools';
 
 const MiB = 1024 * 1024;
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;

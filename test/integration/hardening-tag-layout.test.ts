@@ -13,11 +13,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { tagKey } from '../../lib/cache/reference';
 import { startCache, type TestCache } from '../support/cache-server';
-import { makeImage, pushImage, type TestImage } from '../support/images';
-import { TestRegistry } from '../support/registry';
+import { makeImage, pushImage, type TestImage } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
+import { sleep } from '../../harness/tools';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('tag layout: a tag and a repository of the same path', () => {
   let upstream: TestRegistry | undefined;

@@ -12,12 +12,12 @@ import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join, relative } from 'node:path';
 import { startCache, type TestCache } from '../support/cache-server';
-import { makeImage, pushImage, type TestImage } from '../support/images';
-import { TestRegistry } from '../support/registry';
+import { makeImage, pushImage, type TestImage } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
+import { sleep } from '../../harness/tools';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const settleLog = () => new Promise((r) => setTimeout(r, 500));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const settleLog = () => sleep(500);
 
 /** Every content file under a cache's storage root (blobs, manifests, tags). */
 function stored(root: string): string[] {

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PACKAGE, packAndInstall, run } from '../support/pack';
-import { requireTool } from '../support/tools';
+import { requireTool } from '../../harness/tools';
 
 const pkg = PACKAGE;
 const DOCKER_ENV = { ...process.env, DOCKER_HOST: 'unix:///run/dtr-cache-test/docker.sock', DOCKER_BUILDKIT: '0' };

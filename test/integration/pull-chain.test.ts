@@ -8,12 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startCache, type TestCache } from '../support/cache-server';
-import { makeImage, sha256 } from '../support/images';
+import { makeImage, sha256 } from '../../harness/images';
 import { startTokenRegistry, type TokenRegistry } from '../support/token-registry';
-import { requireTool } from '../support/tools';
+import { requireTool, sleep } from '../../harness/tools';
 
 const run = promisify(execFile);
-const settleLog = () => new Promise((r) => setTimeout(r, 400));
+const settleLog = () => sleep(400);
 
 describe('two-level cache chain', () => {
   let up: TokenRegistry;

@@ -7,14 +7,14 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { startCache, type TestCache } from '../support/cache-server';
-import { makeImage, makeIndex, pushImage, type TestImage } from '../support/images';
-import { TestRegistry } from '../support/registry';
-import { requireTool } from '../support/tools';
+import { makeImage, makeIndex, pushImage, type TestImage } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
+import { requireTool, sleep } from '../../harness/tools';
 
 const run = promisify(execFile);
 const DOCKER_HOST = 'unix:///run/dtr-cache-test/docker.sock';
 const CONTAINERD = '/run/dtr-cache-test/exec/containerd/containerd.sock';
-const settleLog = () => new Promise((r) => setTimeout(r, 400));
+const settleLog = () => sleep(400);
 
 describe('engines pull through the cache', () => {
   let upstream: TestRegistry;

@@ -8,9 +8,9 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { blobKey, parseDigest } from '../../lib/cache/reference';
 import { startCache, type TestCache } from '../support/cache-server';
-import { makeImage, pushBlob, pushImage, sha256 } from '../support/images';
-import { TestRegistry } from '../support/registry';
-import { waitFor } from '../support/tools';
+import { makeImage, pushBlob, pushImage, sha256 } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
+import { sleep, waitFor } from '../../harness/tools';
 
 interface Answer {
   status: number;
@@ -45,7 +45,7 @@ function errorCode(answer: Answer): string {
   return (JSON.parse(answer.body.toString()) as { errors: { code: string }[] }).errors[0].code;
 }
 
-const settleLog = () => new Promise((r) => setTimeout(r, 400));
+const settleLog = () => sleep(400);
 
 describe('cache HTTP surface', () => {
   let upstream: TestRegistry;

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
 import { stringify } from 'yaml';
-import { makeImage, pushImage, sha256 } from '../support/images';
-import { TestRegistry } from '../support/registry';
-import { freePort, requireTool, waitFor } from '../support/tools';
+import { makeImage, pushImage, sha256 } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
+import { freePort, requireTool, waitFor } from '../../harness/tools';
 
 const run = promisify(execFile);
 const ROOT = join(__dirname, '..', '..');

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startCache, type TestCache } from '../support/cache-server';
-import { makeImage, makeIndex, pushImage, type TestImage } from '../support/images';
-import { TestRegistry } from '../support/registry';
-import { requireTool } from '../support/tools';
+import { makeImage, makeIndex, pushImage, type TestImage } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
+import { requireTool, sleep } from '../../harness/tools';
 
 const run = promisify(execFile);
 
@@ -90,5 +90,5 @@ describe('pull through the cache with skopeo', () => {
 
 /** distribution writes an access log line when a request ends: give the last ones a moment to arrive. */
 function settleLog(): Promise<void> {
-  return new Promise((r) => setTimeout(r, 400));
+  return sleep(400);
 }

@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { startCache, type TestCache } from '../support/cache-server';
-import { makeImage, pushImage, sha256 } from '../support/images';
-import { TestRegistry } from '../support/registry';
-import { requireTool } from '../support/tools';
+import { makeImage, pushImage, sha256 } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
+import { requireTool } from '../../harness/tools';
 
 describe('TLS with client certificates', () => {
   let upstream: TestRegistry;

@@ -11,12 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startCache, type TestCache } from '../support/cache-server';
-import { makeImage } from '../support/images';
+import { makeImage } from '../../harness/images';
 import { startTokenRegistry, type TokenRegistry, TEAM_ACCESS } from '../support/token-registry';
-import { requireTool } from '../support/tools';
+import { requireTool, sleep } from '../../harness/tools';
 
 const run = promisify(execFile);
-const settleLog = () => new Promise((r) => setTimeout(r, 400));
+const settleLog = () => sleep(400);
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 describe('authorization parity with a token-protected upstream', () => {

@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import type { CacheConfigInput } from '../../lib/config';
 import { startCacheProcess, type CacheProcess } from '../support/cache-process';
-import { pushBlob } from '../support/images';
-import { TestRegistry } from '../support/registry';
+import { pushBlob } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy';
+import { sleep } from '../../harness/tools';
 
 const hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const FILLS = 20;
@@ -89,10 +90,10 @@ describe('kill -9 during 20 concurrent fills, then restart', () => {
       const inFlight = Number(/^dtr_cache_fills_in_flight\{kind="blob"\} (\d+)$/m.exec(text)?.[1] ?? 0);
       if (inFlight === FILLS) break;
       if (Date.now() > deadline) throw new Error(`only ${inFlight} fills started:\n${first.output().slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
     step('20 fills in flight');
-    await new Promise((r) => setTimeout(r, 1500));
+    await sleep(1500);
     const spooled = files(join(root, 'store')).filter((f) => f.startsWith('_uploads/'));
     expect(spooled.length).toBe(FILLS); // 20 storage writes really in progress
     expect(spooled.some((f) => statSync(join(root, 'store', f)).size > 0)).toBe(true);
@@ -118,14 +119,14 @@ describe('kill -9 during 20 concurrent fills, then restart', () => {
       }),
     );
     expect(after).toEqual(digests.map((digest) => ({ status: 200, digest })));
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     expect(expectStoredBlobsIntact(join(root, 'store'))).toBe(FILLS);
     // Served from storage now: no upstream GET on a second round.
     upstream.clearLog();
     for (const digest of digests) expect((await fetch(`${second.url}/v2/team/big/blobs/${digest}`, { method: 'HEAD' })).status).toBe(200);
     const again = await fetch(`${second.url}/v2/team/big/blobs/${digests[0]}`);
     expect(`sha256:${hex(Buffer.from(await again.arrayBuffer()))}`).toBe(digests[0]);
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     expect(upstream.blobGets()).toEqual([]);
     // The killed process's temp files are fresh, so a restart leaves them (another replica might own them);
     // the sweeper removes them once older than filltimeout. They are never visible as blobs.

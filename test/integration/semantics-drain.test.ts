@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CacheConfigInput } from '../../lib/config';
 import { startCacheProcess, type CacheProcess } from '../support/cache-process';
-import { pushBlob } from '../support/images';
-import { TestRegistry } from '../support/registry';
+import { pushBlob } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy';
+import { sleep } from '../../harness/tools';
 
 const hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -65,7 +66,7 @@ describe('SIGTERM drain', () => {
     const body = res.arrayBuffer();
     const t = Date.now();
     cache.child.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     await expect(fetch(`${cache.url}/healthz`)).rejects.toThrow(); // the listener is closed
     expect(`sha256:${hex(Buffer.from(await body))}`).toBe(digest);
     expect(await cache.exited).toBe(0);

@@ -11,8 +11,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCache, type TestCache } from '../support/cache-server';
-import { makeImage, pushImage } from '../support/images';
-import { TestRegistry } from '../support/registry';
+import { makeImage, pushImage } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed);
 const CASES = Number(process.env.FUZZ_CASES ?? 3000);

@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import { createLogger } from '../../lib/cache/log';
 import { createCacheServer, type CacheServer } from '../../lib/cache/server';
 import { validateConfig } from '../../lib/config';
-import { makeImage, pushImage, sha256 } from '../support/images';
-import { TestRegistry } from '../support/registry';
+import { makeImage, pushImage, sha256 } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
+import { sleep } from '../../harness/tools';
 
 describe('operations of a running cache', () => {
   let upstream: TestRegistry;
@@ -90,7 +91,7 @@ describe('operations of a running cache', () => {
     const before = metric(await (await fetch(`${server.url}/metrics`)).text(), 'dtr_cache_evictions_total{reason="ttl"}') ?? 0;
     expect(existsSync(file)).toBe(true);
     const deadline = Date.now() + 30_000;
-    while (existsSync(file) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    while (existsSync(file) && Date.now() < deadline) await sleep(200);
     expect(existsSync(file)).toBe(false);
     const text = await (await fetch(`${server.url}/metrics`)).text();
     expect(metric(text, 'dtr_cache_evictions_total{reason="ttl"}')).toBeGreaterThan(before);
@@ -102,7 +103,7 @@ describe('operations of a running cache', () => {
   it('fails readiness with a JSON reason once the upstream is gone, while staying alive', async () => {
     upstreamStopped = true;
     await upstream.stop();
-    await new Promise((r) => setTimeout(r, 1100)); // past the readiness result reuse
+    await sleep(1100); // past the readiness result reuse
     const ready = await fetch(`${server.url}/readyz`);
     expect(ready.status).toBe(503);
     expect(await ready.json()).toMatchObject({ status: 'not ready', reason: expect.stringMatching(/^upstream: .+/) });

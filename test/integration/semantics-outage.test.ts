@@ -6,8 +6,9 @@
  */
 import { createHash } from 'node:crypto';
 import { startCache, type TestCache } from '../support/cache-server';
-import { makeImage, type TestImage } from '../support/images';
+import { makeImage, type TestImage } from '../../harness/images';
 import { startTokenRegistry, type TokenRegistry } from '../support/token-registry';
+import { sleep } from '../../harness/tools';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const MAX_STALE_MS = 8000;
@@ -69,7 +70,7 @@ describe('serving through an upstream outage', () => {
   it('within maxstale: serves every cached image by tag (with Warning) and by digest to clients authorized before', async () => {
     upstreamStopped = true;
     await up.registry.stop();
-    await new Promise((r) => setTimeout(r, 1200)); // past tagttl and authttl: only the stale path can answer now
+    await sleep(1200); // past tagttl and authttl: only the stale path can answer now
     for (const [repo, image] of Object.entries(images)) {
       const answers = await pullAll(repo, tokens[repo]);
       expect(answers.map((a) => [a.path, a.status])).toEqual(answers.map((a) => [a.path, 200]));
@@ -98,7 +99,7 @@ describe('serving through an upstream outage', () => {
 
   it('past maxstale: fails cleanly with OCI 503 by tag, by digest and for blobs', async () => {
     const wait = warmedAt + MAX_STALE_MS + 300 - Date.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (wait > 0) await sleep(wait);
     for (const repo of Object.keys(images)) {
       for (const a of await pullAll(repo, tokens[repo])) {
         expect([a.path, a.status]).toEqual([a.path, 503]);

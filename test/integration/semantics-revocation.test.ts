@@ -12,12 +12,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCache, type TestCache } from '../support/cache-server';
-import { makeImage, pushImage } from '../support/images';
-import { TestRegistry } from '../support/registry';
-import { requireTool } from '../support/tools';
+import { makeImage, pushImage } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
+import { requireTool, sleep } from '../../harness/tools';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const basic = (user: string) => `Basic ${Buffer.from(`${user}:${user}-pw`).toString('base64')}`;
 const AUTH_STALE_MS = 5000;
 

@@ -6,9 +6,10 @@
  */
 import { createHash } from 'node:crypto';
 import { startCache, type TestCache } from '../support/cache-server';
-import { makeImage } from '../support/images';
+import { makeImage } from '../../harness/images';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy';
 import { startTokenRegistry, type TokenRegistry } from '../support/token-registry';
+import { sleep } from '../../harness/tools';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const CLIENTS = 50;
@@ -33,7 +34,7 @@ describe('single upstream fetch under 50 concurrent cold pulls', () => {
 
   async function client(i: number): Promise<string[]> {
     // Half the clients arrive while the fills are under way: they get what is spooled, then the rest.
-    if (i % 2 === 1) await new Promise((r) => setTimeout(r, 300));
+    if (i % 2 === 1) await sleep(300);
     const authorization = up.bearer(undefined, 'team/big'); // a distinct token (jti) per client
     const manifest = await fetch(`${cache.url}/v2/team/big/manifests/v1`, { headers: { authorization, accept: image.mediaType } });
     expect(manifest.status).toBe(200);
@@ -57,7 +58,7 @@ describe('single upstream fetch under 50 concurrent cold pulls', () => {
     const expected = [image.digest, ...image.blobs.map((b) => b.digest)].sort();
     for (const r of results) expect(r).toEqual(expected);
 
-    await new Promise((r) => setTimeout(r, 500)); // access log lines are written when a request ends
+    await sleep(500); // access log lines are written when a request ends
     const gets = up.registry.blobGets().map((e) => e.path.split('/blobs/')[1]);
     const perBlob = Object.fromEntries(image.blobs.map((b) => [b.digest, gets.filter((g) => g === b.digest).length]));
     expect(perBlob).toEqual(Object.fromEntries(image.blobs.map((b) => [b.digest, 1])));

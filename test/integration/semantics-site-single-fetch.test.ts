@@ -18,12 +18,12 @@ import { request } from 'undici';
 import { replicaHeaders } from '../../lib/cache/replica-endpoint';
 import type { CacheConfigInput } from '../../lib/config';
 import { startCacheProcess, type CacheProcess } from '../support/cache-process';
-import { makeImage, pushBlob, pushImage } from '../support/images';
+import { makeImage, pushBlob, pushImage } from '../../harness/images';
 import { pullConcurrently, pulledBlobDigest, upstreamGetsPerBlob } from '../support/pull';
-import { TestRegistry } from '../support/registry';
+import { TestRegistry } from '../../harness/registry';
 import { startAzurite, type AzuriteServer } from '../support/storage-servers';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy';
-import { waitFor } from '../support/tools';
+import { waitFor } from '../../harness/tools';
 
 const FAST = 1_000_000_000;
 const CLIENTS = 20;

@@ -5,9 +5,9 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { makeImage } from '../support/images';
+import { makeImage } from '../../harness/images';
 import { startTokenRegistry, TokenRegistry, TEAM_ACCESS } from '../support/token-registry';
-import { requireTool } from '../support/tools';
+import { requireTool } from '../../harness/tools';
 
 const run = promisify(execFile);
 

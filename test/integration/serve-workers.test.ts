@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { CacheConfigInput } from '../../lib/config';
 import { startCacheProcess, type CacheProcess } from '../support/cache-process';
-import { makeImage, pushBlob, pushImage, sha256 } from '../support/images';
-import { TestRegistry } from '../support/registry';
+import { makeImage, pushBlob, pushImage, sha256 } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy';
-import { requireTool, waitFor } from '../support/tools';
+import { requireTool, waitFor } from '../../harness/tools';
 
 const exec = promisify(execFile);
 

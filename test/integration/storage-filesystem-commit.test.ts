@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { requireTool } from '../support/tools';
+import { requireTool } from '../../harness/tools';
 
 const REPO = join(__dirname, '..', '..');
 

@@ -13,7 +13,7 @@ import type { GcsOptions } from '../../lib/config';
 import { createStorage } from '../../lib/cache/storage';
 import { GcsJsonApiServer } from '../fixtures/gcs-json-api';
 import { describeConformance } from '../support/storage-conformance';
-import { waitFor } from '../support/tools';
+import { sleep, waitFor } from '../../harness/tools';
 
 const BUCKET = 'dtr-cache';
 const CLIENT_EMAIL = 'dtr-cache-test@dtr-cache-test.iam.gserviceaccount.com';
@@ -118,7 +118,7 @@ describe('gcs driver against the fixture: protocol and auth', () => {
     w.stream.end(Buffer.from('x'));
     await w.commit();
     const generation = api.object('cache/touch/blob')!.generation;
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
     await driver.touch('touch/blob');
     const stored = api.object('cache/touch/blob')!;
     expect(stored.generation).toBe(generation);

@@ -14,12 +14,12 @@ import { request } from 'undici';
 import type { CacheConfigInput, S3Options } from '../../lib/config';
 import { s3ClientConfig } from '../../lib/cache/storage/s3';
 import { startCacheProcess, type CacheProcess } from '../support/cache-process';
-import { makeImage, pushBlob, pushImage, sha256, type TestImage } from '../support/images';
+import { makeImage, pushBlob, pushImage, sha256, type TestImage } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
 import { pulledBlobDigest } from '../support/pull';
-import { TestRegistry } from '../support/registry';
 import { startSwift, type SwiftServer } from '../support/storage-servers';
 import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy';
-import { waitFor } from '../support/tools';
+import { waitFor } from '../../harness/tools';
 
 const FAST = 1_000_000_000;
 

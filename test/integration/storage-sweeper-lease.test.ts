@@ -10,12 +10,11 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import type { CacheConfigInput } from '../../lib/config';
 import { startCacheProcess, type CacheProcess } from '../support/cache-process';
-import { makeImage, pushImage, type TestImage } from '../support/images';
-import { TestRegistry } from '../support/registry';
-import { waitFor } from '../support/tools';
+import { makeImage, pushImage, type TestImage } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
+import { sleep, waitFor } from '../../harness/tools';
 
 const TTL_S = 4;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** JSON log lines of `cache` whose msg is `msg`. */
 function logged(cache: CacheProcess, msg: string): Record<string, unknown>[] {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import type { CacheConfigInput } from '../../lib/config';
-import { freePort } from './tools';
+import { freePort, sleep } from '../../harness/tools';
 
 const REPO = resolve(__dirname, '../..');
 
@@ -62,7 +62,7 @@ export async function startCacheProcess(config: CacheConfigInput, port?: number,
       child.kill('SIGKILL');
       throw new Error(`dtr-cache serve did not start (exit ${child.exitCode}):\n${out.slice(-2000)}`);
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
   return {
     url,

@@ -1,7 +1,7 @@
 /** A blob pulled the way a client pulls it: the sha256 of the body, streamed (never held whole). */
 import { createHash } from 'node:crypto';
 import { request } from 'undici';
-import type { TestRegistry } from './registry';
+import type { TestRegistry } from '../../harness/registry';
 
 /** GETs `<base>/v2/<repo>/blobs/<digest>` and returns the digest of what came; throws unless 200 and complete. */
 export async function pulledBlobDigest(base: string, repo: string, digest: string, onBytes?: (n: number) => void): Promise<string> {

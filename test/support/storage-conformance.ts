@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { PendingWrite, StorageDriver } from '../../lib/cache/storage';
-import { waitFor } from './tools';
+import { sleep, waitFor } from '../../harness/tools';
 
 export interface ConformanceBackend {
   readonly driver: StorageDriver;
@@ -48,7 +48,6 @@ function liveBytes(): number {
   const usage = process.memoryUsage();
   return usage.heapUsed + usage.arrayBuffers;
 }
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function readAll(stream: Readable | undefined): Promise<Buffer | undefined> {
   if (!stream) return undefined;

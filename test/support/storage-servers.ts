@@ -9,7 +9,7 @@ import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, requireTool, waitFor } from './tools';
+import { freePort, requireTool, waitFor } from '../../harness/tools';
 
 export interface StorageServer {
   stop(): Promise<void>;

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import ts from 'typescript';
-import { requireTool } from './tools';
+import { requireTool } from '../../harness/tools';
 
 const ROOT = resolve(__dirname, '../..');
 const SOURCE = join(ROOT, 'test/terraform-provider-docker');

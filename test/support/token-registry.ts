@@ -4,8 +4,8 @@
  * perform the client side of the token flow.
  */
 import { AclEntry, TokenIssuer } from '../fixtures/token-issuer';
-import { pushImage, TestImage } from './images';
-import { TestRegistry } from './registry';
+import { pushImage, TestImage } from '../../harness/images';
+import { TestRegistry } from '../../harness/registry';
 
 export interface TokenRegistry {
   readonly registry: TestRegistry;

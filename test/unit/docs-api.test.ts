@@ -5,20 +5,13 @@
  * TypeScript parser instead and looks only at what a platform team sets or reads: properties of exported interfaces,
  * public properties and accessors of exported classes, and public constructor parameter properties.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import * as ts from 'typescript';
+import { typeScriptFiles } from '../../harness/source-files';
 
 const ROOT = join(__dirname, '..', '..');
 const CONSTRUCTS = join(ROOT, 'lib', 'constructs');
-
-function sourceFiles(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) return sourceFiles(path);
-    return name.endsWith('.ts') && !name.endsWith('.d.ts') ? [path] : [];
-  });
-}
 
 function hasModifier(node: ts.Node, kind: ts.SyntaxKind): boolean {
   return ts.canHaveModifiers(node) && (ts.getModifiers(node) ?? []).some((m) => m.kind === kind);
@@ -85,7 +78,7 @@ describe('API reference: doc comments of lib/constructs', () => {
   });
 
   it('documents every public property of the construct library', () => {
-    const files = sourceFiles(CONSTRUCTS);
+    const files = typeScriptFiles(CONSTRUCTS);
     expect(files.length).toBeGreaterThan(0);
     const problems = files.flatMap((file) => undocumentedProps(file, readFileSync(file, 'utf8')));
     // The message lists each property, so the fix is a doc comment at that line.

@@ -2,7 +2,8 @@
  * What the cache needs from a storage backend. Keys are relative, slash-separated names such as
  * `blobs/sha256/ab/ab12…/data`; each driver maps them under its own root (rootdirectory, prefix).
  *
- * The contract every driver keeps (checked by test/integration/storage-conformance):
+ * The contract every driver keeps (checked by test/support/storage-conformance.ts, which each
+ * test/integration/storage-*.test.ts runs against its driver):
  * - Nothing is visible under a key until `commit()` of a write returns; a write that is aborted, or whose
  *   process dies, never becomes visible. Two writers of one key never produce a mixture: the last commit wins
  *   whole. This is what lets several replicas share one store.

@@ -26,10 +26,10 @@ const READ_BUDGET = 4 * MAX_READ;
 
 /**
  * The read size for a stored blob when `openReads` blobs (this one included) are being read. Large reads mean fewer
- * event-loop turns per byte: one client gets 632 MiB/s with 1 MiB reads, 481 with 256 KiB ones (bench/, issue 8).
- * But a stream to a slow client holds up to two reads (one buffered, one queued on its socket), and every read
- * leaves garbage until V8 collects it, so the reads shrink as clients add up, in 64 KiB steps: 100 slow clients hold
- * about 31 MiB, where fixed 1 MiB reads would hold 200 (an 8 MiB budget pushed the bench's peak RSS past 150 MiB).
+ * event-loop turns per byte, so one client is served fastest with MAX_READ. But a stream to a slow client holds up
+ * to two reads (one buffered, one queued on its socket), and every read leaves garbage until V8 collects it, so the
+ * reads shrink as clients add up, in 64 KiB steps, and the reads of all open streams stay near READ_BUDGET
+ * (figures: bench/results/design-figures.md).
  */
 export function readSize(openReads: number): number {
   const share = Math.floor(READ_BUDGET / Math.max(1, openReads) / MIN_READ) * MIN_READ;

@@ -10,7 +10,7 @@ import { ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { readFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { requireTool, waitFor } from '../../support/tools';
+import { requireTool, waitFor } from '../../../harness/tools';
 import { TEST_DOCKER_SOCK } from '../../terraform-provider-docker/engine';
 
 const execFileAsync = promisify(execFile);

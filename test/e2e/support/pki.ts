@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { requireTool } from '../../support/tools';
+import { requireTool } from '../../../harness/tools';
 
 export interface TestCa {
   readonly dir: string;

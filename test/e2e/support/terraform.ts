@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TerraformStack, Testing } from 'cdktf';
-import { requireTool } from '../../support/tools';
+import { requireTool } from '../../../harness/tools';
 
 /** Synthesizes a stack built by `build` into `dir`/main.tf.json, the working directory Terraform runs in. */
 export function writeStack(dir: string, build: (stack: TerraformStack) => void): void {

@@ -15,6 +15,7 @@ import { silentLogger } from '../../../lib/cache/log';
 import { blobKey, parseDigest, type Digest } from '../../../lib/cache/reference';
 import type { StorageDriver } from '../../../lib/cache/storage';
 import { FilesystemDriver } from '../../../lib/cache/storage/filesystem';
+import { sleep, until } from '../../../harness/tools';
 
 function digestOf(data: Buffer): Digest {
   const parsed = parseDigest(`sha256:${createHash('sha256').update(data).digest('hex')}`);
@@ -33,14 +34,7 @@ function collect(stream: Readable): { chunks: Buffer[]; done: Promise<{ ok: bool
   return { chunks, done };
 }
 
-const tick = () => new Promise((r) => setTimeout(r, 50));
 const size = (chunks: Buffer[]) => chunks.reduce((n, c) => n + c.length, 0);
-
-/** Waits (bounded) until `check` holds; the machine may be busy, so no fixed sleeps decide an assertion. */
-async function until(check: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check() && Date.now() < deadline) await tick();
-}
 
 describe('BlobFill', () => {
   let root: string;
@@ -74,11 +68,11 @@ describe('BlobFill', () => {
     expect(busy.has(blobKey(digest))).toBe(true);
     const early = collect(started.fill.reader()!);
     body.write(data.subarray(0, 60_000));
-    await tick();
+    await sleep(50);
     const late = collect(started.fill.reader()!);
     body.write(data.subarray(60_000));
     await until(() => size(early.chunks) >= data.length - 1 && size(late.chunks) >= data.length - 1);
-    await tick(); // and a moment more: the last byte must not follow
+    await sleep(50); // and a moment more: the last byte must not follow
     // Every byte is upstream-delivered and spooled, but not verified: readers miss exactly the last byte.
     expect(Buffer.concat(early.chunks).length).toBe(data.length - 1);
     expect(Buffer.concat(late.chunks).length).toBe(data.length - 1);
@@ -103,7 +97,7 @@ describe('BlobFill', () => {
     const head = collect(started.fill.reader({ start: 0, end: 99 })!);
     body.write(data);
     await until(() => size(head.chunks) >= 99);
-    await tick();
+    await sleep(50);
     expect(Buffer.concat(head.chunks).equals(data.subarray(0, 99))).toBe(true);
     body.end();
     const result = await head.done;

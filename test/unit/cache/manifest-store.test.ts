@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { ManifestStore, type StoredManifest } from '../../../lib/cache/manifest-store';
 import { manifestKey, parseDigest, tagKey, type Digest } from '../../../lib/cache/reference';
 import { FilesystemDriver } from '../../../lib/cache/storage/filesystem';
+import { sleep } from '../../../harness/tools';
 
 const MEDIA_TYPE = 'application/vnd.oci.image.manifest.v1+json';
 
@@ -76,7 +77,7 @@ test('a tag record younger than tagttl comes from memory; an older one is read f
   const second = { digest: manifestOf(Buffer.from('b')).digest.text, mediaType: MEDIA_TYPE, checkedAt: Date.now() + 50 };
   await new ManifestStore(storage, ttl).writeTag('team/app', 'latest', second);
   expect(await store.readTag('team/app', 'latest')).toEqual(first); // still fresh in memory
-  await new Promise((r) => setTimeout(r, ttl + 20));
+  await sleep(ttl + 20);
   expect(await store.readTag('team/app', 'latest')).toEqual(second); // stale in memory: storage's record
 
   await store.deleteTag('team/app', 'latest');

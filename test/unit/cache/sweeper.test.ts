@@ -10,6 +10,7 @@ import { createCacheMetrics } from '../../../lib/cache/metrics';
 import { FilesystemDriver } from '../../../lib/cache/storage/filesystem';
 import { CacheEvents } from '../../../lib/cache/events';
 import { manifestKeyOfTag, SHARDS, sweep, Sweeper } from '../../../lib/cache/sweeper';
+import { sleep } from '../../../harness/tools';
 
 const DAY = 86_400_000;
 let root: string;
@@ -144,13 +145,13 @@ describe('sweep', () => {
   it('removes temp files of writes older than the longest fill, and not a write in progress', async () => {
     const dead = await storage.write('blobs/sha256/aa/dead/data');
     dead.stream.write(randomBytes(1000));
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
     const [deadFile] = readdirSync(join(root, '_uploads'));
     const t = new Date(Date.now() - 2 * 3_600_000);
     utimesSync(join(root, '_uploads', deadFile), t, t);
     const live = await storage.write('blobs/sha256/bb/live/data');
     live.stream.write(randomBytes(1000));
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
 
     const result = await sweep(storage, { isBusy: idle, staleWriteAgeMs: 3_600_000 });
 
@@ -327,11 +328,11 @@ describe('Sweeper', () => {
     sweeper.start();
     await blobInShard(0x42, 10, 5000);
     const deadline = Date.now() + 5000;
-    while ((await keys('blobs/')).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while ((await keys('blobs/')).length > 0 && Date.now() < deadline) await sleep(20);
     expect(await keys('blobs/')).toEqual([]);
     await sweeper.stop();
     await blobInShard(0x43, 10, 5000);
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     expect(await keys('blobs/')).toHaveLength(1); // stopped: nothing more is removed
   });
 });

@@ -1,6 +1,7 @@
 import { formatBytes, formatDuration, formatEta, renderTable } from '../../../lib/cli/format';
 import { Limit } from '../../../lib/cli/limit';
 import { BarReporter, LineReporter, summaryTable } from '../../../lib/cli/progress';
+import { sleep } from '../../../harness/tools';
 
 const sink = (isTTY = false) => {
   const chunks: string[] = [];
@@ -84,7 +85,7 @@ describe('Limit', () => {
     const tasks = Array.from({ length: 20 }, (_, i) =>
       limit.run(async () => {
         peak = Math.max(peak, ++active);
-        await new Promise((r) => setTimeout(r, 2 + (i % 4)));
+        await sleep(2 + (i % 4));
         active--;
         return i;
       }),

@@ -1,7 +1,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { CacheNodes, SwarmConnection } from '../../../lib/constructs';
 import { RECONCILE_LABELS, REMOVE_OWNED_LABELS } from '../../../lib/constructs/cache-nodes';
-import { requireTool } from '../../support/tools';
+import { requireTool } from '../../../harness/tools';
 import { newStack, synth, synthesizedPath, synthesizedValue, validationErrors } from './helpers';
 
 describe('CacheNodes', () => {

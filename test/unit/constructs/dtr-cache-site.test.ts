@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { requireTool } from '../../support/tools';
+import { requireTool } from '../../../harness/tools';
 import { TerraformStack, TerraformVariable, Testing } from 'cdktf';
 import { DockerProvider } from '@cdktf/provider-docker/lib/provider';
 import { DtrCacheSite, DtrCacheSiteProps, LoadBalancer, SecretSource, StorageBackend, SwarmConnection } from '../../../lib/constructs';

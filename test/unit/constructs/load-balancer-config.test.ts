@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LoadBalancerConfigOptions, renderHaproxyConfig, renderHaproxySwarmConfig, renderNginxStreamConfig } from '../../../lib/constructs';
-import { requireTool } from '../../support/tools';
+import { requireTool } from '../../../harness/tools';
 
 const TWO_NODES: LoadBalancerConfigOptions = {
   name: 'dtr-cache-asia',

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { App, TerraformStack } from 'cdktf';
 import { DtrCacheSite, SecretSource, SwarmConnection } from '../../../lib/constructs';
-import { requireTool } from '../../support/tools';
+import { requireTool } from '../../../harness/tools';
 import { asiaSiteProps, fixture, TfJson } from './helpers';
 
 const root = mkdtempSync(join(tmpdir(), 'dtr-cache-portable-'));

@@ -10,7 +10,7 @@ import { TerraformStack } from 'cdktf';
 import { stackDirectory } from '../../../lib/constructs/base/deploy-path';
 import { CacheConfig, CacheTls, SecretSource, SharedStorage, StorageBackend } from '../../../lib/constructs';
 import { loadConfig } from '../../../lib/config';
-import { requireTool } from '../../support/tools';
+import { requireTool } from '../../../harness/tools';
 import { fixture, newStack, NOW, onlyResource, resourceNamed, synth } from './helpers';
 
 describe('deploy-time expressions under terraform console', () => {

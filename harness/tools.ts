@@ -1,5 +1,6 @@
 /**
- * Real components the tests need. A missing one fails the test with what to install; nothing skips silently.
+ * Real components the tests and benchmarks need, and the one way they wait. A missing component fails the test
+ * with what to install; nothing skips silently.
  */
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -57,7 +58,25 @@ export async function waitFor(what: string, check: () => Promise<boolean>, timeo
     } catch (err) {
       lastError = err;
     }
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
+}
+
+/** Resolves after `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Polls `check` every 50 ms until it holds or `timeoutMs` passed; resolves whether it held. The machine may be
+ * busy, so no fixed sleep decides an assertion.
+ */
+export async function until(check: () => boolean, timeoutMs = 5000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() >= deadline) return false;
+    await sleep(50);
+  }
+  return true;
 }

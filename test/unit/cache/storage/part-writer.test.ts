@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { partWriter } from '../../../lib/cache/storage/part-writer';
+import { partWriter } from '../../../../lib/cache/storage/part-writer';
+import { sleep } from '../../../../harness/tools';
 
 describe('partWriter', () => {
   test('cuts the stream into full parts plus a tail, in order, with bounded parts in flight', async () => {
@@ -16,7 +17,7 @@ describe('partWriter', () => {
       concurrency: 2,
       sendPart: async (part, index) => {
         maxInFlight = Math.max(maxInFlight, ++inFlight);
-        await new Promise((r) => setTimeout(r, 5 + (index % 3) * 5)); // out-of-order completion
+        await sleep(5 + (index % 3) * 5); // out-of-order completion
         parts[index] = part;
         inFlight--;
       },

@@ -1,5 +1,5 @@
-import { ossToS3Options } from '../../../lib/cache/storage/oss';
-import { s3ClientConfig } from '../../../lib/cache/storage/s3';
+import { ossToS3Options } from '../../../../lib/cache/storage/oss';
+import { s3ClientConfig } from '../../../../lib/cache/storage/s3';
 
 const base = { accesskeyid: 'id', accesskeysecret: 'secret', region: 'oss-cn-beijing', bucket: 'b' };
 

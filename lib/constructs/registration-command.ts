@@ -7,6 +7,7 @@
 export interface RegisterCommandOptions {
   /** DTR base URL. */
   readonly dtr: string;
+  /** The cache's name in DTR. */
   readonly name: string;
   /** The cache URL users reach. */
   readonly host: string;

@@ -6,8 +6,8 @@
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createOssDriver } from '../../../lib/cache/storage/oss';
-import type { StorageDriver } from '../../../lib/cache/storage';
+import { createOssDriver } from '../../../../lib/cache/storage/oss';
+import type { StorageDriver } from '../../../../lib/cache/storage';
 
 interface OssFixture {
   readonly port: number;

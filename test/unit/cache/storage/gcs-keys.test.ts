@@ -1,6 +1,6 @@
-import { gcsSchema } from '../../../lib/config/storage-schema';
-import { createGcsDriver, DEFAULT_CHUNK_SIZE, gcsChunkSize, gcsStorageOptions, gcsTempName } from '../../../lib/cache/storage/gcs';
-import { rootPrefix } from '../../../lib/cache/storage/object-store';
+import { gcsSchema } from '../../../../lib/config/storage-schema';
+import { createGcsDriver, DEFAULT_CHUNK_SIZE, gcsChunkSize, gcsStorageOptions, gcsTempName } from '../../../../lib/cache/storage/gcs';
+import { rootPrefix } from '../../../../lib/cache/storage/object-store';
 
 describe('GCS object names under rootdirectory', () => {
   test('rootdirectory becomes a prefix without leading slash; none means the bucket root', () => {
