@@ -67,8 +67,9 @@ describe('terraform validate and plan', () => {
     const plan = await tf.plan();
     expect(plan.status).toBe(2);
     const lines = planLines(plan);
-    // Per site: config, 2 secrets, service, label owner and label step, storage preflight and volume removal.
-    expect(lines).toContain('Plan: 16 to add, 0 to change, 0 to destroy.');
+    // Per site: config, 2 secrets, service, label owner and label step, storage preflight and volume removal, and the
+    // replicas' overlay network.
+    expect(lines).toContain('Plan: 18 to add, 0 to change, 0 to destroy.');
     expect(lines.filter((l) => /# docker_service\./.test(l))).toHaveLength(2);
     // The europe site's resources use its aliased provider, which terraform validate accepted.
     const json = JSON.parse(readFileSync(join(dirs.twoSites, 'cdk.tf.json'), 'utf8'));

@@ -115,8 +115,11 @@ test(`two replicas of a swarm service on one store, ${CLIENTS} concurrent pulls 
   const { ms, received } = await pullConcurrently(replicas, 'team/app', digests, CLIENTS);
   for (const { want, got } of received) expect(got).toBe(want);
   const perBlob = await upstreamGetsPerBlob(upstream!, digests);
-  const logs = docker(['service', 'logs', '--raw', SERVICE]);
-  const lines = logs.split('\n');
+  // Each task container's own log (stdout, one JSON object per line): `docker service logs` can lag behind it.
+  const lines = docker(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${SERVICE}`])
+    .split('\n')
+    .filter(Boolean)
+    .flatMap((id) => docker(['logs', id]).split('\n'));
   const count = (msg: string) => lines.filter((l) => l.includes(`"msg":"${msg}"`)).length;
   const endpoints = count('replica endpoint listening');
   const fetched = count('blob miss; fetching from upstream');
@@ -127,7 +130,8 @@ test(`two replicas of a swarm service on one store, ${CLIENTS} concurrent pulls 
       `fills streamed from the other replica ${streamed}`,
   );
   expect(perBlob).toEqual(image.blobs.map(() => 1));
-  expect(endpoints).toBe(2);
+  // One endpoint per worker process of each replica (the image runs --workers auto).
+  expect(endpoints).toBeGreaterThanOrEqual(2);
   expect(fetched).toBe(image.blobs.length);
   // The big layer's fill takes 2 s at the link's 4 MiB/s: the other replica's clients arrive during it.
   expect(streamed).toBeGreaterThanOrEqual(1);
