@@ -30,7 +30,7 @@ start() {
   fi
   # The cache image the end-to-end tests deploy, built once here from the working tree (on bases made from the host's
   # node: no Docker Hub), so each test that needs it finds it whatever order jest runs them in. swarm-deploy.test.ts
-  # builds it again (a layer-cache hit) and pushes it to the registry it runs on 127.0.0.1:5000.
+  # builds it again under its own name (a layer-cache hit) and pushes that to the registry it runs on 127.0.0.1:5000.
   local base=127.0.0.1:5000/dtr-cache-base:local build=127.0.0.1:5000/dtr-cache-build-base:local
   RUNTIME_IMAGE=$base BUILD_IMAGE=$build bash "$root/scripts/build-base-image.sh" >/dev/null
   DOCKER_BUILDKIT=0 docker build -q -t "$e2e_image" --build-arg "BASE_IMAGE=$base" --build-arg "BUILD_IMAGE=$build" "$root" >/dev/null

@@ -26,7 +26,10 @@ import { synthSite } from './support/site';
 jest.setTimeout(420_000);
 
 const ROOT = resolve(__dirname, '../..');
-const IMAGE = '127.0.0.1:5000/dtr-cache:e2e';
+// Not the shared 127.0.0.1:5000/dtr-cache:e2e that other deploy tests run unpinned: while this test's registry serves
+// its push, the provider would pin any service created meanwhile under that name to the digest (QueryRegistry on
+// create) and their next plan would show the pin removed.
+const IMAGE = '127.0.0.1:5000/dtr-cache-pushed:e2e';
 const BASE = '127.0.0.1:5000/dtr-cache-base:local';
 const BUILD_BASE = '127.0.0.1:5000/dtr-cache-build-base:local';
 const REPO = 'team/app';

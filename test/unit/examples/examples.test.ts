@@ -2,7 +2,7 @@
  * Snapshots of every example's synthesized stacks, with fixed test certificates and a fixed clock so the content is
  * deterministic; the repository's path is replaced by <repo> so the snapshots hold on any checkout.
  */
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { App, TerraformStack, Testing } from 'cdktf';
 import { buildThreeDatacenters } from '../../../examples/three-datacenters/main';
@@ -17,7 +17,8 @@ import { fixtureTls, NOW, validationErrors } from '../constructs/helpers';
 const REPO = join(__dirname, '..', '..', '..');
 const options: ExampleOptions = { outdir: join(REPO, '.test-run', 'examples-snapshot'), tls: () => fixtureTls(), now: NOW };
 
-// App creates its outdir; nothing is synthesized to disk here, so remove it afterwards.
+// App creates its outdir (not its parents); nothing is synthesized to disk here, so remove it afterwards.
+mkdirSync(join(REPO, '.test-run'), { recursive: true });
 afterAll(() => rmSync(options.outdir ?? '', { recursive: true, force: true }));
 
 const stacksOf = (app: App): TerraformStack[] => app.node.children.filter((c): c is TerraformStack => c instanceof TerraformStack);
