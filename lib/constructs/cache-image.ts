@@ -76,7 +76,10 @@ const propsSchema = z
   });
 
 export class CacheImage extends Construct {
-  /** What the service runs: the reference pinned to its digest (`name:tag@sha256:…`), or name@digest of the pushed image. */
+  /**
+   * What the service runs: the reference pinned to its digest (`name:tag@sha256:…`; as given when it has a digest or
+   * resolveDigest is false), or name@digest of the pushed image.
+   */
   public readonly imageRef: string;
   /** The image name as given (reference or build name), for summaries. */
   public readonly displayName: string;
