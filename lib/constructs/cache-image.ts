@@ -1,13 +1,16 @@
 /**
  * The cache image the service runs: a given reference, or built (`docker_image` with a build block) and pushed
  * (`docker_registry_image`) to a registry every swarm node can pull from: by default from the installed dtr-cache-site
- * package (its image/Dockerfile, compiled dist/ and lockfile), or from a context given. A built image is referenced by
- * digest, so a rebuild rolls the service and every node runs the same bytes.
+ * package (its image/Dockerfile, compiled dist/ and lockfile), or from a context given. Either way the service runs
+ * the image by digest, as kreuzwerker/docker asks: a given tag is resolved at plan time (the `docker_registry_image`
+ * data source), a built image is pushed first. So a new push or a rebuild rolls the service, every node runs the same
+ * bytes, and the plan after an apply has no changes.
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Construct } from 'constructs';
-import { Token } from 'cdktf';
+import { Fn, Token } from 'cdktf';
+import { DataDockerRegistryImage } from '@cdktf/provider-docker/lib/data-docker-registry-image';
 import { Image } from '@cdktf/provider-docker/lib/image';
 import { RegistryImage } from '@cdktf/provider-docker/lib/registry-image';
 import { z } from 'zod';
@@ -36,6 +39,18 @@ export interface CacheImageProps {
   readonly reference?: string;
   /** Build and push from the Dockerfile. Exclusive with reference. @default none */
   readonly build?: CacheImageBuildOptions;
+  /**
+   * Pin a `reference` without a digest to the digest its registry serves for the tag, read at plan time by the
+   * provider's `docker_registry_image` data source: the service runs `name:tag@sha256:…`, and a new push under the
+   * tag rolls it on the next apply. The machine running Terraform must reach the registry over https (http only
+   * when the provider's `registry_auth` names the registry with `http://`); a private registry needs its credentials
+   * in the provider's `registry_auth`. With false the tag runs as given, and when the registry served the image at
+   * create, kreuzwerker/docker 3.6.2 stores the digest the Docker client pinned (`name:tag@sha256:…`): the first plan
+   * after the apply then shows an in-place update of the service's image (the digest removed), which rolls the
+   * service onto the bare tag. A reference with a digest runs as given either way. Only with reference.
+   * @default true
+   */
+  readonly resolveDigest?: boolean;
 }
 
 /** An image reference that names its registry host (a dot, a colon or localhost before the first slash). */
@@ -50,18 +65,28 @@ const propsSchema = z
       .object({ name: withRegistryHost, context: z.string().min(1).optional(), dockerfile: z.string().optional() })
       .loose()
       .optional(),
+    resolveDigest: z.boolean().optional(),
   })
   .refine((p) => (p.reference === undefined) !== (p.build === undefined), {
     message: 'give exactly one of reference (a prebuilt image) or build (from the Dockerfile)',
+  })
+  .refine((p) => p.build === undefined || p.resolveDigest === undefined, {
+    message: 'applies to reference only (a built image always runs by the digest of its push)',
+    path: ['resolveDigest'],
   });
 
 export class CacheImage extends Construct {
-  /** What the service runs: the reference, or name@digest of the pushed image. */
+  /**
+   * What the service runs: the reference pinned to its digest (`name:tag@sha256:…`; as given when it has a digest or
+   * resolveDigest is false), or name@digest of the pushed image.
+   */
   public readonly imageRef: string;
   /** The image name as given (reference or build name), for summaries. */
   public readonly displayName: string;
   /** Whether the image is built and pushed by this stack. */
   public readonly built: boolean;
+  /** The data source that reads the reference's digest; undefined for a built image, a digest given, or resolveDigest false. */
+  public readonly registryDigest?: DataDockerRegistryImage;
 
   constructor(scope: Construct, id: string, props: CacheImageProps) {
     super(scope, id);
@@ -84,9 +109,22 @@ export class CacheImage extends Construct {
       this.displayName = b.name;
       this.built = true;
     } else {
-      this.imageRef = props.reference ?? '';
-      this.displayName = this.imageRef;
+      const reference = props.reference ?? '';
+      this.displayName = reference;
       this.built = false;
+      const unresolved = Token.isUnresolved(reference);
+      if ((props.resolveDigest ?? true) && reference !== '' && (unresolved || !reference.includes('@'))) {
+        this.registryDigest = new DataDockerRegistryImage(this, 'Digest', { name: reference });
+        // The tag is kept (`name:tag@digest`, what the Docker CLI's own pinning makes): a reference with a digest is
+        // sent as is (the Docker client's QueryRegistry leaves it unchanged), the engine stores that string, and the
+        // provider's Read sets it back, so plan and state agree; the engine pulls by the digest, and the tag stays
+        // readable in plans and `docker service ls`. It also needs no parsing, which a reference given as a Terraform
+        // expression would not allow: such a reference is pinned unless it holds a digest when Terraform resolves it.
+        const pinned = `${reference}@${this.registryDigest.sha256Digest}`;
+        this.imageRef = unresolved ? Token.asString(Fn.conditional(Fn.strcontains(reference, '@'), reference, pinned)) : pinned;
+      } else {
+        this.imageRef = reference;
+      }
     }
   }
 }

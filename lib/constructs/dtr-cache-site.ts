@@ -3,7 +3,7 @@
  * `dtr-cache plan` summarizes. Usually one per TerraformStack, since each datacenter is its own swarm.
  */
 import { Construct } from 'constructs';
-import { Annotations, App, Fn, TerraformOutput, TerraformResource, TerraformStack, Token } from 'cdktf';
+import { Annotations, App, Fn, TerraformDataSource, TerraformOutput, TerraformResource, TerraformStack, Token } from 'cdktf';
 import { DockerProvider } from '@cdktf/provider-docker/lib/provider';
 import { z } from 'zod';
 import { SwarmConnection } from './base/swarm-connection';
@@ -356,14 +356,19 @@ export class DtrCacheSite extends Construct {
     });
   }
 
-  /** Names the site's provider on its docker resources where needed, and keeps MKE's labels out of every plan. */
+  /** Names the site's provider on its docker resources and data sources where needed, and keeps MKE's labels out of every plan. */
   private nameProvider(providerGiven: boolean): void {
-    const dockerResources = this.node
+    const dockerElements = this.node
       .findAll()
-      .filter((c): c is TerraformResource => c instanceof TerraformResource && c.terraformResourceType.startsWith('docker_'));
-    // An aliased or given provider is named on every docker resource; the stack's default provider needs no naming.
+      .filter(
+        (c): c is TerraformResource | TerraformDataSource =>
+          (c instanceof TerraformResource || c instanceof TerraformDataSource) && c.terraformResourceType.startsWith('docker_'),
+      );
+    const dockerResources = dockerElements.filter((c): c is TerraformResource => c instanceof TerraformResource);
+    // An aliased or given provider is named on every docker resource and data source (the image's digest is read with
+    // the registry_auth of the site's provider); the stack's default provider needs no naming.
     if (this.provider.alias !== undefined || providerGiven) {
-      for (const r of dockerResources) r.provider = this.provider;
+      for (const r of dockerElements) r.provider = this.provider;
     }
     // MKE stamps labels of its own (owner, collection) on services, secrets and networks; without ignore_changes every
     // plan would undo them (and replace the secrets, whose labels force a new one). A client bundle means MKE (UCP).
@@ -382,7 +387,7 @@ export class DtrCacheSite extends Construct {
   ): void {
     const outputs: Record<string, { value: string | number | boolean | string[]; description: string }> = {
       cache_url: { value: this.cacheUrl, description: 'URL users pull from' },
-      image: { value: this.image.imageRef, description: 'image the service runs (name@digest when built here)' },
+      image: { value: this.image.imageRef, description: 'image the service runs (pinned to its digest unless resolveDigest is false)' },
       replicas: { value: summary.replicas, description: 'number of cache replicas' },
       storage_kind: { value: summary.storage, description: 'where cached content is kept' },
       service_name: { value: this.service.service.name, description: 'swarm service of the cache (docker service ps <name>)' },

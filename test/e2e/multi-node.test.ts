@@ -97,7 +97,8 @@ function synth(roles: Role[]): string {
       key: SecretSource.fromFile(cacheCert.key),
       dtrCa: SecretSource.fromFile(join(work, 'pki', 'ca.crt')),
     },
-    image: { reference: IMAGE },
+    // The image is loaded into the engines, never pushed: no registry serves its digest (the tag runs as is).
+    image: { reference: IMAGE, resolveDigest: false },
     storage: StorageBackend.azure({
       accountName: azurite.accountname,
       accountKey: SecretSource.fromFile(join(work, 'azure-account-key')),

@@ -24,7 +24,8 @@ const base = (datacenter: string): DtrCacheSiteProps => ({
   nodes: [`cache-${datacenter}-1`, `cache-${datacenter}-2`],
   storage: StorageBackend.nfs({ server: `nfs.${datacenter}.example.com` }),
   tls: fixtureTls(),
-  image: { reference: '127.0.0.1:5000/dtr-cache:e2e' },
+  // Plans only, with no registry: the tag is not resolved to a digest.
+  image: { reference: '127.0.0.1:5000/dtr-cache:e2e', resolveDigest: false },
   now: NOW,
 });
 
@@ -46,7 +47,7 @@ function synthesize(): { twoSites: string; variables: string } {
     upstreams: [v('dtr_url').stringValue],
     nodes: v('cache_nodes', 'list(string)').listValue,
     replicas: 2,
-    image: { reference: v('cache_image').stringValue },
+    image: { reference: v('cache_image').stringValue, resolveDigest: false },
     connection: SwarmConnection.localSocket(TEST_DOCKER_SOCK),
   });
   app.synth();

@@ -1,9 +1,10 @@
 /**
  * End to end on the shared dockerd's one-node swarm: build the cache image from the Dockerfile (on a base made
  * from the host's node, no Docker Hub), push it to a local registry on 127.0.0.1:5000, start a token-protected
- * TLS upstream standing in for DTR, synthesize a site with DtrCacheSite, deploy it with the real `terraform` binary
- * (init, apply; the docker provider is the test stand-in of kreuzwerker/docker 3.6.2), check that a second plan has
- * no changes, then pull through the deployed cache with docker and skopeo, check that a client without a token is
+ * TLS upstream standing in for DTR, synthesize a site with DtrCacheSite given the image's tag, deploy it with the real
+ * `terraform` binary (init, apply; the docker provider is the test stand-in of kreuzwerker/docker 3.6.2, which reads
+ * the tag's digest from that registry at plan time), check that the service runs the pushed digest and that a second
+ * plan has no changes, then pull through the deployed cache with docker and skopeo, check that a client without a token is
  * refused, rotate the certificate and watch a pulling client during the rolling update, plan again, and destroy.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -47,8 +48,8 @@ let upstream: TestRegistry | undefined;
 let issuer: TokenIssuer | undefined;
 let tf: TerraformDeploy | undefined;
 let destroyed = false;
-/** Pinned by digest, as kreuzwerker/docker's documentation asks (on create the provider pins an unpinned tag). */
-let pinnedImage = IMAGE;
+/** The digest the push gave IMAGE; the site pins the tag to it (on create the provider would pin an unpinned tag). */
+let pushedDigest = '';
 const figures: Record<string, unknown> = {};
 let certsDir: string | undefined;
 let ca: TestCa;
@@ -172,7 +173,9 @@ function site(certificate: { certificate: string; key: string }, outdir: string)
     upstream: upstreamUrl,
     host: 'localhost',
     port: cachePort,
-    image: pinnedImage,
+    image: IMAGE,
+    // The image registry serves plain http: registry_auth names it so (the provider reads digests over https otherwise).
+    registryAuth: [{ address: `http://${IMAGE.split('/')[0]}`, authDisabled: true }],
     nodes: [nodeId],
     certificateFile: certificate.certificate,
     keyFile: certificate.key,
@@ -213,7 +216,7 @@ beforeAll(async () => {
     const digests = JSON.parse(docker(['image', 'inspect', '-f', '{{json .RepoDigests}}', IMAGE])) as string[];
     const digest = digests.find((d) => d.startsWith(`${IMAGE.replace(/:[^:/]+$/, '')}@`))?.split('@')[1];
     if (!digest) throw new Error(`no digest of ${IMAGE} after the push: ${digests.join(', ')}`);
-    pinnedImage = `${IMAGE}@${digest}`;
+    pushedDigest = digest;
   });
 
   // The upstream listens on the docker bridge's gateway: the host's own address that task containers can reach.
@@ -305,6 +308,13 @@ describe('the synthesized site on a real swarm', () => {
     // only once it passed.
     expect(container.State.Health.Status).toBe('healthy');
     expect(container.Config.User).toBe('10001:10001');
+    // The tag, pinned at plan time to the digest the registry serves: what the engine runs, and what state holds.
+    const service = await engine.request<{ Spec: { TaskTemplate: { ContainerSpec: { Image: string } } } }>(
+      'GET',
+      '/services/dtr-cache-e2e',
+    );
+    figures['service image'] = service.Spec.TaskTemplate.ContainerSpec.Image;
+    expect(service.Spec.TaskTemplate.ContainerSpec.Image).toBe(`${IMAGE}@${pushedDigest}`);
     expect((await tf.outputs()).Site_cache_url).toBe(`https://localhost:${cachePort}`);
 
     const plan = await timed('terraform plan after apply', () => tf!.plan());

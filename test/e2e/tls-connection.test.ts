@@ -149,7 +149,8 @@ test('a site deployed through a client bundle to a --tlsverify TCP engine: servi
       key: SecretSource.fromFile(cacheCert.key),
       dtrCa: SecretSource.fromFile(join(bundle, 'ca.pem')),
     },
-    image: { reference: IMAGE },
+    // The image is loaded into the engines, never pushed: no registry serves its digest (the tag runs as is).
+    image: { reference: IMAGE, resolveDigest: false },
     connection,
     port: CACHE_PORT,
     // No IPVS on these machines: host-mode publishing, the external load balancer mode.

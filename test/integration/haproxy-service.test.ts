@@ -118,7 +118,8 @@ beforeAll(async () => {
       key: SecretSource.fromFile(cacheCert.key),
       dtrCa: SecretSource.fromFile(ca.caCert),
     },
-    image: { reference: CACHE_IMAGE },
+    // The shared engine's image, never pushed: no registry serves its digest (the tag runs as is).
+    image: { reference: CACHE_IMAGE, resolveDigest: false },
     connection: SwarmConnection.localSocket(TEST_DOCKER_SOCK),
     port: lbPort,
     // Host mode: no IPVS here, so the routing mesh cannot carry the load balancer's port.

@@ -1,6 +1,6 @@
 /**
- * The tfplugin5.Provider service: schemas, validation, configuration, and the resource lifecycle (plan as the SDK
- * does, apply and read through the resources' Engine API implementations).
+ * The tfplugin5.Provider service: schemas, validation, configuration, the resource lifecycle (plan as the SDK
+ * does, apply and read through the resources' Engine API implementations), and the data sources' reads.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -8,7 +8,8 @@ import * as grpc from '@grpc/grpc-js';
 import { Engine } from './engine';
 import { normalizeBlocks, Path, planResource } from './planner';
 import { ProviderContext, RESOURCES } from './resources';
-import { objectType, resourceType, SCHEMAS, wireBlock, withImplicit } from './schema';
+import { dataSourceType, objectType, resourceType, SCHEMAS, wireBlock, withImplicit } from './schema';
+import { readRegistryImage } from './registry-image-data';
 import { RegistryAuth } from './service';
 import { decodeValue, encodeValue, ObjectValue, UNKNOWN, Value } from './values';
 
@@ -33,6 +34,11 @@ const NOT_IMPLEMENTED: Record<string, string[][]> = {
     ['mode', 'global'],
   ],
   docker_image: [['build'], ['platform'], ['triggers']],
+};
+
+/** The data sources the stand-in reads, by type (each as its ReadContext in the provider). */
+const DATA_SOURCES: Record<string, (ctx: ProviderContext, config: ObjectValue) => Promise<ObjectValue>> = {
+  docker_registry_image: readRegistryImage,
 };
 
 function decode(v: DynamicValue | undefined): Value {
@@ -94,6 +100,10 @@ export class ProviderService {
       ReadResource: unary((req) => this.read(req)),
       PlanResourceChange: unary((req) => this.plan(req)),
       ApplyResourceChange: unary((req) => this.apply(req)),
+      ValidateDataSourceConfig: unary((req) => ({
+        diagnostics: this.validate(String(req.type_name), decode(req.config as DynamicValue)),
+      })),
+      ReadDataSource: unary((req) => this.readDataSource(req)),
       Stop: unary(() => {
         setImmediate(this.stop);
         return { Error: '' };
@@ -110,7 +120,12 @@ export class ProviderService {
           { version: r.version, block: wireBlock(withImplicit(r, true), r.version) },
         ]),
       ),
-      data_source_schemas: {},
+      data_source_schemas: Object.fromEntries(
+        Object.entries(SCHEMAS.dataSources).map(([type, r]) => [
+          type,
+          { version: r.version, block: wireBlock(withImplicit(r, true), r.version) },
+        ]),
+      ),
       diagnostics: [],
       server_capabilities: { plan_destroy: false, get_provider_schema_optional: false },
     };
@@ -178,6 +193,17 @@ export class ProviderService {
     return { new_state: { msgpack: encodeValue(next, objectType(attrs)) }, private: req.private, diagnostics: [] };
   }
 
+  /** The SDK's ReadDataSource: the config with its defaults applied, then the data source's Read on it. */
+  private async readDataSource(req: Request): Promise<Record<string, unknown>> {
+    const type = String(req.type_name);
+    const attrs = dataSourceType(type);
+    const read = DATA_SOURCES[type];
+    if (!read) throw new Error(`data source ${type} is not implemented by the test stand-in of kreuzwerker/docker`);
+    const { planned } = planResource(attrs, null, normalizeBlocks(attrs, decode(req.config as DynamicValue) as ObjectValue));
+    const state = await read(this.context(), known(planned) as ObjectValue);
+    return { state: { msgpack: encodeValue(normalizeBlocks(attrs, state), objectType(attrs)) }, diagnostics: [] };
+  }
+
   private plan(req: Request): Record<string, unknown> {
     const type = String(req.type_name);
     const attrs = resourceType(type);
@@ -228,16 +254,21 @@ export class ProviderService {
   }
 }
 
-/** The provider's registry_auth blocks: credentials given inline, or read from a docker config file. */
+/**
+ * The provider's registry_auth blocks (providerSetToRegistryAuth), by registry host: the address with https:// unless
+ * it names http://; credentials given inline, dummy ones with auth_disabled, or read from a docker config file.
+ */
 function registryAuths(blocks: ObjectValue[] | null): Record<string, RegistryAuth> {
   const out: Record<string, RegistryAuth> = {};
   for (const b of blocks ?? []) {
-    const address = String(b.address).replace(/^https?:\/\//, '');
-    if (b.auth_disabled === true) continue;
-    const username = (b.username as string | null) || process.env.DOCKER_REGISTRY_USER || '';
-    const password = (b.password as string | null) || process.env.DOCKER_REGISTRY_PASS || '';
+    // normalizeRegistryAddress and convertToHostname.
+    const serveraddress = /^https?:\/\//.test(String(b.address)) ? String(b.address) : `https://${String(b.address)}`;
+    const address = serveraddress.replace(/^https?:\/\//, '').split('/')[0];
+    const disabled = b.auth_disabled === true;
+    const username = disabled ? 'username' : (b.username as string | null) || process.env.DOCKER_REGISTRY_USER || '';
+    const password = disabled ? 'password' : (b.password as string | null) || process.env.DOCKER_REGISTRY_PASS || '';
     if (username) {
-      out[address] = { username, password, serveraddress: address };
+      out[address] = { username, password, serveraddress };
       continue;
     }
     const file = ((b.config_file as string | null) || process.env.DOCKER_CONFIG || '~/.docker/config.json').replace(/^~/, homedir());
@@ -245,7 +276,7 @@ function registryAuths(blocks: ObjectValue[] | null): Record<string, RegistryAut
     const entry = content ? (JSON.parse(content) as { auths?: Record<string, { auth?: string }> }).auths?.[address] : undefined;
     if (!entry?.auth) throw new Error(`registry_auth ${address}: no credentials (username/password, or an auths entry in ${file})`);
     const [user, ...pass] = Buffer.from(entry.auth, 'base64').toString().split(':');
-    out[address] = { username: user, password: pass.join(':'), serveraddress: address };
+    out[address] = { username: user, password: pass.join(':'), serveraddress };
   }
   return out;
 }

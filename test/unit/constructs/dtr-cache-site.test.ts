@@ -91,7 +91,10 @@ describe('DtrCacheSite', () => {
     const { stack } = site();
     const out = synth(stack).output;
     expect(out.asia_cache_url.value).toBe('https://cache.asia.example.com');
-    expect(out.asia_image.value).toBe('127.0.0.1:5000/dtr-cache:0.1.0');
+    // The tag pinned to the digest the registry serves, read at plan time.
+    expect(out.asia_image.value).toMatch(
+      /^127\.0\.0\.1:5000\/dtr-cache:0\.1\.0@\$\{data\.docker_registry_image\.asia_Image_Digest_\w+\.sha256_digest\}$/,
+    );
     expect(out.asia_replicas.value).toBe(2);
     expect(out.asia_storage_kind.value).toBe('nfs');
     expect(out.asia_nfs_export).toEqual({
@@ -217,7 +220,11 @@ describe('DtrCacheSite', () => {
       );
       const json = synth(stack);
       const service = onlyResource(json, 'docker_service');
-      expect(service.task_spec.container_spec.image).toBe('${var.cache_image}');
+      const digest = Object.keys(json.data.docker_registry_image)[0];
+      expect(json.data.docker_registry_image[digest].name).toBe('${var.cache_image}');
+      expect(service.task_spec.container_spec.image).toBe(
+        `\${strcontains(var.cache_image, "@") ? var.cache_image : "\${var.cache_image}@\${data.docker_registry_image.${digest}.sha256_digest}"}`,
+      );
       expect(service.mode.replicated.replicas).toBe(2);
       // config.yml holds the host and upstream: a local value (a template), encoded and named by Terraform.
       const config = onlyResource(json, 'docker_config');
@@ -359,6 +366,15 @@ describe('DtrCacheSite', () => {
         expect.arrayContaining(['docker.europe']),
       );
       for (const [name, r] of dockerResources) expect(r.provider).toBe(name.startsWith('europe_') ? 'docker.europe' : undefined);
+      // Each site reads its image's digest with its own provider (and that provider's registry_auth).
+      const digests = Object.entries(json.data.docker_registry_image as Record<string, TfJson>).map(([name, d]) => [
+        name.split('_')[0],
+        d.provider,
+      ]);
+      expect(digests.sort()).toEqual([
+        ['asia', undefined],
+        ['europe', 'docker.europe'],
+      ]);
       // Each site's label steps (and volume removal) reach its own swarm.
       const hosts = resourcesOf(json, 'terraform_data')
         .filter((r) => r.input)

@@ -6,6 +6,9 @@ import { mountFlag, preflightCommand, PROBE_PROGRAM, REMOVE_PROGRAM, SwarmConnec
 import { DtrCacheSite, StorageBackend } from '../../../lib/constructs';
 import { asiaSiteProps, newStack, onlyResource, resourcesOf, synth } from './helpers';
 
+/** The helpers' image reference pinned to the digest its registry serves (read at plan time). */
+const PINNED = /^127\.0\.0\.1:5000\/dtr-cache:0\.1\.0@\$\{data\.docker_registry_image\.asia_Image_Digest_\w+\.sha256_digest\}$/;
+
 describe('StoragePreflight', () => {
   it('mounts the volume as the service does: the NFS o= option quoted in the --mount CSV', () => {
     const stack = newStack('s', false);
@@ -21,7 +24,8 @@ describe('StoragePreflight', () => {
     expect(check?.triggers_replace).toEqual({
       volume: mount.source,
       nodes: 'cache-asia-1 cache-asia-2',
-      image: '127.0.0.1:5000/dtr-cache:0.1.0',
+      // The image the service runs: the tag pinned to its digest, so a new push under the tag checks again.
+      image: expect.stringMatching(PINNED),
       host: 'unix:///var/run/docker.sock',
     });
     const exec = check?.provisioner[0]['local-exec'];
@@ -54,7 +58,10 @@ describe('StoragePreflight', () => {
     expect(removal?.input.environment).toEqual({ DOCKER_HOST: 'unix:///var/run/docker.sock' });
     expect(removal?.input.nodes).toBe('cache-asia-1 cache-asia-2');
     expect(command).toContain('round remove $NODES');
-    expect(command).not.toMatch(/[$%]\{/);
+    // The one expression Terraform resolves in it is the image's digest (at plan, so state holds the command run).
+    const image = /^image='([^']*)'/m.exec(command)?.[1] ?? '';
+    expect(image).toMatch(PINNED);
+    expect(command.replace(image, '')).not.toMatch(/[$%]\{/);
     expect(REMOVE_PROGRAM).not.toContain("'");
   });
 

@@ -59,6 +59,7 @@ describe('the stand-in under terraform', () => {
         {
           provider: { block: { attributes: Record<string, { optional?: boolean; sensitive?: boolean }> } };
           resource_schemas: Record<string, { version: number; block: Record<string, any> }>;
+          data_source_schemas: Record<string, { version: number; block: Record<string, any> }>;
         }
       >;
     }; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -85,6 +86,13 @@ describe('the stand-in under terraform', () => {
     expect(svc.block.block_types.labels.nesting_mode).toBe('set');
     expect(docker.resource_schemas.docker_secret.block.attributes.data).toMatchObject({ required: true, sensitive: true });
     expect(docker.resource_schemas.docker_image.block.block_types.timeouts.nesting_mode).toBe('single');
+    // The one data source the stand-in reads, as data_source_docker_registry_image.go declares it (the SDK adds id).
+    expect(Object.keys(docker.data_source_schemas)).toEqual(['docker_registry_image']);
+    const data = docker.data_source_schemas.docker_registry_image.block.attributes;
+    expect(Object.keys(data).sort()).toEqual(['id', 'insecure_skip_verify', 'name', 'sha256_digest']);
+    expect(data.name).toMatchObject({ type: 'string', required: true });
+    expect(data.sha256_digest).toMatchObject({ type: 'string', computed: true });
+    expect(data.insecure_skip_verify).toMatchObject({ type: 'bool', optional: true });
   });
 
   it('fails plan naming an attribute kreuzwerker/docker does not have', async () => {
