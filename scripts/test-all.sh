@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 trap 'bash scripts/test-services.sh stop' EXIT
 bash scripts/test-services.sh start
+# jest transpiles each file alone (isolatedModules); the type check of tests, bench and harness is here.
+npx tsc -p tsconfig.test.json --noEmit
 npm test -- "$@"
