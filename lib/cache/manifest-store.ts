@@ -4,6 +4,8 @@
  *   type and the bytes are committed together;
  * - `tags/<repository>/_tags/<tag>`: `{"digest","mediaType","checkedAt"}`, the last answer of the upstream for the
  *   tag. Stores written with the earlier `tags/<repository>/<tag>` are moved to it on start (`migrateTagLayout`).
+ * - `tagrefs/<alg>/<xx>/<hex>/<repository>/_tags/<tag>`: empty, the manifest's back-reference to a tag that named it,
+ *   so the sweeper finds a manifest's tags without reading every tag.
  * Reads verify: a manifest whose bytes do not hash to its key is treated as absent.
  *
  * A bounded memory layer sits in front: a warm tag pull is then answered without storage I/O or hashing, which
@@ -13,7 +15,7 @@
  * may have revalidated the tag since).
  */
 import { createHash } from 'node:crypto';
-import { manifestKey, migratedTagKey, parseDigest, tagKey, type Digest } from './reference';
+import { manifestKey, migratedTagKey, parseDigest, tagKey, tagRefKey, type Digest } from './reference';
 import { readCapped } from './relay';
 import { writeSmall, type StorageDriver } from './storage';
 
@@ -96,8 +98,15 @@ export class ManifestStore {
     return record as TagRecord;
   }
 
+  /**
+   * The back-reference from the manifest goes first (reference.ts tagRefKey): a record is then never stored without
+   * it, so evicting the manifest removes the record. It is written on every record write, not only when the digest
+   * changes: the sweeper may have removed it with an earlier manifest of the same digest.
+   */
   async writeTag(name: string, tag: string, record: TagRecord): Promise<void> {
     this.rememberTag(name, tag, record);
+    const digest = parseDigest(record.digest);
+    if (digest.ok) await writeSmall(this.storage, tagRefKey(digest.value, name, tag), Buffer.alloc(0));
     await writeSmall(this.storage, tagKey(name, tag), Buffer.from(JSON.stringify(record)));
   }
 
