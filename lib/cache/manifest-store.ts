@@ -99,15 +99,19 @@ export class ManifestStore {
   }
 
   /**
-   * The back-reference from the manifest goes first (reference.ts tagRefKey): a record is then never stored without
-   * it, so evicting the manifest removes the record. It is written on every record write, not only when the digest
-   * changes: the sweeper may have removed it with an earlier manifest of the same digest.
+   * The record and the manifest's back-reference to it (reference.ts tagRefKey), through which evicting the manifest
+   * removes the record. Both are written at once (a tag revalidation waits for them): a record left without its
+   * reference by a failure or a crash is found by the sweeper's weekly read of every tag, and meanwhile costs one
+   * revalidation at most. The reference is written with every record, not only when the digest changes: the sweeper
+   * may have removed it with an earlier copy of the same manifest.
    */
   async writeTag(name: string, tag: string, record: TagRecord): Promise<void> {
     this.rememberTag(name, tag, record);
     const digest = parseDigest(record.digest);
-    if (digest.ok) await writeSmall(this.storage, tagRefKey(digest.value, name, tag), Buffer.alloc(0));
-    await writeSmall(this.storage, tagKey(name, tag), Buffer.from(JSON.stringify(record)));
+    await Promise.all([
+      digest.ok && writeSmall(this.storage, tagRefKey(digest.value, name, tag), Buffer.alloc(0)),
+      writeSmall(this.storage, tagKey(name, tag), Buffer.from(JSON.stringify(record))),
+    ]);
   }
 
   async deleteTag(name: string, tag: string): Promise<void> {

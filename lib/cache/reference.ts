@@ -131,7 +131,7 @@ const TAGS_DIR = '_tags';
 
 /**
  * Back-reference from a manifest to a tag record naming it: `tagrefs/<alg>/<xx>/<hex>/<repository>/_tags/<tag>`,
- * an empty object written before the record (manifest-store.ts). The sweeper, evicting a manifest, lists the
+ * an empty object written with the record (manifest-store.ts). The sweeper, evicting a manifest, lists the
  * manifest's `tagRefsPrefix` and removes exactly the tags that still name it (sweep-run.ts), instead of reading every
  * tag of the store.
  */

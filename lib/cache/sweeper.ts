@@ -18,9 +18,9 @@
  *   entry is listed again first, so eviction is least-recently-used over the whole store.
  * - A manifest's tags go with it: each tag record has a back-reference beside its manifest (reference.ts tagRefKey),
  *   so evicting a manifest costs a listing of its references and a read per tag, not a read of every tag. Reading
- *   every tag (for tags written before back-references, or left by a crash mid-eviction) runs at the end of a
- *   cycle at most once per TAG_CHECK_MS: such a tag only costs one revalidation with the upstream (manifests.ts
- *   treats a tag naming a missing manifest as a miss), so its lifetime need not be short.
+ *   every tag (for tags without a back-reference: written before them, or left by a failed write or a crash) runs at
+ *   the end of a cycle at most once per TAG_CHECK_MS: such a tag only costs one revalidation with the upstream
+ *   (manifests.ts treats a tag naming a missing manifest as a miss), so its lifetime need not be short.
  *
  * `sweep` is the same eviction over the whole store in one go, for callers that want everything now.
  */
