@@ -1,9 +1,10 @@
 /**
- * Bookkeeping cost at scale (issue 23): CPU seconds and storage operations per hour of steady-state eviction work
- * for one site of two replicas, on a generated filesystem store (bench/store-generate.ts), and how long a blob past
- * `blobttl` takes to go.
+ * Bookkeeping cost at scale (issue 23): CPU seconds and storage requests per hour of steady-state eviction work
+ * for one site of two replicas, on a generated store (bench/store-generate.ts), and how long a blob past `blobttl`
+ * takes to go.
  *
  *   node -r ts-node/register/transpile-only bench/bookkeeping.ts --root=<store> --lib=<lib dir> --mode=before|after
+ *     [--ttl=ms] [--interval=ms] [--maxsize=bytes] [--s3=<endpoint> --bucket=<name>]
  *
  * `--lib` is the `lib` directory of the code measured (the tree of a commit extracted with git archive), so the same
  * harness measures before and after. `before` (the sweeper up to issue 23): one `sweep()` over the whole store, which
@@ -11,11 +12,18 @@
  * Sweepers on the store (one takes the lease) ticked on a simulated clock, one lease period per tick, through one
  * full cycle of passes after the first passes learnt every shard's size; per hour = the totals / simulated hours.
  * CPU is process.cpuUsage() (user + system) of this process, which runs the work of both replicas.
- * Storage operations are driver calls, each listed object counted as one (the filesystem driver stats each, after a
- * readdir of its directory).
+ * With `--s3`, the store is a bucket of an S3 server (`--root` is then the server's directory on disk, where
+ * planted blobs are back-dated; see bench/results/bookkeeping.md).
+ *
+ * Three counts of the same work:
+ * - requests: what the storage backend is asked. Filesystem: calls into node:fs (a readdir, a stat, an open, a
+ *   rename: one each). S3: HTTP requests (a LIST page of up to 1,000 keys is one).
+ * - driver calls: calls of StorageDriver methods, a `list` counted once per 1,000 keys it returns (as an object
+ *   store pages it).
+ * - per-object operations (the measure of the first rows): each listed object, stat, read, write, delete one.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 const HOUR = 3_600_000;
@@ -28,26 +36,60 @@ const intervalMs = Number(args.interval ?? 600_000);
 const maxSizeBytes = args.maxsize ? Number(args.maxsize) : undefined;
 
 /* eslint-disable @typescript-eslint/no-require-imports, @typescript-eslint/no-explicit-any */
+const requests: Record<string, number> = {};
+const countRequest = (name: string) => void (requests[name] = (requests[name] ?? 0) + 1);
+// Backend requests, counted where they leave this process: node:fs calls (the filesystem driver reads its functions
+// from the module object at each call) and node:http requests (the AWS SDK takes `request` from it at first use).
+const fsp = require('node:fs/promises') as Record<string, unknown>;
+for (const name of ['readdir', 'stat', 'open', 'rename', 'rm', 'utimes', 'link', 'writeFile', 'readFile', 'mkdir']) {
+  const original = fsp[name] as (...a: unknown[]) => unknown;
+  fsp[name] = (...a: unknown[]) => (countRequest(`fs.${name}`), original(...a));
+}
+const http = require('node:http') as { request: (...a: any[]) => any };
+const httpRequest = http.request;
+http.request = (...a: any[]) => {
+  const options = a.find((x) => typeof x === 'object' && x !== null && 'method' in x) as { method?: string; path?: string } | undefined;
+  countRequest(`http.${options?.method ?? 'GET'}${/[?&]list-type=/.test(options?.path ?? '') ? ' (LIST)' : ''}`);
+  return httpRequest(...a);
+};
+
 const { FilesystemDriver } = require(join(lib, 'cache/storage/filesystem')) as any;
 const sweeperModule = require(join(lib, 'cache/sweeper')) as any;
 
 const ops: Record<string, number> = {};
 const count = (name: string, n = 1) => void (ops[name] = (ops[name] ?? 0) + n);
 
-/** The real driver with every call counted. */
+function driver(): any {
+  if (!args.s3) return new FilesystemDriver({ rootdirectory: root });
+  const { s3Schema } = require(join(lib, 'config/storage-schema')) as any;
+  const { createS3Driver } = require(join(lib, 'cache/storage/s3')) as any;
+  const options = {
+    region: 'us-east-1',
+    bucket: args.bucket,
+    accesskey: 'S3RVER',
+    secretkey: 'S3RVER',
+    regionendpoint: args.s3,
+    secure: false,
+  };
+  return createS3Driver(s3Schema.parse(options));
+}
+
+/** The real driver with every call counted; `list` also once per 1,000 keys it returns (`listPages`). */
 function counted(): any {
-  const driver = new FilesystemDriver({ rootdirectory: root });
-  return new Proxy(driver, {
+  return new Proxy(driver(), {
     get(target, prop, receiver) {
       const value = Reflect.get(target, prop, receiver);
       if (typeof value !== 'function' || prop === 'constructor') return value;
       if (prop === 'list')
         return async function* (prefix: string) {
           count('list');
+          let n = 0;
           for await (const item of value.call(target, prefix)) {
             count('listed');
+            if (n++ % 1000 === 0 && n > 1) count('listPages');
             yield item;
           }
+          count('listPages');
         };
       return (...a: unknown[]) => {
         count(String(prop));
@@ -61,7 +103,26 @@ function cpuSeconds(since: NodeJS.CpuUsage): number {
   const u = process.cpuUsage(since);
   return (u.user + u.system) / 1e6;
 }
-const total = (o: Record<string, number>) => Object.entries(o).reduce((s, [k, n]) => s + (k === 'list' ? 0 : n), 0);
+const sum = (o: Record<string, number>) => Object.values(o).reduce((s, n) => s + n, 0);
+/** The first rows' measure: each listed object, stat, read, write, delete one (list calls and pages not). */
+const perObject = (o: Record<string, number>) => sum(o) - (o.list ?? 0) - (o.listPages ?? 0);
+/** Driver calls, a listing once per 1,000 keys. */
+const driverCalls = (o: Record<string, number>) => sum(o) - (o.list ?? 0) - (o.listed ?? 0);
+/** The three counts of `o` (driver) and `r` (backend), as totals and per second over `seconds`. */
+function counts(o: Record<string, number>, r: Record<string, number>, seconds: number): Record<string, unknown> {
+  const per = (n: number) => Math.round((n / seconds) * 100) / 100;
+  return {
+    requests: sum(r),
+    requestsPerSecond: per(sum(r)),
+    requestKinds: { ...r },
+    driverCalls: driverCalls(o),
+    driverCallsPerSecond: per(driverCalls(o)),
+    perObjectOps: perObject(o),
+    perObjectOpsPerSecond: per(perObject(o)),
+    driverOps: { ...o },
+  };
+}
+const reset = (o: Record<string, number>) => Object.keys(o).forEach((k) => delete o[k]);
 
 async function before(): Promise<Record<string, unknown>> {
   const driver = counted();
@@ -69,21 +130,45 @@ async function before(): Promise<Record<string, unknown>> {
   const wall = Date.now();
   const result = await sweeperModule.sweep(driver, { blobTtlMs: ttlMs, maxSizeBytes, isBusy: () => false, staleWriteAgeMs: 1_860_000 });
   const cpu = cpuSeconds(start);
-  const perHour = (3600_000 / intervalMs) * 2;
+  const sweepsPerHour = (3600_000 / intervalMs) * 2;
   return {
     mode,
     sweepCpuSeconds: cpu,
     sweepWallSeconds: (Date.now() - wall) / 1000,
-    sweepOps: total(ops),
-    ops: { ...ops },
+    sweep: counts(ops, requests, 1),
     evicted: result.evicted.length,
     storedBytes: result.storedBytes,
-    cpuSecondsPerHourPerSite: cpu * perHour,
-    coreShare: (cpu * perHour) / 3600,
-    opsPerSecondPerSite: (total(ops) * perHour) / 3600,
+    cpuSecondsPerHourPerSite: cpu * sweepsPerHour,
+    coreShare: (cpu * sweepsPerHour) / 3600,
+    perSite: counts(ops, requests, 3600 / sweepsPerHour),
     // An expired blob goes at the next sweep of any replica: within one interval plus one sweep's duration.
     expiredGoneWithinMs: intervalMs + (Date.now() - wall),
   };
+}
+
+/**
+ * A blob last accessed `ageMs` before the simulated `now`. On the filesystem its mtime is set; on S3 the object is
+ * written, then its file in the S3 server's directory (`--root`) is back-dated, which the server reports as
+ * LastModified (s3rver keeps objects as files).
+ */
+async function plant(key: string, at: number): Promise<void> {
+  const t = new Date(at);
+  if (!args.s3) {
+    mkdirSync(join(root, key, '..'), { recursive: true });
+    writeFileSync(join(root, key), 'x');
+    utimesSync(join(root, key), t, t);
+    return;
+  }
+  const pending = await driver().write(key, 1);
+  pending.stream.end(Buffer.from('x'));
+  await pending.commit();
+  for (const file of s3rverFiles(key)) utimesSync(file, t, t);
+}
+
+/** The files s3rver keeps for an object (its bytes and its metadata), under `--root`/<bucket>. */
+function s3rverFiles(key: string): string[] {
+  const base = join(root, args.bucket, key);
+  return [`${base}._S3rver_object`, `${base}._S3rver_metadata.json`, `${base}._S3rver_object.md5`].filter((f) => existsSync(f));
 }
 
 async function after(): Promise<Record<string, unknown>> {
@@ -91,6 +176,12 @@ async function after(): Promise<Record<string, unknown>> {
   const clock = () => now;
   const planted = new Set<string>();
   const options = { blobTtlMs: ttlMs, maxSizeBytes, isBusy: () => false, staleWriteAgeMs: 1_860_000, now: clock };
+  // Steady state: the check of every tag was done just now (the code that runs it once per cycle ignores this field).
+  const state = { version: 1, cursor: 0, passAt: 0, tagsCheckedAt: now, shards: Array.from({ length: sweeperModule.SHARDS }, () => null) };
+  const writer = driver();
+  const pending = await writer.write('_sweeper/state');
+  pending.stream.end(Buffer.from(JSON.stringify(state)));
+  await pending.commit();
   const replicas = [new sweeperModule.Sweeper(counted(), intervalMs, options), new sweeperModule.Sweeper(counted(), intervalMs, options)];
   const renew: number = replicas[0].leaseRenewMs;
   const passesPerCycle: number = replicas[0].passesPerCycle;
@@ -111,24 +202,22 @@ async function after(): Promise<Record<string, unknown>> {
   };
   // Warm-up: the first passes learn every shard's size (a store from before issue 23: once per store).
   const warmStart = process.cpuUsage();
-  const warmOps = { ...ops };
   // Until the holder's state knows every shard (a replica without the lease keeps no state).
   const unknownShards = () => !replicas.some((r) => r.state && !r.state.shards.includes(null));
   while (maxSizeBytes !== undefined && unknownShards()) await tickAll();
   const bootstrapPasses = passes;
   const warmCpu = cpuSeconds(warmStart);
-  const warmupOps = total(ops) - total(warmOps);
+  const warmup = counts(ops, requests, 1);
   // Steady state: one full cycle, with 20 blobs planted that expire right now (simulated), in random shards.
   plantedAt = now;
   for (let i = 0; i < 20; i++) {
     const hex = createHash('sha256').update(`planted${i}-${now}`).digest('hex');
     const key = `blobs/sha256/${hex.slice(0, 2)}/${hex}/data`;
-    mkdirSync(join(root, key, '..'), { recursive: true });
-    writeFileSync(join(root, key), 'x');
-    utimesSync(join(root, key), new Date(now - ttlMs), new Date(now - ttlMs));
+    await plant(key, now - ttlMs - 1000);
     planted.add(key);
   }
-  for (const k of Object.keys(ops)) delete ops[k];
+  reset(ops);
+  reset(requests);
   passes = 0;
   maxPassCpu = 0;
   const start = process.cpuUsage();
@@ -137,8 +226,16 @@ async function after(): Promise<Record<string, unknown>> {
   while (passes < passesPerCycle) await tickAll();
   const cpu = cpuSeconds(start);
   const hours = (now - simStart) / HOUR;
+  const cycle = counts(ops, requests, hours * 3600);
   const leaders = replicas.filter((r) => r.isLeader).length;
   for (const r of replicas) await r.stop();
+  // The check of every tag, once: the code after issue 23's back-references runs it once per 7 days.
+  reset(ops);
+  reset(requests);
+  const tagStart = process.cpuUsage();
+  const { SweepRun } = require(join(lib, 'cache/sweep-run')) as any;
+  await new SweepRun(counted(), options).dropOrphanTags('tags/');
+  const tagCheck = { cpuSeconds: cpuSeconds(tagStart), ...counts(ops, requests, 1) };
   return {
     mode,
     passesPerCycle,
@@ -147,14 +244,13 @@ async function after(): Promise<Record<string, unknown>> {
     cycleCpuSeconds: cpu,
     cycleWallSeconds: (Date.now() - wall) / 1000,
     maxPassCpuSeconds: maxPassCpu,
-    cycleOps: total(ops),
-    ops: { ...ops },
     cpuSecondsPerHourPerSite: cpu / hours,
     coreShare: cpu / hours / 3600,
-    opsPerSecondPerSite: total(ops) / hours / 3600,
+    cycle,
+    tagCheck,
     warmupPasses: bootstrapPasses,
     warmupCpuSeconds: warmCpu,
-    warmupOps,
+    warmup,
     // Of 20 blobs planted at the cycle's start to expire then: how many went within the cycle, and the latest after expiry.
     expiredGone: { count: gone.length, maxHoursPastTtl: Math.max(...gone) / HOUR, maxTtlFraction: Math.max(...gone) / ttlMs },
   };

@@ -4,6 +4,8 @@
  *   type and the bytes are committed together;
  * - `tags/<repository>/_tags/<tag>`: `{"digest","mediaType","checkedAt"}`, the last answer of the upstream for the
  *   tag. Stores written with the earlier `tags/<repository>/<tag>` are moved to it on start (`migrateTagLayout`).
+ * - `tagrefs/<alg>/<xx>/<hex>/<repository>/_tags/<tag>`: empty, the manifest's back-reference to a tag that named it,
+ *   so the sweeper finds a manifest's tags without reading every tag.
  * Reads verify: a manifest whose bytes do not hash to its key is treated as absent.
  *
  * A bounded memory layer sits in front: a warm tag pull is then answered without storage I/O or hashing, which
@@ -13,7 +15,7 @@
  * may have revalidated the tag since).
  */
 import { createHash } from 'node:crypto';
-import { manifestKey, migratedTagKey, parseDigest, tagKey, type Digest } from './reference';
+import { manifestKey, migratedTagKey, parseDigest, tagKey, tagRefKey, type Digest } from './reference';
 import { readCapped } from './relay';
 import { writeSmall, type StorageDriver } from './storage';
 
@@ -96,9 +98,20 @@ export class ManifestStore {
     return record as TagRecord;
   }
 
+  /**
+   * The record and the manifest's back-reference to it (reference.ts tagRefKey), through which evicting the manifest
+   * removes the record. Both are written at once (a tag revalidation waits for them): a record left without its
+   * reference by a failure or a crash is found by the sweeper's weekly read of every tag, and meanwhile costs one
+   * revalidation at most. The reference is written with every record, not only when the digest changes: the sweeper
+   * may have removed it with an earlier copy of the same manifest.
+   */
   async writeTag(name: string, tag: string, record: TagRecord): Promise<void> {
     this.rememberTag(name, tag, record);
-    await writeSmall(this.storage, tagKey(name, tag), Buffer.from(JSON.stringify(record)));
+    const digest = parseDigest(record.digest);
+    await Promise.all([
+      digest.ok && writeSmall(this.storage, tagRefKey(digest.value, name, tag), Buffer.alloc(0)),
+      writeSmall(this.storage, tagKey(name, tag), Buffer.from(JSON.stringify(record))),
+    ]);
   }
 
   async deleteTag(name: string, tag: string): Promise<void> {

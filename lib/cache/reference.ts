@@ -129,6 +129,26 @@ export function tagKey(name: string, tag: string): string {
 
 const TAGS_DIR = '_tags';
 
+/**
+ * Back-reference from a manifest to a tag record naming it: `tagrefs/<alg>/<xx>/<hex>/<repository>/_tags/<tag>`,
+ * an empty object written with the record (manifest-store.ts). The sweeper, evicting a manifest, lists the
+ * manifest's `tagRefsPrefix` and removes exactly the tags that still name it (sweep-run.ts), instead of reading every
+ * tag of the store.
+ */
+export function tagRefKey(digest: Digest, name: string, tag: string): string {
+  return `tagrefs/${digest.algorithm}/${digest.hex.slice(0, 2)}/${digest.hex}/${tagKey(name, tag).slice('tags/'.length)}`;
+}
+
+/** `manifests/<alg>/<xx>/<hex>/data` → `tagrefs/<alg>/<xx>/<hex>/`: where the back-references of its tags are. */
+export function tagRefsPrefix(manifestStorageKey: string): string {
+  return `tagrefs/${manifestStorageKey.slice('manifests/'.length, -'data'.length)}`;
+}
+
+/** The tag record key a back-reference names (`tagrefs/<alg>/<xx>/<hex>/` stripped, `tags/` put back). */
+export function tagKeyOfRef(refKey: string): string {
+  return `tags/${refKey.split('/').slice(4).join('/')}`;
+}
+
 /** A key of the earlier layout, `tags/<repository>/<tag>`: the key it has now, or undefined for a current key. */
 export function migratedTagKey(key: string): string | undefined {
   const parts = key.split('/');

@@ -9,6 +9,7 @@
  *   completes on POSIX filesystems.
  */
 import type { CacheMetrics } from './metrics';
+import { manifestKey, parseDigest, tagKeyOfRef, tagRefsPrefix } from './reference';
 import { StorageError, type StorageDriver } from './storage';
 
 export type EvictionReason = 'ttl' | 'size' | 'orphan-tag';
@@ -43,12 +44,13 @@ export interface ContentItem {
   readonly lastAccess: number;
 }
 
-const DIGEST = /sha256:([0-9a-f]{64})/;
+const DIGEST = /(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})(?![0-9a-f])/;
 
-/** `manifests/sha256/<xx>/<hex>/data` for the digest a tag file holds (plain or JSON), if any. */
+/** `manifests/<alg>/<xx>/<hex>/data` for the digest a tag file holds (plain or JSON), if any. */
 export function manifestKeyOfTag(content: string): string | undefined {
   const match = DIGEST.exec(content);
-  return match ? `manifests/sha256/${match[1].slice(0, 2)}/${match[1]}/data` : undefined;
+  const digest = match && parseDigest(match[1]);
+  return digest && digest.ok ? manifestKey(digest.value) : undefined;
 }
 
 /** One sweep's bookkeeping: what went, what was spared, errors; and the guarded delete. */
@@ -105,10 +107,37 @@ export class SweepRun {
       this.evicted.push({ key, reason, size: fresh.size });
       this.options.metrics?.evictions.inc({ reason });
       this.options.log?.('info', 'evicted', { key, reason, size: fresh.size });
+      if (key.startsWith('manifests/')) await this.dropTagsOf(key);
       return fresh.size;
     } catch (err) {
       this.failed('delete', key, err);
       return undefined;
+    }
+  }
+
+  /**
+   * Removes the tags that name the evicted `manifest`, found through its back-references (reference.ts tagRefKey):
+   * one listing, then a read per tag that ever named it. A tag re-pointed since to another manifest stays; every
+   * back-reference of `manifest` goes.
+   */
+  private async dropTagsOf(manifest: string): Promise<void> {
+    const prefix = tagRefsPrefix(manifest);
+    const refs: string[] = [];
+    try {
+      for await (const ref of this.storage.list(prefix)) refs.push(ref.key);
+    } catch (err) {
+      this.failed('list', prefix, err);
+      return;
+    }
+    for (const ref of refs) {
+      const tag = tagKeyOfRef(ref);
+      try {
+        const content = await readSmall(this.storage, tag);
+        if (content !== undefined && manifestKeyOfTag(content) === manifest) await this.evict(tag, 'orphan-tag', () => true);
+        await this.storage.delete(ref);
+      } catch (err) {
+        this.failed('delete', ref, err);
+      }
     }
   }
 
@@ -143,7 +172,10 @@ export class SweepRun {
     return removed;
   }
 
-  /** Drops tags under `prefix` whose manifest is gone (a tag must never point at nothing). */
+  /**
+   * Drops tags under `prefix` whose manifest is gone, reading every tag: for tags without a back-reference (written
+   * before back-references existed, or whose manifest's eviction was cut short by a crash).
+   */
   async dropOrphanTags(prefix: string): Promise<void> {
     try {
       for await (const tag of this.storage.list(prefix)) {

@@ -16,7 +16,11 @@
  *   added as they are reported (`_sweeper/fills/`, written by non-holders). Above `maxsize`, the 64 least recently
  *   used entries remembered per listed shard go first; a shard whose oldest access is older than every remembered
  *   entry is listed again first, so eviction is least-recently-used over the whole store.
- * - Orphaned tags are looked for once per full cycle (every pass when the cycle is one pass).
+ * - A manifest's tags go with it: each tag record has a back-reference beside its manifest (reference.ts tagRefKey),
+ *   so evicting a manifest costs a listing of its references and a read per tag, not a read of every tag. Reading
+ *   every tag (for tags without a back-reference: written before them, or left by a failed write or a crash) runs at
+ *   the end of a cycle at most once per TAG_CHECK_MS: such a tag only costs one revalidation with the upstream
+ *   (manifests.ts treats a tag naming a missing manifest as a miss), so its lifetime need not be short.
  *
  * `sweep` is the same eviction over the whole store in one go, for callers that want everything now.
  */
@@ -47,6 +51,8 @@ const BOOTSTRAP_SHARDS_PER_PASS = 32;
 /** Fills remembered for reporting, at most (reports failing for hours must not grow memory). */
 const MAX_PENDING_FILLS = 100_000;
 const MAX_STATE_BYTES = 1024 * 1024;
+/** How often every tag is read to find tags without a back-reference whose manifest is gone, at most. */
+const TAG_CHECK_MS = 7 * 86_400_000;
 
 /** The content prefixes of shard `shard` (0-255). */
 export function shardPrefixes(shard: number): string[] {
@@ -89,6 +95,8 @@ interface State {
   /** Where the next regular pass starts, in 1/passesPerCycle of a shard: it lists shards cursor/p to (cursor+256)/p. */
   cursor: number;
   passAt: number;
+  /** When every tag was last read (epoch ms); absent in a new store. */
+  tagsCheckedAt?: number;
   shards: (ShardState | null)[];
 }
 
@@ -180,7 +188,9 @@ export class Sweeper {
       if (this.now() - state.passAt < this.intervalMs) return this.afterFills(state);
       const cursor = state.cursor;
       const shards = this.regularShards(state);
-      return this.pass(state, shards, state.cursor <= cursor); // tags once per cycle: when the cursor wraps
+      // Every tag at a cycle's end (when the cursor wraps), once per TAG_CHECK_MS at most.
+      const tags = state.cursor <= cursor && this.now() - (state.tagsCheckedAt ?? 0) >= TAG_CHECK_MS;
+      return this.pass(state, shards, tags);
     });
   }
 
@@ -246,7 +256,10 @@ export class Sweeper {
     state.passAt = this.now() - state.passAt < 2 * this.intervalMs ? state.passAt + this.intervalMs : this.now();
     await this.mergeFills(run, state);
     for (const shard of shards) await this.listShard(run, state, shard);
-    if (tags) await run.dropOrphanTags(TAGS_PREFIX);
+    if (tags) {
+      await run.dropOrphanTags(TAGS_PREFIX);
+      state.tagsCheckedAt = this.now();
+    }
     const max = this.options.maxSizeBytes;
     if (max !== undefined) await this.evictLeastRecent(run, state, () => storedBytes(state) - max);
     await run.removeStaleWrites();

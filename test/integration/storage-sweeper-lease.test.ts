@@ -2,9 +2,9 @@
  * One sweeper per site (issue 23): two cache processes (`dtr-cache serve`) on one filesystem store, the upstream a
  * real registry (distribution 2.8). Exactly one holds the sweeper's lease in the store and evicts; the other never
  * sweeps while the holder lives. The holder killed (SIGKILL, no release), the other takes the lease over once it
- * expires (4 renewal periods) and evicts from then on.
+ * expires (4 renewal periods) and evicts from then on. The tag a pull stored goes with its manifest.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -112,6 +112,12 @@ describe('two caches on one store: one sweeper at a time', () => {
     expect(Date.now() - filledAt).toBeLessThan(TTL_S * 1250 + 3000);
     expect(logged(holder, 'evicted').length).toBeGreaterThanOrEqual(image.blobs.length);
     expect(logged(other, 'evicted')).toEqual([]);
+    // The tag record the pull stored goes with its manifest, found through the manifest's back-reference: the check
+    // of every tag ran at the holder's first pass, before the pull, and runs again only a week later.
+    const tag = 'tags/team/app/_tags/v1';
+    await waitFor('the tag going with its manifest', async () => !existsSync(join(root, tag)), 30_000);
+    expect(logged(holder, 'evicted').filter((e) => e.key === tag)).toEqual([expect.objectContaining({ reason: 'orphan-tag' })]);
+    expect(readdirSync(join(root, 'tagrefs'), { recursive: true }).filter((p) => String(p).endsWith('v1'))).toEqual([]);
 
     // The holder dies without releasing the lease: the other takes it over once it expired (4 s), not before.
     const killedAt = Date.now();

@@ -1,6 +1,7 @@
 /**
  * The sweeper against the real FilesystemDriver in a temp dir: TTL from last access, LRU size bound, busy keys,
- * replicas; the Sweeper's sharded passes, its lease (one sweeper per store) and its size bookkeeping.
+ * replicas; the Sweeper's sharded passes, its lease (one sweeper per store) and its size bookkeeping; the tags of
+ * an evicted manifest found through their back-references.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, utimesSync } from 'node:fs';
@@ -10,6 +11,8 @@ import { createCacheMetrics } from '../../../lib/cache/metrics';
 import { FilesystemDriver } from '../../../lib/cache/storage/filesystem';
 import { CacheEvents } from '../../../lib/cache/events';
 import { manifestKeyOfTag, SHARDS, sweep, Sweeper } from '../../../lib/cache/sweeper';
+import { ManifestStore, type StoredManifest } from '../../../lib/cache/manifest-store';
+import { parseDigest, tagKey, tagRefsPrefix } from '../../../lib/cache/reference';
 import { sleep } from '../../../harness/tools';
 
 const DAY = 86_400_000;
@@ -334,5 +337,123 @@ describe('Sweeper', () => {
     await blobInShard(0x43, 10, 5000);
     await sleep(300);
     expect(await keys('blobs/')).toHaveLength(1); // stopped: nothing more is removed
+  });
+});
+
+describe('tags of an evicted manifest, through back-references', () => {
+  const MINUTE = 60_000;
+  const TTL = 40 * MINUTE; // against a 10-minute interval: every pass lists every shard
+  const tagTtl = 30_000;
+  function manifest(text: string): StoredManifest & { key: string } {
+    const bytes = Buffer.from(text);
+    const digest = parseDigest(`sha256:${hex(bytes)}`);
+    if (!digest.ok) throw new Error('unreachable');
+    return {
+      digest: digest.value,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      bytes,
+      key: `manifests/sha256/${hex(bytes).slice(0, 2)}/${hex(bytes)}/data`,
+    };
+  }
+  const record = (m: StoredManifest) => ({ digest: m.digest.text, mediaType: m.mediaType, checkedAt: Date.now() });
+
+  /** A sweeper (no lease, one pass lists everything) on a driver that records which tags it reads. */
+  function sweeper(isBusy: (key: string) => boolean = idle) {
+    let t = Date.now();
+    const driver = new FilesystemDriver({ rootdirectory: root });
+    const tagReads: string[] = [];
+    const read = driver.read.bind(driver);
+    driver.read = (key, range) => {
+      if (key.startsWith('tags/')) tagReads.push(key);
+      return read(key, range);
+    };
+    const s = new Sweeper(driver, 10 * MINUTE, { blobTtlMs: TTL, isBusy, now: () => t, lease: false });
+    return { s, tagReads, pass: (after = 10 * MINUTE) => ((t += after), s.tick()) };
+  }
+
+  let store: ManifestStore;
+  let old: ReturnType<typeof manifest>;
+  let current: ReturnType<typeof manifest>;
+  beforeEach(async () => {
+    store = new ManifestStore(storage, tagTtl);
+    old = manifest('{"schemaVersion":2,"old":true}');
+    current = manifest('{"schemaVersion":2,"current":true}');
+    await store.writeManifest(old);
+    await store.writeManifest(current);
+    await store.writeTag('team/app', 'v1', record(old));
+    await store.writeTag('team/app', 'v1-alias', record(old));
+    await store.writeTag('team/app', 'v2', record(current));
+    // Named `old` first, then re-pointed to `current`: its back-reference under `old` stays until `old` goes.
+    await store.writeTag('team/moved', 'latest', record(old));
+    await store.writeTag('team/moved', 'latest', record(current));
+  });
+
+  it('evicting a manifest removes exactly the tags naming it, reading only the tags that ever named it', async () => {
+    const { s, tagReads, pass } = sweeper();
+    expect(s.passesPerCycle).toBe(1);
+    await pass(); // the first cycle's end reads every tag once (a new store); nothing is orphaned yet
+    expect(await keys('tags/')).toHaveLength(4);
+    tagReads.length = 0;
+
+    setAge(old.key, TTL + MINUTE);
+    const result = await pass();
+
+    expect(result!.evicted.map((e) => [e.key, e.reason])).toEqual([
+      [old.key, 'ttl'],
+      [tagKey('team/app', 'v1'), 'orphan-tag'],
+      [tagKey('team/app', 'v1-alias'), 'orphan-tag'],
+    ]);
+    expect(result!.errors).toBe(0);
+    // The re-pointed tag and the other manifest's tag stay; every back-reference of the evicted manifest is gone.
+    expect(await keys('tags/')).toEqual([tagKey('team/app', 'v2'), tagKey('team/moved', 'latest')]);
+    expect(await keys(tagRefsPrefix(old.key))).toEqual([]);
+    expect(await keys(tagRefsPrefix(current.key))).toHaveLength(2);
+    // Not every tag was read: only the three that named the evicted manifest at some point.
+    expect(tagReads.sort()).toEqual([tagKey('team/app', 'v1'), tagKey('team/app', 'v1-alias'), tagKey('team/moved', 'latest')]);
+    expect(await store.readTag('team/moved', 'latest')).toMatchObject({ digest: current.digest.text });
+  });
+
+  it('a tag re-pointed to a new manifest is not removed with the old one, nor written back to it', async () => {
+    const { pass } = sweeper();
+    await pass();
+    setAge(old.key, TTL + MINUTE);
+    setAge(current.key, TTL + MINUTE);
+    await store.writeManifest(current); // pulled again: written anew, fresh
+    const result = await pass();
+    expect(result!.evicted.map((e) => e.key)).toEqual([old.key, tagKey('team/app', 'v1'), tagKey('team/app', 'v1-alias')]);
+    expect(await keys('tags/team/moved/')).toEqual([tagKey('team/moved', 'latest')]);
+  });
+
+  it('a hit on the manifest during the sweep keeps it and its tags', async () => {
+    let hit = false;
+    const { pass } = sweeper((key) => {
+      // Asked right before the fresh stat of the candidate: another replica serves the manifest at that moment.
+      if (key === old.key && !hit) {
+        hit = true;
+        utimesSync(join(root, old.key), new Date(), new Date());
+      }
+      return false;
+    });
+    setAge(old.key, TTL + MINUTE);
+    const result = await pass();
+    expect(hit).toBe(true);
+    expect(result!.evicted).toEqual([]);
+    expect(await keys('tags/')).toHaveLength(4);
+    expect(await keys(tagRefsPrefix(old.key))).toHaveLength(3);
+  });
+
+  it('a tag without a back-reference (written before them) goes at the weekly check of every tag', async () => {
+    const { tagReads, pass } = sweeper();
+    await pass(); // tags checked now
+    await put(tagKey('legacy/app', 'v0'), JSON.stringify(record(old))); // no back-reference
+    setAge(old.key, TTL + MINUTE);
+    await pass();
+    expect(await keys('tags/legacy/')).toEqual([tagKey('legacy/app', 'v0')]); // not found through references
+    await pass(7 * DAY - 20 * MINUTE); // a week after the last check, less a pass: not yet
+    expect(await keys('tags/legacy/')).toHaveLength(1);
+    tagReads.length = 0;
+    await pass();
+    expect(await keys('tags/legacy/')).toEqual([]);
+    expect(tagReads).toEqual([tagKey('legacy/app', 'v0')]); // read by the check of every tag: it has no reference
   });
 });
