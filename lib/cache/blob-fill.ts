@@ -142,6 +142,8 @@ export class FillRegistry {
 export class BlobFill implements FillFeed {
   private state: FillProgress['state'] = 'filling';
   private written = 0;
+  /** When the first upstream byte came (Date.now()), for the phases 'blob cached' logs. */
+  private firstByteAt?: number;
   private failure?: string;
   private readers = 0;
   private finished = false;
@@ -178,12 +180,23 @@ export class BlobFill implements FillFeed {
         await pipeline(body, this.sink(hash), { signal }).catch((err: Error) => {
           throw signal.aborted ? new Error(`fill stopped: ${(signal.reason as Error)?.message ?? 'filltimeout reached'}`) : err;
         });
+        const bodyEnd = Date.now();
         await this.disk.drained();
         this.disk.check();
         this.verify(hash);
         this.state = 'verified';
         this.wake();
-        if (await this.disk.commit()) log.info('blob cached', { digest: this.digest.text, bytes: this.written, ms: Date.now() - started });
+        const verified = Date.now();
+        if (await this.disk.commit())
+          log.info('blob cached', {
+            digest: this.digest.text,
+            bytes: this.written,
+            ms: Date.now() - started,
+            // The fill's phases from its start: first and last source byte, verified (the readers' last byte goes).
+            firstByteMs: (this.firstByteAt ?? bodyEnd) - started,
+            bodyEndMs: bodyEnd - started,
+            verifiedMs: verified - started,
+          });
         events?.emit('fillEnded', { digest: this.digest.text, ok: true, bytes: this.written });
       } catch (err) {
         this.failure = (err as Error).message;
@@ -210,6 +223,7 @@ export class BlobFill implements FillFeed {
   private sink(hash: Hash): Writable {
     const append = async (chunks: Buffer[]): Promise<void> => {
       this.disk.check();
+      this.firstByteAt ??= Date.now();
       const offset = this.written;
       for (const chunk of chunks) {
         if (this.size !== undefined && this.written + chunk.length > this.size) {

@@ -145,6 +145,7 @@ export class FillCoordinator {
     /** The holder whose endpoint could not be reached, and its lease's renewal time then. */
     let unreachable: { holder: string; renewedAt: number; since: number } | undefined;
     let bypass = false;
+    const began = Date.now();
     for (let tries = 0; !signal.aborted; tries++) {
       if (tries > 0) await sleep(this.renewMs, signal);
       if (signal.aborted) break;
@@ -167,6 +168,7 @@ export class FillCoordinator {
           continue;
         }
         this.renew(attempt);
+        log.info('fill lease taken; fetching from the upstream', { digest: digest.text, offset, leaseMs: Date.now() - began });
         const opened = await attempt.openUpstream(signal, offset).catch(async (err: unknown) => {
           await this.release(attempt);
           throw err;
@@ -184,7 +186,7 @@ export class FillCoordinator {
       const address = holder.info.address;
       const streamed = await this.fromReplica(address, digest, offset, signal);
       if (streamed.ok) {
-        log.info('blob miss; streaming from the replica fetching it', { digest: digest.text, address, offset });
+        log.info('blob miss; streaming from the replica fetching it', { digest: digest.text, address, offset, ms: Date.now() - began });
         return { ok: true, segment: { from: 'replica', body: streamed.body, size: streamed.size ?? size, start: offset } };
       }
       if (!streamed.unreachable) continue; // not filling (any more): its lease goes once it is released or stops renewing
