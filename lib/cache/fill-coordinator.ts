@@ -24,7 +24,7 @@ import type { Logger } from './log';
 import type { OciError } from './oci-error';
 import { blobKey, type Digest } from './reference';
 import { FILL_PATH, replicaHeaders, SIZE_HEADER } from './replica-endpoint';
-import { StoreLease } from './store-lease';
+import { removeExpiredLeases, StoreLease } from './store-lease';
 import type { StorageDriver } from './storage';
 
 export const FILL_LEASE_PREFIX = '_fill-leases/';
@@ -65,6 +65,8 @@ interface Attempt {
 export class FillCoordinator {
   readonly renewMs: number;
   readonly expireMs: number;
+  /** When this replica last looked for expired fill leases (see `removeExpired`). */
+  private tidiedAt = 0;
 
   constructor(private readonly options: FillCoordinatorOptions) {
     this.renewMs = options.renewMs ?? 2_000;
@@ -259,6 +261,23 @@ export class FillCoordinator {
     attempt.renewal = undefined;
     await attempt.renewing;
     await attempt.lease.release();
+    void this.removeExpired(); // after the fill, never in its way
+  }
+
+  /**
+   * The lease of a holder that died is taken over (and removed) by the next replica that wants the same blob; one
+   * nobody asks for again would stay in the store for good. So once a fill is over, this replica removes the fill
+   * leases not renewed for `expireMs`: one listing of `_fill-leases/` per `expireMs` at most.
+   */
+  private async removeExpired(): Promise<void> {
+    if (Date.now() - this.tidiedAt < this.expireMs) return;
+    this.tidiedAt = Date.now();
+    const { storage, log } = this.options;
+    const removed = await removeExpiredLeases(storage, FILL_LEASE_PREFIX, this.expireMs).catch((err: unknown) => {
+      log.warn('could not remove expired fill leases', { reason: (err as Error).message });
+      return 0;
+    });
+    if (removed > 0) log.info('removed the fill leases of replicas that stopped mid-fill', { count: removed });
   }
 }
 
