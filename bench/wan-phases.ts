@@ -37,6 +37,8 @@ const median = (values: readonly number[]) => {
 /** One replica's fill of the blob, as its log lines tell it: epoch ms of each phase. */
 interface FillPhases {
   leaseTaken?: number;
+  /** From the coordinator's start to its decision (lease taken, or the holder's stream answered). */
+  coordinatorMs?: number;
   sourceHeaders?: number;
   firstByte?: number;
   bodyEnd?: number;
@@ -59,10 +61,14 @@ function fillPhases(output: string, digest: string): FillPhases {
     switch (entry.msg) {
       case 'fill lease taken; fetching from the upstream':
         phases.leaseTaken = at;
+        phases.coordinatorMs = ms('leaseMs');
         break;
       case 'blob miss; fetching from upstream':
+        phases.sourceHeaders = at;
+        break;
       case 'blob miss; streaming from the replica fetching it':
         phases.sourceHeaders = at;
+        phases.coordinatorMs = ms('ms');
         break;
       case 'blob cached': {
         const started = at - ms('ms');
@@ -151,14 +157,16 @@ export async function wanPhases(cli: string | undefined, commit: string, rounds:
           }),
         ),
       );
-      const totalMs = Date.now() - t0;
+      const wallMs = Date.now() - t0;
+      // As the direct pull is timed: curl's own clock (no process start), the slowest of the 20 transfers.
+      const totalMs = Math.max(...storms.flatMap((s) => (s ? s.transfers.map((t) => t.totalMs) : [NaN])));
       for (let last = -1, i = 0; i < 30 && link.bytesDown !== last; i++) {
         last = link.bytesDown;
         await new Promise((r) => setTimeout(r, 1000));
       }
       const wan = linkWatch.stop();
       const lines = [
-        `### Round ${round + 1}: total ${formatNumber(totalMs)} ms, direct ${formatNumber(direct?.totalMs ?? NaN)} ms (first byte ${formatNumber(direct?.ttfbMs ?? NaN)}), load average ${loadAverage()}`,
+        `### Round ${round + 1}: total ${formatNumber(totalMs)} ms (curl's clocks; wall with curl's start and exit ${formatNumber(wallMs)}), direct ${formatNumber(direct?.totalMs ?? NaN)} ms (first byte ${formatNumber(direct?.ttfbMs ?? NaN)}), load average ${loadAverage()}`,
         '',
         `- link: first byte to the holder at ${rel(t0, wan.first && wan.first + RTT_MS / 2)}, last at ${rel(t0, wan.last && wan.last + RTT_MS / 2)}`,
       ];
@@ -171,7 +179,7 @@ export async function wanPhases(cli: string | undefined, commit: string, rounds:
         const ends = s ? s.transfers.map((t) => t.totalMs) : [];
         const span = (v: number[]) => (v.length ? `${formatNumber(Math.min(...v))}–${formatNumber(Math.max(...v))}` : '—');
         lines.push(
-          `- ${p.leaseTaken !== undefined ? 'holder' : 'other'}: lease ${rel(t0, p.leaseTaken)}, source headers ${rel(t0, p.sourceHeaders)}, first byte ${rel(t0, p.firstByte)}, last byte ${rel(t0, p.bodyEnd)}, verified ${rel(t0, p.verified)}, committed ${rel(t0, p.committed)}; its clients: first byte ${span(ttfb)}, end ${span(ends)} (curl's clocks; the storm's wall ${formatNumber(s?.wallMs ?? NaN)})`,
+          `- ${p.leaseTaken !== undefined ? 'holder' : 'other'}: lease ${rel(t0, p.leaseTaken)} (coordinator ${formatNumber(p.coordinatorMs ?? NaN)} ms), source headers ${rel(t0, p.sourceHeaders)}, first byte ${rel(t0, p.firstByte)}, last byte ${rel(t0, p.bodyEnd)}, verified ${rel(t0, p.verified)}, committed ${rel(t0, p.committed)}; its clients: first byte ${span(ttfb)}, end ${span(ends)} (curl's clocks; the storm's wall ${formatNumber(s?.wallMs ?? NaN)})`,
         );
       }
       lines.push('');
