@@ -14,7 +14,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { generateBlob, pushBlobFile, type BlobFile } from './blobs';
 import { pull, storm, type Storm } from './load';
-import { waitForQuiet } from './processes';
+import { cpuTicks, waitForQuiet } from './processes';
 import { formatNumber } from './report';
 import { startOurCache, startRegistry, type OurSystem, type System } from './systems';
 import { startWanLink } from './wan-link';
@@ -44,6 +44,7 @@ interface FillPhases {
   bodyEnd?: number;
   verified?: number;
   committed?: number;
+  diskWaitMs?: number;
 }
 
 function fillPhases(output: string, digest: string): FillPhases {
@@ -76,6 +77,7 @@ function fillPhases(output: string, digest: string): FillPhases {
         phases.bodyEnd = started + ms('bodyEndMs');
         phases.verified = started + ms('verifiedMs');
         phases.committed = at;
+        phases.diskWaitMs = ms('diskWaitMs');
         break;
       }
     }
@@ -147,6 +149,7 @@ export async function wanPhases(cli: string | undefined, commit: string, rounds:
       }
       await quiet();
       log(`round ${round + 1}/${rounds}: 2 replicas × ${CLIENTS_PER_REPLICA} clients, load average ${loadAverage()}`);
+      const ticksBefore = replicas.map((r) => cpuTicks(r.pid ?? 0) ?? 0);
       const linkWatch = watch(() => link.bytesDown);
       const t0 = Date.now();
       const storms = await Promise.all(
@@ -158,6 +161,7 @@ export async function wanPhases(cli: string | undefined, commit: string, rounds:
         ),
       );
       const wallMs = Date.now() - t0;
+      const cpuMs = replicas.map((r, i) => ((cpuTicks(r.pid ?? 0) ?? 0) - ticksBefore[i]) * 10);
       // As the direct pull is timed: curl's own clock (no process start), the slowest of the 20 transfers.
       const totalMs = Math.max(...storms.flatMap((s) => (s ? s.transfers.map((t) => t.totalMs) : [NaN])));
       for (let last = -1, i = 0; i < 30 && link.bytesDown !== last; i++) {
@@ -179,7 +183,7 @@ export async function wanPhases(cli: string | undefined, commit: string, rounds:
         const ends = s ? s.transfers.map((t) => t.totalMs) : [];
         const span = (v: number[]) => (v.length ? `${formatNumber(Math.min(...v))}–${formatNumber(Math.max(...v))}` : '—');
         lines.push(
-          `- ${p.leaseTaken !== undefined ? 'holder' : 'other'}: lease ${rel(t0, p.leaseTaken)} (coordinator ${formatNumber(p.coordinatorMs ?? NaN)} ms), source headers ${rel(t0, p.sourceHeaders)}, first byte ${rel(t0, p.firstByte)}, last byte ${rel(t0, p.bodyEnd)}, verified ${rel(t0, p.verified)}, committed ${rel(t0, p.committed)}; its clients: first byte ${span(ttfb)}, end ${span(ends)} (curl's clocks; the storm's wall ${formatNumber(s?.wallMs ?? NaN)})`,
+          `- ${p.leaseTaken !== undefined ? 'holder' : 'other'}: lease ${rel(t0, p.leaseTaken)} (coordinator ${formatNumber(p.coordinatorMs ?? NaN)} ms), source headers ${rel(t0, p.sourceHeaders)}, first byte ${rel(t0, p.firstByte)}, last byte ${rel(t0, p.bodyEnd)}, verified ${rel(t0, p.verified)}, committed ${rel(t0, p.committed)}, source held back for the disk ${formatNumber(p.diskWaitMs ?? NaN)} ms, CPU ${formatNumber(cpuMs[i])} ms; its clients: first byte ${span(ttfb)}, end ${span(ends)} (curl's clocks; the storm's wall ${formatNumber(s?.wallMs ?? NaN)})`,
         );
       }
       lines.push('');

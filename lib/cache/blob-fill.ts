@@ -144,6 +144,8 @@ export class BlobFill implements FillFeed {
   private written = 0;
   /** When the first upstream byte came (Date.now()), for the phases 'blob cached' logs. */
   private firstByteAt?: number;
+  /** How long the source was held back waiting for the disk (DISK_LAG), in ms. */
+  private diskWaitMs = 0;
   private failure?: string;
   private readers = 0;
   private finished = false;
@@ -196,6 +198,7 @@ export class BlobFill implements FillFeed {
             firstByteMs: (this.firstByteAt ?? bodyEnd) - started,
             bodyEndMs: bodyEnd - started,
             verifiedMs: verified - started,
+            diskWaitMs: this.diskWaitMs,
           });
         events?.emit('fillEnded', { digest: this.digest.text, ok: true, bytes: this.written });
       } catch (err) {
@@ -235,7 +238,11 @@ export class BlobFill implements FillFeed {
       }
       this.wake();
       const lag = this.disk.append(chunks, offset, this.written, () => this.window.trim(this.disk.end));
-      if (lag > DISK_LAG) await this.disk.drained();
+      if (lag > DISK_LAG) {
+        const waited = Date.now();
+        await this.disk.drained();
+        this.diskWaitMs += Date.now() - waited;
+      }
     };
     return new Writable({
       highWaterMark: SINK_BUFFER,
