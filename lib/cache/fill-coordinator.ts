@@ -19,7 +19,7 @@
  */
 import { request } from 'undici';
 import { Readable } from 'node:stream';
-import type { FillSource, UpstreamOpener } from './blob-fill';
+import type { FillSource, SourceKind, UpstreamOpener } from './blob-fill';
 import type { Logger } from './log';
 import type { OciError } from './oci-error';
 import { blobKey, type Digest } from './reference';
@@ -57,6 +57,8 @@ interface Attempt {
   readonly lease: StoreLease;
   readonly openUpstream: UpstreamOpener;
   readonly signal: AbortSignal;
+  /** Told where the first bytes come from, once, as soon as that is decided. */
+  decided?: (kind: SourceKind) => void;
   renewal?: NodeJS.Timeout;
   /** The renewal in flight: a release waits for it, or the renewal could write the lease back after the release. */
   renewing?: Promise<unknown>;
@@ -77,13 +79,13 @@ export class FillCoordinator {
    * The source of a fill of `digest`: the upstream (this replica took the lease; `fetched`), or the holder's
    * stream. `{ ok: false }` without an error: the blob was committed meanwhile (look in storage again).
    */
-  async open(digest: Digest, openUpstream: UpstreamOpener, signal: AbortSignal): Promise<FillSource> {
+  async open(digest: Digest, openUpstream: UpstreamOpener, signal: AbortSignal, decided?: (kind: SourceKind) => void): Promise<FillSource> {
     const lease = new StoreLease(this.options.storage, {
       prefix: `${FILL_LEASE_PREFIX}${digest.algorithm}-${digest.hex}.`,
       expireMs: this.expireMs,
       info: { address: this.options.address },
     });
-    const attempt: Attempt = { digest, lease, openUpstream, signal };
+    const attempt: Attempt = { digest, lease, openUpstream, signal, decided };
     const first = await this.next(attempt, 0, undefined);
     if (!first.ok) return first;
     const size = first.segment.size;
@@ -171,6 +173,7 @@ export class FillCoordinator {
         }
         this.renew(attempt);
         log.info('fill lease taken; fetching from the upstream', { digest: digest.text, offset, leaseMs: Date.now() - began });
+        this.decide(attempt, 'upstream');
         const opened = await attempt.openUpstream(signal, offset).catch(async (err: unknown) => {
           await this.release(attempt);
           throw err;
@@ -186,6 +189,7 @@ export class FillCoordinator {
       const holder = await lease.liveHolder().catch(() => undefined);
       if (!holder || typeof holder.info.address !== 'string') continue; // released or expired just now: ask again
       const address = holder.info.address;
+      this.decide(attempt, 'replica');
       const streamed = await this.fromReplica(address, digest, offset, signal);
       if (streamed.ok) {
         log.info('blob miss; streaming from the replica fetching it', { digest: digest.text, address, offset, ms: Date.now() - began });
@@ -237,6 +241,12 @@ export class FillCoordinator {
     } catch (err) {
       return { ok: false, unreachable: isConnectFailure(err), reason: (err as Error).message };
     }
+  }
+
+  /** Tells the fill where its first bytes come from (the first decision only: a resumed fill's clients are served). */
+  private decide(attempt: Attempt, kind: SourceKind): void {
+    attempt.decided?.(kind);
+    attempt.decided = undefined;
   }
 
   /** Rewrites the lease every `renewMs` while this replica fills (one renewal at a time). */
