@@ -148,7 +148,7 @@ async function main(): Promise<number> {
   for (const tool of ['wrk', 'curl', 'docker-registry']) requireTool(tool);
   if (args.includes('--wan-workers')) return wanAndWorkers(cli && resolve(cli), gitCommit(), args.includes('--quick'));
   const phaseRounds = args.find((a) => a.startsWith('--wan-phases'));
-  if (phaseRounds) return wanPhases(cli && resolve(cli), gitCommit(), Number(phaseRounds.split('=')[1] ?? 3));
+  if (phaseRounds) return wanPhases(cli && resolve(cli), gitCommit(), Number(phaseRounds.split('=')[1] ?? 3), profileDir);
   const scrubRounds = args.find((a) => a.startsWith('--scrub-cost'));
   if (scrubRounds) {
     await scrubCost(cli && resolve(cli), gitCommit(), Number(scrubRounds.split('=')[1] ?? 1));

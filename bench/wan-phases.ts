@@ -7,7 +7,9 @@
  * - each replica's fill, from its log lines at info: the lease decision, the source's headers (the upstream's
  *   for the holder, the holder's endpoint for the other), first and last source byte, verified (when its readers'
  *   last bytes go), committed;
- * - each replica's 10 curl clients: first byte and end (earliest–latest), from curl's own timers.
+ * - each replica's 10 curl clients: first byte and end (earliest–latest), from curl's own timers;
+ * - each replica's CPU time, and how long its fill's source waited for the disk.
+ * With --profile, each replica runs under node --cpu-prof (bench/results/prof/replica-<n>/; bench/profile-top.ts).
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -112,7 +114,7 @@ interface Round {
   readonly lines: string[];
 }
 
-export async function wanPhases(cli: string | undefined, commit: string, rounds: number): Promise<number> {
+export async function wanPhases(cli: string | undefined, commit: string, rounds: number, profileDir?: string): Promise<number> {
   const blobBytes = 64 * MiB;
   const loadBefore = loadAverage();
   const work = mkdtempSync(join(tmpdir(), 'dtr-cache-bench-phases-'));
@@ -143,7 +145,12 @@ export async function wanPhases(cli: string | undefined, commit: string, rounds:
       const store = join(work, `store-${round}`);
       const replicas: OurSystem[] = [];
       for (let i = 0; i < 2; i++) {
-        const r = await startOurCache(link.url, undefined, cli, { root: store, workers: 1, secret: 'bench-site-secret', logLevel: 'info' });
+        const r = await startOurCache(link.url, profileDir && join(profileDir, `replica-${i}`), cli, {
+          root: store,
+          workers: 1,
+          secret: 'bench-site-secret',
+          logLevel: 'info',
+        });
         replicas.push(r);
         started.push(r);
       }
