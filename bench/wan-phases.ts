@@ -11,7 +11,7 @@
  * - each replica's CPU time, and how long its fill's source waited for the disk.
  * With --profile, each replica runs under node --cpu-prof (bench/results/prof/replica-<n>/; bench/profile-top.ts).
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { generateBlob, pushBlobFile, type BlobFile } from './blobs';
@@ -20,21 +20,12 @@ import { cpuTicks, waitForQuiet } from './processes';
 import { formatNumber } from './report';
 import { startOurCache, startRegistry, type OurSystem, type System } from './systems';
 import { startWanLink } from './wan-link';
+import { CLIENTS_PER_REPLICA, loadAverage, median, REPO, RTT_MS, WAN_BYTES_PER_SECOND } from './wan-workers';
 
 const MiB = 2 ** 20;
 const ROOT = resolve(__dirname, '..');
-const REPO = 'bench/wan';
-const RTT_MS = 100;
-const WAN_BYTES_PER_SECOND = 32 * MiB;
-const CLIENTS_PER_REPLICA = 10;
 
 const log = (message: string) => process.stderr.write(`[bench wan-phases] ${message}\n`);
-const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-const median = (values: readonly number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 
 /** One replica's fill of the blob, as its log lines tell it: epoch ms of each phase. */
 interface FillPhases {

@@ -24,19 +24,19 @@ import { startWanLink } from './wan-link';
 
 const MiB = 2 ** 20;
 const ROOT = resolve(__dirname, '..');
-const REPO = 'bench/wan';
-const RTT_MS = 100;
-const WAN_BYTES_PER_SECOND = 32 * MiB;
-const CLIENTS_PER_REPLICA = 10;
+export const REPO = 'bench/wan';
+export const RTT_MS = 100;
+export const WAN_BYTES_PER_SECOND = 32 * MiB;
+export const CLIENTS_PER_REPLICA = 10;
 
 const log = (message: string) => process.stderr.write(`[bench wan-workers] ${message}\n`);
 const describe = (err: unknown) => (err instanceof Error ? err.message : String(err));
-const median = (values: readonly number[]) => {
+export const median = (values: readonly number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 };
-const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+export const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
 /** The worker processes of a `serve --workers N` primary (none for a single process). */
 function workerPids(pid: number): number[] {

@@ -210,16 +210,6 @@ describe('a live lease holder the other replica cannot reach (a wrong http.inter
   let root: string;
   let a: CacheProcess;
   let b: CacheProcess;
-  let config: CacheConfigInput;
-  /** The store as the replicas see it, to look at their lease objects. */
-  let store: StorageDriver;
-
-  /** Keys of the fill lease objects in the store. */
-  async function fillLeases(): Promise<string[]> {
-    const keys: string[] = [];
-    for await (const info of store.list(FILL_LEASE_PREFIX)) keys.push(info.key);
-    return keys;
-  }
 
   beforeAll(async () => {
     upstream = await TestRegistry.start();
