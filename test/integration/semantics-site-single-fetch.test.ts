@@ -63,18 +63,19 @@ describe.each(['filesystem', 'azure'] as const)('two replicas on one %s store fe
       azurite = await startAzurite();
       const credential = new StorageSharedKeyCredential(azurite.accountname, azurite.accountkey);
       await new BlobServiceClient(azurite.serviceurl, credential).getContainerClient('site').create();
-      storage = {
-        azure: {
-          accountname: azurite.accountname,
-          accountkey: azurite.accountkey,
-          container: 'site',
-          serviceurl: azurite.serviceurl,
-          rootdirectory: '/cache',
-        },
+      const azure = {
+        accountname: azurite.accountname,
+        accountkey: azurite.accountkey,
+        container: 'site',
+        serviceurl: azurite.serviceurl,
+        rootdirectory: '/cache',
       };
+      storage = { azure };
+      store = await createStorage({ kind: 'azure', options: { ...azure, realm: 'core.windows.net' } });
     } else {
       root = mkdtempSync(join(tmpdir(), 'dtr-cache-site-fetch-'));
       storage = { filesystem: { rootdirectory: root } };
+      store = await createStorage({ kind: 'filesystem', options: { rootdirectory: root } });
     }
     config = {
       version: '0.1',
@@ -83,13 +84,6 @@ describe.each(['filesystem', 'azure'] as const)('two replicas on one %s store fe
       http: { addr: '127.0.0.1:0', secret: SECRET, internal: { addr: '127.0.0.1:0' } },
       middleware: { registry: [{ name: 'downstream', options: { upstreams: [proxy.url] } }] },
     };
-    store =
-      kind === 'azure'
-        ? await createStorage({
-            kind: 'azure',
-            options: { ...(storage as { azure: Record<string, string> }).azure, realm: 'core.windows.net' },
-          })
-        : await createStorage({ kind: 'filesystem', options: { rootdirectory: root as string } });
     [a, b] = await Promise.all([startCacheProcess(config), startCacheProcess(config)]);
   }, 120_000);
 
