@@ -101,6 +101,7 @@ export async function writeNewFile(source: string, target: string): Promise<numb
 }
 
 export interface Storm {
+  readonly transfers: readonly Transfer[];
   readonly wallMs: number;
   readonly slowestMs: number;
   readonly fastestMs: number;
@@ -117,7 +118,7 @@ export async function storm(url: string, count: number, size: number, timeoutMs:
   const transfers = parseTransfers(out);
   checkFull(`${count} concurrent GETs of ${url}`, transfers, count, size);
   const totals = transfers.map((t) => t.totalMs);
-  return { wallMs, slowestMs: Math.max(...totals), fastestMs: Math.min(...totals) };
+  return { transfers, wallMs, slowestMs: Math.max(...totals), fastestMs: Math.min(...totals) };
 }
 
 export interface PacedResult {

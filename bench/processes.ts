@@ -86,7 +86,7 @@ export function killAllSync(): void {
 }
 
 /** CPU time (utime + stime, clock ticks) a process has used, from /proc/<pid>/stat; undefined once it is gone. */
-function cpuTicks(pid: number): number | undefined {
+export function cpuTicks(pid: number): number | undefined {
   try {
     // The fields after the command name, which is in parentheses and may hold spaces: utime and stime are 14 and 15.
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');

@@ -64,6 +64,13 @@ export interface OurCacheSetup {
   readonly tls?: TlsFiles;
   /** http.secret: replicas (and workers) with the same one share fills through the store's leases. */
   readonly secret?: string;
+  /** log.level; default warn, as deployed for throughput. */
+  readonly logLevel?: 'debug' | 'info' | 'warn' | 'error';
+}
+
+/** Our cache: also the last 64 KiB of what it printed (its JSON log lines). */
+export interface OurSystem extends System {
+  output(): string;
 }
 
 /**
@@ -75,7 +82,7 @@ export async function startOurCache(
   cpuProfDir?: string,
   cli = join(ROOT, 'dist/bin/dtr-cache.js'),
   setup: OurCacheSetup = {},
-): Promise<System> {
+): Promise<OurSystem> {
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build`);
   const dir = mkdtempSync(join(tmpdir(), 'dtr-cache-bench-ours-'));
   atExit(() => rmSync(dir, { recursive: true, force: true }));
@@ -85,7 +92,7 @@ export async function startOurCache(
     configPath,
     renderConfig({
       version: '0.1',
-      log: { level: 'warn' },
+      log: { level: setup.logLevel ?? 'warn' },
       storage: { filesystem: { rootdirectory: setup.root ?? join(dir, 'data') } },
       http: {
         addr: `127.0.0.1:${port}`,
@@ -120,7 +127,7 @@ export async function startOurCache(
     await stop();
     throw err;
   }
-  return { name: 'ours', url, pid: child.pid, stop };
+  return { name: 'ours', url, pid: child.pid, stop, output };
 }
 
 /** The raw baseline: bench/static-server.ts serving `dir` (same runtime as our cache, no cache logic). */

@@ -6,8 +6,11 @@
  * much of a blob went over the WAN.
  *
  * A chunk starts across the link when the link (and its connection's share) is free and arrives one-way-delay
- * later; its connection reads nothing more until the chunk's bytes have passed, so TCP backpressure reaches the
- * sender as on a real bottleneck. Not emulated: loss, TCP slow start, and reordering.
+ * later. The bottleneck has a buffer of `queueMs` of transfer time: a connection reads nothing more while more than
+ * that is queued ahead of it, so TCP backpressure reaches the sender as on a real bottleneck, and a timer that fires
+ * late on a loaded machine leaves the link busy with what is queued instead of idle (without a buffer the link lost
+ * each timer's lateness: 64 MiB took 2.7 s instead of 2.0 at 32 MiB/s while two caches loaded both cores,
+ * bench/results/wan-phases.md). Not emulated: loss, TCP slow start, and reordering.
  *
  * Used by the benchmarks (bench/wan-workers.ts) and, per connection only, by the tests' throttle proxy.
  */
@@ -25,6 +28,8 @@ export interface WanLinkOptions {
   readonly sharedBytesPerSecond?: number;
   /** Bytes per second of each connection, each direction. @default unlimited */
   readonly perConnectionBytesPerSecond?: number;
+  /** The bottleneck's buffer, as ms of transfer queued ahead of a connection before it is paused. @default 20 */
+  readonly queueMs?: number;
 }
 
 export interface WanLink {
@@ -47,6 +52,7 @@ class Direction {
 export async function startWanLink(options: WanLinkOptions): Promise<WanLink> {
   const oneWayMs = (options.rttMs ?? 0) / 2;
   const shared = options.sharedBytesPerSecond ?? Infinity;
+  const queueMs = options.queueMs ?? 20;
   const down = new Direction();
   const up = new Direction();
   const sockets = new Set<Socket>();
@@ -95,7 +101,7 @@ export async function startWanLink(options: WanLinkOptions): Promise<WanLink> {
       connBusyUntil = start + (chunk.length / link.perConnectionBytesPerSecond) * 1000;
       direction.bytes += chunk.length;
       send(chunk, start + oneWayMs);
-      const free = Math.max(direction.busyUntil, connBusyUntil) - now;
+      const free = Math.max(direction.busyUntil, connBusyUntil) - now - queueMs;
       if (free > 0) {
         from.pause();
         setTimeout(() => from.resume(), free);

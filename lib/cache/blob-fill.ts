@@ -48,9 +48,13 @@ export type FillSource =
 
 export type FillStart = { readonly ok: true; readonly fill: BlobFill; readonly fetched: boolean } | Extract<FillSource, { ok: false }>;
 
+/** Where a fill's bytes come from: this replica's upstream GET, or another replica's fill of the blob. */
+export type SourceKind = 'upstream' | 'replica';
+
 /** Where a fill's source comes from when replicas coordinate (fill-coordinator.ts). */
 export interface FillSourceOpener {
-  open(digest: Digest, openUpstream: UpstreamOpener, signal: AbortSignal): Promise<FillSource>;
+  /** `decided` is called once it is known where the bytes come from, before the source answers. */
+  open(digest: Digest, openUpstream: UpstreamOpener, signal: AbortSignal, decided?: (kind: SourceKind) => void): Promise<FillSource>;
 }
 
 export interface FillContext extends FillDiskContext {
@@ -70,6 +74,8 @@ const DISK_LAG = 8 * 1024 * 1024;
 /** The in-flight fills, by digest: concurrent misses of one blob join one fill. */
 export class FillRegistry {
   private readonly slots = new Map<string, Promise<FillStart>>();
+  /** Where each fill's bytes come from, once decided (resolves never if the fill fails before). */
+  private readonly sources = new Map<string, Promise<SourceKind>>();
   private readonly shutdown = new AbortController();
 
   constructor(private readonly context: FillContext) {}
@@ -88,6 +94,14 @@ export class FillRegistry {
   }
 
   /**
+   * Where the fill of `digest` in flight gets its bytes, as soon as that is decided: before the source answers, so a
+   * client of a fill streamed from another replica can be authorized with the upstream meanwhile.
+   */
+  source(digest: Digest): Promise<SourceKind> | undefined {
+    return this.sources.get(digest.text);
+  }
+
+  /**
    * Starts a fill of `digest` into `key`. `openUpstream` makes the upstream GET (with the first client's
    * credentials) under `signal`, which fires after `filltimeout`. The slot is registered before anything is
    * awaited, so a request arriving a moment later joins instead of fetching again.
@@ -97,14 +111,17 @@ export class FillRegistry {
     if (existing) return existing;
     const release = this.context.busy.hold(key);
     const signal = AbortSignal.any([AbortSignal.timeout(this.context.timeoutMs), this.shutdown.signal]);
+    let decided!: (kind: SourceKind) => void;
+    const source = new Promise<SourceKind>((resolve) => (decided = resolve));
     const start = (async (): Promise<FillStart> => {
       const { coordinator } = this.context;
-      const opened = await (coordinator ? coordinator.open(digest, openUpstream, signal) : this.direct(openUpstream, signal)).catch(
-        (err): FillSource => ({
-          ok: false,
-          error: { status: 502, code: 'UNAVAILABLE', message: `upstream request failed: ${(err as Error).message}` },
-        }),
-      );
+      if (!coordinator) decided('upstream');
+      const opened = await (
+        coordinator ? coordinator.open(digest, openUpstream, signal, decided) : this.direct(openUpstream, signal)
+      ).catch((err): FillSource => ({
+        ok: false,
+        error: { status: 502, code: 'UNAVAILABLE', message: `upstream request failed: ${(err as Error).message}` },
+      }));
       if (!opened.ok) return opened;
       const fill = new BlobFill(digest, key, opened.size, this.context);
       fill.run(opened.body, signal);
@@ -112,8 +129,10 @@ export class FillRegistry {
       return { ok: true, fill, fetched: opened.fetched };
     })();
     this.slots.set(digest.text, start);
+    this.sources.set(digest.text, source);
     const forget = () => {
       if (this.slots.get(digest.text) === start) this.slots.delete(digest.text);
+      if (this.sources.get(digest.text) === source) this.sources.delete(digest.text);
       release();
     };
     // The slot stays until the object is committed (or the fill failed): a request that finds no slot then
@@ -142,6 +161,10 @@ export class FillRegistry {
 export class BlobFill implements FillFeed {
   private state: FillProgress['state'] = 'filling';
   private written = 0;
+  /** When the first upstream byte came (Date.now()), for the phases 'blob cached' logs. */
+  private firstByteAt?: number;
+  /** How long the source was held back waiting for the disk (DISK_LAG), in ms. */
+  private diskWaitMs = 0;
   private failure?: string;
   private readers = 0;
   private finished = false;
@@ -178,12 +201,24 @@ export class BlobFill implements FillFeed {
         await pipeline(body, this.sink(hash), { signal }).catch((err: Error) => {
           throw signal.aborted ? new Error(`fill stopped: ${(signal.reason as Error)?.message ?? 'filltimeout reached'}`) : err;
         });
+        const bodyEnd = Date.now();
         await this.disk.drained();
         this.disk.check();
         this.verify(hash);
         this.state = 'verified';
         this.wake();
-        if (await this.disk.commit()) log.info('blob cached', { digest: this.digest.text, bytes: this.written, ms: Date.now() - started });
+        const verified = Date.now();
+        if (await this.disk.commit())
+          log.info('blob cached', {
+            digest: this.digest.text,
+            bytes: this.written,
+            ms: Date.now() - started,
+            // The fill's phases from its start: first and last source byte, verified (the readers' last byte goes).
+            firstByteMs: (this.firstByteAt ?? bodyEnd) - started,
+            bodyEndMs: bodyEnd - started,
+            verifiedMs: verified - started,
+            diskWaitMs: this.diskWaitMs,
+          });
         events?.emit('fillEnded', { digest: this.digest.text, ok: true, bytes: this.written });
       } catch (err) {
         this.failure = (err as Error).message;
@@ -210,6 +245,7 @@ export class BlobFill implements FillFeed {
   private sink(hash: Hash): Writable {
     const append = async (chunks: Buffer[]): Promise<void> => {
       this.disk.check();
+      this.firstByteAt ??= Date.now();
       const offset = this.written;
       for (const chunk of chunks) {
         if (this.size !== undefined && this.written + chunk.length > this.size) {
@@ -221,7 +257,11 @@ export class BlobFill implements FillFeed {
       }
       this.wake();
       const lag = this.disk.append(chunks, offset, this.written, () => this.window.trim(this.disk.end));
-      if (lag > DISK_LAG) await this.disk.drained();
+      if (lag > DISK_LAG) {
+        const waited = Date.now();
+        await this.disk.drained();
+        this.diskWaitMs += Date.now() - waited;
+      }
     };
     return new Writable({
       highWaterMark: SINK_BUFFER,

@@ -59,6 +59,11 @@ export class BlobHandler {
         }
       }
       this.ctx.events.emit('lookup', { kind: 'blob', result: 'miss' });
+      // Bytes streamed from another replica are served only to clients the upstream allows: ask it while that
+      // replica's stream is being opened, not after (the check below then finds this one in flight or decided).
+      void this.ctx.fills.source(digest)?.then((kind) => {
+        if (kind === 'replica') this.ctx.authorizer.check(client.credential, target).catch(() => undefined);
+      });
       const start = await slot;
       if (!start.ok) {
         if (starter && start.error) return sendError(res, start.error, head);

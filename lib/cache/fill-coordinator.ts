@@ -19,12 +19,12 @@
  */
 import { request } from 'undici';
 import { Readable } from 'node:stream';
-import type { FillSource, UpstreamOpener } from './blob-fill';
+import type { FillSource, SourceKind, UpstreamOpener } from './blob-fill';
 import type { Logger } from './log';
 import type { OciError } from './oci-error';
 import { blobKey, type Digest } from './reference';
 import { FILL_PATH, replicaHeaders, SIZE_HEADER } from './replica-endpoint';
-import { StoreLease } from './store-lease';
+import { removeExpiredLeases, StoreLease } from './store-lease';
 import type { StorageDriver } from './storage';
 
 export const FILL_LEASE_PREFIX = '_fill-leases/';
@@ -57,6 +57,8 @@ interface Attempt {
   readonly lease: StoreLease;
   readonly openUpstream: UpstreamOpener;
   readonly signal: AbortSignal;
+  /** Told where the first bytes come from, once, as soon as that is decided. */
+  decided?: (kind: SourceKind) => void;
   renewal?: NodeJS.Timeout;
   /** The renewal in flight: a release waits for it, or the renewal could write the lease back after the release. */
   renewing?: Promise<unknown>;
@@ -65,6 +67,8 @@ interface Attempt {
 export class FillCoordinator {
   readonly renewMs: number;
   readonly expireMs: number;
+  /** When this replica last looked for expired fill leases (see `removeExpired`). */
+  private tidiedAt = 0;
 
   constructor(private readonly options: FillCoordinatorOptions) {
     this.renewMs = options.renewMs ?? 2_000;
@@ -75,13 +79,13 @@ export class FillCoordinator {
    * The source of a fill of `digest`: the upstream (this replica took the lease; `fetched`), or the holder's
    * stream. `{ ok: false }` without an error: the blob was committed meanwhile (look in storage again).
    */
-  async open(digest: Digest, openUpstream: UpstreamOpener, signal: AbortSignal): Promise<FillSource> {
+  async open(digest: Digest, openUpstream: UpstreamOpener, signal: AbortSignal, decided?: (kind: SourceKind) => void): Promise<FillSource> {
     const lease = new StoreLease(this.options.storage, {
       prefix: `${FILL_LEASE_PREFIX}${digest.algorithm}-${digest.hex}.`,
       expireMs: this.expireMs,
       info: { address: this.options.address },
     });
-    const attempt: Attempt = { digest, lease, openUpstream, signal };
+    const attempt: Attempt = { digest, lease, openUpstream, signal, decided };
     const first = await this.next(attempt, 0, undefined);
     if (!first.ok) return first;
     const size = first.segment.size;
@@ -145,6 +149,7 @@ export class FillCoordinator {
     /** The holder whose endpoint could not be reached, and its lease's renewal time then. */
     let unreachable: { holder: string; renewedAt: number; since: number } | undefined;
     let bypass = false;
+    const began = Date.now();
     for (let tries = 0; !signal.aborted; tries++) {
       if (tries > 0) await sleep(this.renewMs, signal);
       if (signal.aborted) break;
@@ -167,6 +172,8 @@ export class FillCoordinator {
           continue;
         }
         this.renew(attempt);
+        log.info('fill lease taken; fetching from the upstream', { digest: digest.text, offset, leaseMs: Date.now() - began });
+        this.decide(attempt, 'upstream');
         const opened = await attempt.openUpstream(signal, offset).catch(async (err: unknown) => {
           await this.release(attempt);
           throw err;
@@ -182,9 +189,10 @@ export class FillCoordinator {
       const holder = await lease.liveHolder().catch(() => undefined);
       if (!holder || typeof holder.info.address !== 'string') continue; // released or expired just now: ask again
       const address = holder.info.address;
+      this.decide(attempt, 'replica');
       const streamed = await this.fromReplica(address, digest, offset, signal);
       if (streamed.ok) {
-        log.info('blob miss; streaming from the replica fetching it', { digest: digest.text, address, offset });
+        log.info('blob miss; streaming from the replica fetching it', { digest: digest.text, address, offset, ms: Date.now() - began });
         return { ok: true, segment: { from: 'replica', body: streamed.body, size: streamed.size ?? size, start: offset } };
       }
       if (!streamed.unreachable) continue; // not filling (any more): its lease goes once it is released or stops renewing
@@ -235,6 +243,12 @@ export class FillCoordinator {
     }
   }
 
+  /** Tells the fill where its first bytes come from (the first decision only: a resumed fill's clients are served). */
+  private decide(attempt: Attempt, kind: SourceKind): void {
+    attempt.decided?.(kind);
+    attempt.decided = undefined;
+  }
+
   /** Rewrites the lease every `renewMs` while this replica fills (one renewal at a time). */
   private renew(attempt: Attempt): void {
     if (attempt.renewal) return;
@@ -257,6 +271,23 @@ export class FillCoordinator {
     attempt.renewal = undefined;
     await attempt.renewing;
     await attempt.lease.release();
+    void this.removeExpired(); // after the fill, never in its way
+  }
+
+  /**
+   * The lease of a holder that died is taken over (and removed) by the next replica that wants the same blob; one
+   * nobody asks for again would stay in the store for good. So once a fill is over, this replica removes the fill
+   * leases not renewed for `expireMs`: one listing of `_fill-leases/` per `expireMs` at most.
+   */
+  private async removeExpired(): Promise<void> {
+    if (Date.now() - this.tidiedAt < this.expireMs) return;
+    this.tidiedAt = Date.now();
+    const { storage, log } = this.options;
+    const removed = await removeExpiredLeases(storage, FILL_LEASE_PREFIX, this.expireMs).catch((err: unknown) => {
+      log.warn('could not remove expired fill leases', { reason: (err as Error).message });
+      return 0;
+    });
+    if (removed > 0) log.info('removed the fill leases of replicas that stopped mid-fill', { count: removed });
   }
 }
 

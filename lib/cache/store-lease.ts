@@ -104,15 +104,7 @@ export class StoreLease {
 
   /** Lease objects, lowest generation first. */
   private async list(): Promise<LeaseObject[]> {
-    const out: LeaseObject[] = [];
-    const { prefix } = this.options;
-    for await (const info of this.storage.list(prefix)) {
-      const suffix = info.key.slice(prefix.length);
-      const generation = Number(suffix);
-      if (/^\d+$/.test(suffix) && Number.isSafeInteger(generation))
-        out.push({ key: info.key, generation, renewedAt: info.lastAccess.getTime() });
-    }
-    return out.sort((a, b) => a.generation - b.generation);
+    return listLeases(this.storage, this.options.prefix);
   }
 
   /** Generations restart at 1 once released, so a holder back from a pause checks the holder a lease names. */
@@ -120,4 +112,33 @@ export class StoreLease {
     const stream = await this.storage.read(key);
     return stream && (await readCapped(stream, MAX_LEASE_BYTES));
   }
+}
+
+/**
+ * Removes the lease objects under `prefix` (of several leases: `_fill-leases/` holds one per blob being filled) not
+ * renewed for `expireMs`: their holders died (kill -9, a lost node) and nobody took them over, as nobody asked for
+ * the same work again. A contender would take each over, so removing one changes no holder; a holder that was only
+ * paused that long finds its lease gone at its next renewal and takes it again. Returns how many went.
+ */
+export async function removeExpiredLeases(storage: StorageDriver, prefix: string, expireMs: number): Promise<number> {
+  const now = Date.now();
+  let removed = 0;
+  for await (const info of storage.list(prefix)) {
+    if (!/\d$/.test(info.key) || now - info.lastAccess.getTime() < expireMs) continue;
+    await storage.delete(info.key);
+    removed++;
+  }
+  return removed;
+}
+
+/** The lease objects of `prefix`, lowest generation first. */
+async function listLeases(storage: StorageDriver, prefix: string): Promise<LeaseObject[]> {
+  const out: LeaseObject[] = [];
+  for await (const info of storage.list(prefix)) {
+    const suffix = info.key.slice(prefix.length);
+    const generation = Number(suffix);
+    if (/^\d+$/.test(suffix) && Number.isSafeInteger(generation))
+      out.push({ key: info.key, generation, renewedAt: info.lastAccess.getTime() });
+  }
+  return out.sort((a, b) => a.generation - b.generation);
 }

@@ -7,7 +7,10 @@
  *   exact digest.
  * - The replica endpoint answers 401, and no byte, to a request without a fresh HMAC of http.secret.
  * - The lease holder killed (SIGKILL) mid-fill: the other replica's clients, already streaming from it, still get the
- *   exact bytes; one replica takes the fill over with a range request where its bytes end (its log says so once).
+ *   exact bytes; one replica takes the fill over with a range request where its bytes end (its log says so once); no
+ *   lease object is left in the store.
+ * - A holder killed mid-fill with nobody streaming from it (so nobody takes its lease over): its lease object is gone
+ *   once it expired and a replica (here the killed one, restarted) finished a fill.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -15,7 +18,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { request } from 'undici';
+import { FILL_LEASE_PREFIX } from '../../lib/cache/fill-coordinator';
 import { replicaHeaders } from '../../lib/cache/replica-endpoint';
+import { createStorage, type StorageDriver } from '../../lib/cache/storage';
 import type { CacheConfigInput } from '../../lib/config';
 import { startCacheProcess, type CacheProcess } from '../support/cache-process';
 import { makeImage, pushBlob, pushImage } from '../../harness/images';
@@ -39,6 +44,16 @@ describe.each(['filesystem', 'azure'] as const)('two replicas on one %s store fe
   let azurite: AzuriteServer | undefined;
   let a: CacheProcess;
   let b: CacheProcess;
+  let config: CacheConfigInput;
+  /** The store as the replicas see it, to look at their lease objects. */
+  let store: StorageDriver;
+
+  /** Keys of the fill lease objects in the store. */
+  async function fillLeases(): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const info of store.list(FILL_LEASE_PREFIX)) keys.push(info.key);
+    return keys;
+  }
 
   beforeAll(async () => {
     upstream = await TestRegistry.start();
@@ -48,20 +63,21 @@ describe.each(['filesystem', 'azure'] as const)('two replicas on one %s store fe
       azurite = await startAzurite();
       const credential = new StorageSharedKeyCredential(azurite.accountname, azurite.accountkey);
       await new BlobServiceClient(azurite.serviceurl, credential).getContainerClient('site').create();
-      storage = {
-        azure: {
-          accountname: azurite.accountname,
-          accountkey: azurite.accountkey,
-          container: 'site',
-          serviceurl: azurite.serviceurl,
-          rootdirectory: '/cache',
-        },
+      const azure = {
+        accountname: azurite.accountname,
+        accountkey: azurite.accountkey,
+        container: 'site',
+        serviceurl: azurite.serviceurl,
+        rootdirectory: '/cache',
       };
+      storage = { azure };
+      store = await createStorage({ kind: 'azure', options: { ...azure, realm: 'core.windows.net' } });
     } else {
       root = mkdtempSync(join(tmpdir(), 'dtr-cache-site-fetch-'));
       storage = { filesystem: { rootdirectory: root } };
+      store = await createStorage({ kind: 'filesystem', options: { rootdirectory: root } });
     }
-    const config: CacheConfigInput = {
+    config = {
       version: '0.1',
       log: { level: 'info' },
       storage,
@@ -73,6 +89,7 @@ describe.each(['filesystem', 'azure'] as const)('two replicas on one %s store fe
 
   afterAll(async () => {
     await Promise.all([a?.kill(), b?.kill()]);
+    await store?.close?.();
     await proxy?.stop();
     await upstream?.stop();
     await azurite?.stop();
@@ -155,6 +172,29 @@ describe.each(['filesystem', 'azure'] as const)('two replicas on one %s store fe
     // The holder's GET (cut by the kill) and the takeover's range GET: nothing fetched the blob a third time.
     expect(gets.length).toBeLessThanOrEqual(2);
     expect(gets.filter((g) => g.status === 206)).toHaveLength(1);
+    // The takeover removed the dead holder's lease, and released its own once committed.
+    await waitFor('no fill lease left in the store', async () => (await fillLeases()).length === 0, 10_000);
+  }, 120_000);
+
+  test('a holder killed mid-fill with nobody streaming from it: its lease object goes once expired', async () => {
+    const data = randomBytes(8 * 1024 * 1024);
+    const digest = await pushBlob(upstream.url, 'team/orphan', data);
+    proxy.rate = 1024 * 1024;
+    let bytes = 0;
+    const client = blobDigest(b, 'team/orphan', digest, (n) => (bytes += n)).catch((err: Error) => `cut: ${err.message}`);
+    await waitFor('the holder streaming', async () => bytes > 0, 30_000);
+    await b.kill();
+    expect(await client).toMatch(/^cut: /);
+    const dead = await fillLeases();
+    expect(dead).toEqual([expect.stringContaining(digest.replace(':', '-'))]); // nobody took it over
+    // The replica restarted (as swarm does); once the lease expired (10 s), its next fill removes it.
+    b = await startCacheProcess(config);
+    proxy.rate = FAST;
+    await new Promise((r) => setTimeout(r, 11_000));
+    const next = await pushBlob(upstream.url, 'team/next', randomBytes(64 * 1024));
+    expect(await blobDigest(b, 'team/next', next)).toBe(next);
+    await waitFor("the dead holder's lease removed", async () => (await fillLeases()).length === 0, 10_000);
+    expect(b.output()).toContain('removed the fill leases of replicas that stopped mid-fill');
   }, 120_000);
 });
 
