@@ -201,7 +201,16 @@ export async function startSwift(options: { s3Region?: string } = {}): Promise<S
           signal: AbortSignal.timeout(10_000),
         });
         await container.arrayBuffer();
-        return container.status === 201 || container.status === 202;
+        if (container.status !== 201 && container.status !== 202) return false;
+        // And an object only once the object server is up: until then its PUT answers 503 too (seen in a full run).
+        const object = await fetch(`${storage}/readiness/probe`, {
+          method: 'PUT',
+          headers: { 'x-auth-token': token },
+          body: 'ready',
+          signal: AbortSignal.timeout(10_000),
+        });
+        await object.arrayBuffer();
+        return object.status === 201;
       },
       // Four Python servers importing at once: ~15 s on a quiet 2-core machine, minutes on a saturated one.
       240_000,
