@@ -13,7 +13,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { stringify } from 'yaml';
 import { makeImage, pushImage } from '../../harness/images';
 import { pullConcurrently, upstreamGetsPerBlob } from '../support/pull';
@@ -65,9 +64,7 @@ beforeAll(async () => {
   rmSync(tar);
 
   azurite = await startAzurite({ host: bridge.address });
-  await new BlobServiceClient(azurite.serviceurl, new StorageSharedKeyCredential(azurite.accountname, azurite.accountkey))
-    .getContainerClient('site')
-    .create();
+  const azure = await azurite.container('site', '/cache');
   upstream = await TestRegistry.start({ host: bridge.address });
   proxy = await startThrottleProxy(upstream.port, 4 * 1024 * 1024, bridge.address);
   const config = join(work, 'config.yml');
@@ -77,13 +74,7 @@ beforeAll(async () => {
       version: '0.1',
       log: { level: 'info' },
       storage: {
-        azure: {
-          accountname: azurite.accountname,
-          accountkey: azurite.accountkey,
-          container: 'site',
-          serviceurl: azurite.serviceurl,
-          rootdirectory: '/cache',
-        },
+        azure,
       },
       http: { addr: '0.0.0.0:5000', secret: 'multi-node-fills-secret' },
       middleware: { registry: [{ name: 'downstream', options: { upstreams: [proxy.url] } }] },

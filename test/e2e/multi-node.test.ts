@@ -19,7 +19,6 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { App, TerraformStack } from 'cdktf';
 import { DtrCacheSite, LoadBalancer, SecretSource, StorageBackend, SwarmConnection } from '../../lib/constructs';
 import { AzuriteServer, startAzurite } from '../support/storage-servers';
@@ -263,9 +262,7 @@ beforeAll(async () => {
 
   azurite = await startAzurite({ host: bridge.address });
   writeFileSync(join(work, 'azure-account-key'), `${azurite.accountkey}\n`, { mode: 0o600 });
-  await new BlobServiceClient(azurite.serviceurl, new StorageSharedKeyCredential(azurite.accountname, azurite.accountkey))
-    .getContainerClient(CONTAINER)
-    .create();
+  await azurite.container(CONTAINER);
   const ca = createTestCa(join(work, 'pki'));
   caPem = readFileSync(ca.caCert, 'utf8');
   cacheCert = ca.issue('cache', [CACHE_HOST]);

@@ -16,7 +16,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { request } from 'undici';
 import { FILL_LEASE_PREFIX } from '../../lib/cache/fill-coordinator';
 import { replicaHeaders } from '../../lib/cache/replica-endpoint';
@@ -61,17 +60,9 @@ describe.each(['filesystem', 'azure'] as const)('two replicas on one %s store fe
     let storage: CacheConfigInput['storage'];
     if (kind === 'azure') {
       azurite = await startAzurite();
-      const credential = new StorageSharedKeyCredential(azurite.accountname, azurite.accountkey);
-      await new BlobServiceClient(azurite.serviceurl, credential).getContainerClient('site').create();
-      const azure = {
-        accountname: azurite.accountname,
-        accountkey: azurite.accountkey,
-        container: 'site',
-        serviceurl: azurite.serviceurl,
-        rootdirectory: '/cache',
-      };
+      const azure = await azurite.container('site', '/cache');
       storage = { azure };
-      store = await createStorage({ kind: 'azure', options: { ...azure, realm: 'core.windows.net' } });
+      store = await createStorage({ kind: 'azure', options: azure });
     } else {
       root = mkdtempSync(join(tmpdir(), 'dtr-cache-site-fetch-'));
       storage = { filesystem: { rootdirectory: root } };

@@ -1,5 +1,4 @@
 /** The Azure driver against azurite (npm devDependency), started on loopback by the test. */
-import type { AzureOptions } from '../../lib/config';
 import { createStorage } from '../../lib/cache/storage';
 import { describeConformance } from '../support/storage-conformance';
 import { startAzurite } from '../support/storage-servers';
@@ -7,19 +6,11 @@ import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-bl
 
 describeConformance('azure (azurite)', async () => {
   const azurite = await startAzurite();
-  const options: AzureOptions = {
-    accountname: azurite.accountname,
-    accountkey: azurite.accountkey,
-    container: 'dtr-cache',
-    realm: 'core.windows.net',
-    serviceurl: azurite.serviceurl,
-    rootdirectory: '/cache',
-  };
+  const options = await azurite.container('dtr-cache', '/cache');
   const container = new BlobServiceClient(
     azurite.serviceurl,
     new StorageSharedKeyCredential(azurite.accountname, azurite.accountkey),
   ).getContainerClient(options.container);
-  await container.create();
   const driver = await createStorage({ kind: 'azure', options });
   return {
     driver,

@@ -8,7 +8,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { FILL_LEASE_PREFIX } from '../../lib/cache/fill-coordinator';
 import { createStorage, type StorageDriver } from '../../lib/cache/storage';
 import { StoreLease } from '../../lib/cache/store-lease';
@@ -27,16 +26,7 @@ describe.each(['azure', 'filesystem'] as const)('fill lease on %s: one holder of
   beforeAll(async () => {
     if (kind === 'azure') {
       azurite = await startAzurite();
-      const credential = new StorageSharedKeyCredential(azurite.accountname, azurite.accountkey);
-      await new BlobServiceClient(azurite.serviceurl, credential).getContainerClient('leases').create();
-      const options = {
-        accountname: azurite.accountname,
-        accountkey: azurite.accountkey,
-        container: 'leases',
-        realm: 'core.windows.net',
-        serviceurl: azurite.serviceurl,
-        rootdirectory: '/site',
-      };
+      const options = await azurite.container('leases', '/site');
       drivers = await Promise.all(Array.from({ length: CONTENDERS }, () => createStorage({ kind: 'azure', options })));
     } else {
       const dir = mkdtempSync(join(tmpdir(), 'dtr-cache-fill-lease-'));

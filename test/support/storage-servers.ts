@@ -9,6 +9,8 @@ import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
+import type { AzureOptions } from '../../lib/config';
 import { freePort, requireTool, waitFor } from '../../harness/tools';
 
 export interface StorageServer {
@@ -69,6 +71,8 @@ export interface AzuriteServer extends StorageServer {
   readonly serviceurl: string;
   readonly accountname: string;
   readonly accountkey: string;
+  /** Creates the container `name` and returns the storage options of a store in it (under `rootdirectory` if given). */
+  container(name: string, rootdirectory?: string): Promise<AzureOptions>;
 }
 
 /** azurite on `host` (loopback by default; a host bridge address when containers in test namespaces use it). */
@@ -111,7 +115,12 @@ export async function startAzurite(options: { host?: string } = {}): Promise<Azu
     await stop();
     throw err;
   }
-  return { serviceurl, accountname: AZURITE_ACCOUNT, accountkey: AZURITE_KEY, stop };
+  const container = async (name: string, rootdirectory?: string): Promise<AzureOptions> => {
+    const credential = new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY);
+    await new BlobServiceClient(serviceurl, credential).getContainerClient(name).create();
+    return { accountname: AZURITE_ACCOUNT, accountkey: AZURITE_KEY, container: name, realm: 'core.windows.net', serviceurl, rootdirectory };
+  };
+  return { serviceurl, accountname: AZURITE_ACCOUNT, accountkey: AZURITE_KEY, container, stop };
 }
 
 export interface SwiftServer extends StorageServer {
