@@ -13,14 +13,13 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { usableCpus } from '../lib/cache/cpus';
-import { requireTool } from '../harness/tools';
 import { type BlobFile, generateBlob, pushBlobFile } from './blobs';
-import { pull, storm, verifyDigest, wrk } from './load';
+import { pull, storm, verifyDigest } from './load';
 import { waitForQuiet } from './processes';
 import { formatNumber, renderMarkdown, type Row, rssTarget, type Target } from './report';
-import { readMemory } from './rss';
-import { startOurCache, startRegistry, type System, type TlsFiles } from './systems';
+import { startOurCache, startRegistry, type System } from './systems';
 import { startWanLink } from './wan-link';
+import { peakRss, selfSignedCertificate, warmRows, workerPids } from './warm';
 
 const MiB = 2 ** 20;
 const ROOT = resolve(__dirname, '..');
@@ -38,21 +37,6 @@ export const median = (values: readonly number[]) => {
 };
 export const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
-/** The worker processes of a `serve --workers N` primary (none for a single process). */
-function workerPids(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** Every process serving for `system`: its workers, or itself when it has none. */
-function servingPids(system: System): number[] {
-  const workers = workerPids(system.pid ?? 0);
-  return workers.length ? workers : [system.pid ?? 0];
-}
-
 const totalTarget: Target = {
   text: '≤ 1.15× direct',
   met: (r) => (r.ours !== undefined && r.baseline ? r.ours <= 1.15 * r.baseline.value : undefined),
@@ -63,16 +47,6 @@ const warmTarget: Target = {
   text: '≥ 1.2× ref',
   met: (r) => (r.ours !== undefined && r.reference !== undefined ? r.ours >= 1.2 * r.reference : undefined),
 };
-
-function selfSignedCertificate(dir: string): TlsFiles {
-  const certificate = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
-  execFileSync(requireTool('openssl'), [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', certificate, '-days', '1',
-    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
-  ], { stdio: 'ignore' }); // prettier-ignore
-  return { certificate, key };
-}
 
 export async function wanAndWorkers(cli: string | undefined, commit: string, quick: boolean): Promise<number> {
   const blobBytes = quick ? 16 * MiB : 64 * MiB;
@@ -207,23 +181,19 @@ export async function wanAndWorkers(cli: string | undefined, commit: string, qui
         systems.push({ row: `${secure ? 'b' : 'c'}${n === 1 ? '1' : 'N'}`, key: 'ours', system: ours });
       }
     }
-    for (const { row, system } of systems) {
-      // Warm every worker's page cache and JIT alike: one checked GET fills, a second is a hit.
-      await step(`row ${row} ${system.name}: filling`, async () => {
-        await verifyDigest(blobUrl(system.url, warm), warm.digest, timeoutFor(warm.size));
-        await verifyDigest(blobUrl(system.url, warm), warm.digest, timeoutFor(warm.size));
-      });
-    }
-    const samples = new Map<string, number[]>();
-    for (let round = 0; round < rounds; round++) {
-      for (let i = 0; i < systems.length; i++) {
-        const { row, key, system } = systems[(i + round) % systems.length];
-        await quiet(`row ${row} ${system.name}`);
-        log(`row ${row} round ${round + 1}/${rounds}: ${system.name} (${key}), 16 clients, ${wrkSeconds} s`);
-        const r = await step(`row ${row} ${system.name}`, () => wrk(blobUrl(system.url, warm), 16, wrkSeconds));
-        if (r) samples.set(`${row}/${key}`, [...(samples.get(`${row}/${key}`) ?? []), r.mibPerSecond]);
-      }
-    }
+    const samples = await warmRows(
+      systems.map(({ row, key, system }) => ({ id: `${row}/${key}`, system })),
+      {
+        url: (s) => blobUrl(s.url, warm),
+        digest: warm.digest,
+        timeoutMs: timeoutFor(warm.size),
+        rounds,
+        seconds: wrkSeconds,
+        quiet,
+        step,
+        log,
+      },
+    );
     for (const [id, values] of samples) {
       const [row, key] = id.split('/') as [string, 'ours' | 'reference'];
       for (const target of key === 'reference' ? [`${row}1`, `${row}N`] : [row]) put(target, key, median(values));
@@ -232,12 +202,10 @@ export async function wanAndWorkers(cli: string | undefined, commit: string, qui
     // d. Peak RSS per worker (VmHWM since start), after rows b and c.
     for (const { row, key, system } of systems) {
       if (key !== 'ours') continue;
-      const peaks = servingPids(system).map((pid) => (readMemory(pid)?.peakBytes ?? NaN) / MiB);
+      const { workers: peaks, primary } = peakRss(system);
       put(`d${row}`, 'ours', Math.max(...peaks));
-      const primary = workerPids(system.pid ?? 0).length
-        ? `; primary ${formatNumber((readMemory(system.pid!)?.peakBytes ?? NaN) / MiB)} MiB`
-        : '';
-      notes.push(`row d${row}: peak RSS of each worker ${peaks.map((p) => formatNumber(p)).join(', ')} MiB${primary}`);
+      const primaryText = primary !== undefined ? `; primary ${formatNumber(primary)} MiB` : '';
+      notes.push(`row d${row}: peak RSS of each worker ${peaks.map((p) => formatNumber(p)).join(', ')} MiB${primaryText}`);
     }
   } catch (err) {
     errors.push(describe(err));
