@@ -33,6 +33,17 @@ export interface NginxFrontSetup {
 /** A string for nginx's config, quoted (paths may hold spaces). */
 const q = (s: string) => `"${s.replace(/["\\]/g, '\\$&')}"`;
 
+/**
+ * TLS as distribution (Go) negotiates it on AES hardware: the server's order, AES-128-GCM first (OpenSSL's default
+ * follows the client, whose first choice is AES-256-GCM).
+ */
+const tlsDirectives = (tls: TlsFiles) => `    ssl_certificate ${q(tls.certificate)};
+    ssl_certificate_key ${q(tls.key)};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_prefer_server_ciphers on;
+    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
+`;
+
 /** nginx.conf of the front. Pure: the same setup gives the same text. */
 export function nginxFrontConfig(s: NginxFrontSetup): string {
   // The path blobKey() gives the digest under the store root (lib/cache/reference.ts).
@@ -56,7 +67,7 @@ ${temp.join('\n')}
   }
   server {
     listen 127.0.0.1:${s.port}${s.tls ? ' ssl' : ''};
-${s.tls ? `    ssl_certificate ${q(s.tls.certificate)};\n    ssl_certificate_key ${q(s.tls.key)};\n    ssl_protocols TLSv1.2 TLSv1.3;\n` : ''}    client_max_body_size 0;
+${s.tls ? tlsDirectives(s.tls) : ''}    client_max_body_size 0;
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     proxy_set_header Host $http_host;

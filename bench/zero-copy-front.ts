@@ -30,6 +30,13 @@ const warmTarget: Target = {
   met: (r) => (r.ours !== undefined && r.reference !== undefined ? r.ours >= 1.2 * r.reference : undefined),
 };
 
+/** The protocol and cipher a default OpenSSL client (as wrk) gets from `url`. */
+function negotiated(url: string): string {
+  const { host } = new URL(url);
+  const out = execFileSync(requireTool('openssl'), ['s_client', '-connect', host], { input: '', timeout: 10_000, stdio: 'pipe' });
+  return /New, (\S+), Cipher is (\S+)/.exec(out.toString())?.slice(1).join(' ') ?? 'unknown';
+}
+
 interface Candidate {
   /** Row id without its b/c prefix: `1`, `N`, `F1`, `F2`. */
   readonly id: string;
@@ -125,6 +132,8 @@ export async function zeroCopyFront(cli: string | undefined, commit: string, qui
         notes.push(`row d${row}${c.id}: peak RSS of each worker ${peaks.map((p) => formatNumber(p)).join(', ')} MiB${primaryText}`);
       }
     }
+    for (const { id, system } of systems.filter((s) => s.system.url.startsWith('https:')))
+      notes.push(`row ${id}: TLS ${negotiated(system.url)} (openssl s_client with OpenSSL's default client offer, as wrk's)`);
     const behind = peakRss(backend).workers[0];
     figures.set('dB', { ours: behind });
   } catch (err) {
