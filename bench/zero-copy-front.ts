@@ -3,7 +3,8 @@
  * (issue 20), side by side in one run: the warm rows of bench/wan-workers.ts (64 MiB blob, 16 clients, TLS and plain)
  * for distribution 2.8's proxy, ours with 1 worker and with one per CPU, and ours behind the nginx front of
  * bench/nginx-front.ts with 1 and 2 nginx workers (sendfile over plain HTTP, nginx's OpenSSL over TLS; ours, plain
- * and with 1 worker, answers the front's authorizing HEADs). Writes bench/results/zero-copy-front.md.
+ * and with 1 worker, answers the front's authorizing HEADs); over plain HTTP also ours with a sendfile addon
+ * (bench/sendfile/, a prototype loaded with `node -r`). Writes bench/results/zero-copy-front.md.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,8 +38,23 @@ function negotiated(url: string): string {
   return /New, (\S+), Cipher is (\S+)/.exec(out.toString())?.slice(1).join(' ') ?? 'unknown';
 }
 
+/**
+ * The sendfile prototype (bench/sendfile/): the addon compiled into `dir`, and the node flags and environment that
+ * load it into our cache. Each transfer holds a threadpool thread until it is sent: 16 clients and the cache's own
+ * file operations need more than libuv's default 4.
+ */
+function buildSendfileAddon(dir: string) {
+  const addon = join(dir, 'sendfile.node');
+  const source = join(ROOT, 'bench/sendfile/sendfile.c');
+  execFileSync(requireTool('gcc'), ['-O2', '-Wall', '-shared', '-fPIC', '-I/usr/include/node', '-o', addon, source], { stdio: 'pipe' });
+  return {
+    args: ['-r', join(ROOT, 'bench/sendfile/preload.js')],
+    env: { DTR_BENCH_SENDFILE_ADDON: addon, UV_THREADPOOL_SIZE: '32' },
+  };
+}
+
 interface Candidate {
-  /** Row id without its b/c prefix: `1`, `N`, `F1`, `F2`. */
+  /** Row id without its b/c prefix: `1`, `N`, `F1`, `F2`, `S1`, `SN`. */
   readonly id: string;
   readonly label: string;
   readonly system: System;
@@ -86,6 +102,7 @@ export async function zeroCopyFront(cli: string | undefined, commit: string, qui
     await pushBlobFile(upstream.url, REPO, warm);
     const tls = selfSignedCertificate(work);
     const references: Record<'b' | 'c', System | undefined> = { b: undefined, c: undefined };
+    const sendfileNode = buildSendfileAddon(work);
     // The fronts' backend: ours as deployed behind them (plain HTTP on loopback), on a store root nginx reads.
     const storeRoot = join(work, 'front-store');
     backend = await start(startOurCache(upstream.url, undefined, cli, { root: storeRoot, workers: 1 }));
@@ -100,6 +117,15 @@ export async function zeroCopyFront(cli: string | undefined, commit: string, qui
       for (const n of [1, 2]) {
         const system = await start(startNginxFront(backendAddr, storeRoot, { workerProcesses: n, tls: secure }));
         candidates[row].push({ id: `F${n}`, label: `nginx front with ${n} worker${n > 1 ? 's' : ''} before ours`, system });
+      }
+      if (secure) continue;
+      for (const n of [1, workers]) {
+        const system = await start(startOurCache(upstream.url, undefined, cli, { workers: n, node: sendfileNode }));
+        candidates[row].push({
+          id: `S${n === 1 ? '1' : 'N'}`,
+          label: `ours with ${n} worker${n > 1 ? 's' : ''} and the sendfile addon`,
+          system,
+        });
       }
     }
     const systems = (['b', 'c'] as const).flatMap((row) => [
@@ -187,8 +213,9 @@ export async function zeroCopyFront(cli: string | undefined, commit: string, qui
     durationS: (Date.now() - startedAt) / 1000,
     notes: [
       `Load average (1, 5, 15 min) before: ${loadBefore}; after: ${loadAverage()}. The machine's ${cpus().length} cores are shared with other work.`,
-      `wrk, ${WARM_CLIENTS} connections, 2 threads, ${seconds} s, ${rounds} round(s) in rotating order over all ten systems (median shown; every figure below), as rows b and c of bench/results/wan-workers.md (bench/warm.ts); TLS with a self-signed RSA-2048 certificate (TLS 1.3, wrk's OpenSSL). The reference figure is the same in the rows of one protocol. Ours with N = ${workers} workers (usableCpus() on this machine).`,
+      `wrk, ${WARM_CLIENTS} connections, 2 threads, ${seconds} s, ${rounds} round(s) in rotating order over all twelve systems (median shown; every figure below), as rows b and c of bench/results/wan-workers.md (bench/warm.ts); TLS with a self-signed RSA-2048 certificate (TLS 1.3, wrk's OpenSSL). The reference figure is the same in the rows of one protocol. Ours with N = ${workers} workers (usableCpus() on this machine).`,
       `Rows F: ${requireTool('nginx')} (Debian's nginx, OpenSSL; kernel TLS is not available on this kernel, so TLS is nginx's user-space SSL_write) with the config of bench/nginx-front.ts: a GET of a blob in the store is authorized by auth_request (a HEAD of the same URI to ours, keep-alive) and sent from the file (sendfile on plain HTTP); ours behind the fronts is one process with 1 worker, plain HTTP on loopback, the same for all four fronts.`,
+      `Rows S (plain HTTP only: no kernel TLS here): ours with bench/sendfile/preload.js, which replaces the blob handler's send() of the built CLI so that a whole stored blob needing no digest check goes to a plain socket by sendfile(2) in bench/sendfile/sendfile.c (N-API, built with gcc, one libuv threadpool thread per transfer waiting in poll(2) for the socket; UV_THREADPOOL_SIZE=32).`,
       'Rows d: VmHWM of each serving process (/proc/<pid>/status) after the warm rows: our workers, or the nginx workers of a front (its master and the primary of a pool are listed below).',
       ...notes,
     ],
