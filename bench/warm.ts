@@ -8,11 +8,20 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireTool } from '../harness/tools';
 import { verifyDigest, wrk } from './load';
+import type { Target } from './report';
 import { readMemory } from './rss';
 import type { System, TlsFiles } from './systems';
 
 const MiB = 2 ** 20;
 export const WARM_CLIENTS = 16;
+
+/** Blob size, wrk's seconds and the rounds of a full run, or of a quick one (for building and debugging). */
+export const warmPlan = (quick: boolean) => ({ blobBytes: (quick ? 16 : 64) * MiB, seconds: quick ? 2 : 5, rounds: quick ? 1 : 3 });
+
+export const warmTarget: Target = {
+  text: '≥ 1.2× ref',
+  met: (r) => (r.ours !== undefined && r.reference !== undefined ? r.ours >= 1.2 * r.reference : undefined),
+};
 
 /** The worker processes of a `serve --workers N` primary or an nginx master (none for a single process). */
 export function workerPids(pid: number): number[] {

@@ -7,29 +7,24 @@
  * (bench/sendfile/, a prototype loaded with `node -r`). Writes bench/results/zero-copy-front.md.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { usableCpus } from '../lib/cache/cpus';
 import { requireTool } from '../harness/tools';
+import { BenchRun, describe } from './bench-run';
 import { generateBlob, pushBlobFile } from './blobs';
 import { startNginxFront } from './nginx-front';
-import { waitForQuiet } from './processes';
-import { formatNumber, renderMarkdown, type Row, rssTarget, type Target } from './report';
+import { formatNumber, type Row, rssTarget } from './report';
 import { startOurCache, startRegistry, type System } from './systems';
-import { loadAverage, median } from './wan-workers';
-import { peakRss, selfSignedCertificate, WARM_CLIENTS, warmRows, workerPids } from './warm';
+import { median } from './wan-workers';
+import { peakRss, selfSignedCertificate, WARM_CLIENTS, warmPlan, warmRows, warmTarget } from './warm';
 
 const MiB = 2 ** 20;
 const ROOT = resolve(__dirname, '..');
 const REPO = 'bench/front';
 
 const log = (message: string) => process.stderr.write(`[bench zero-copy-front] ${message}\n`);
-const describe = (err: unknown) => (err instanceof Error ? err.message : String(err));
-const warmTarget: Target = {
-  text: '≥ 1.2× ref',
-  met: (r) => (r.ours !== undefined && r.reference !== undefined ? r.ours >= 1.2 * r.reference : undefined),
-};
 
 /** The protocol and cipher a default OpenSSL client (as wrk) gets from `url`. */
 function negotiated(url: string): string {
@@ -62,36 +57,12 @@ interface Candidate {
 
 export async function zeroCopyFront(cli: string | undefined, commit: string, quick: boolean): Promise<number> {
   requireTool('nginx');
-  const blobBytes = quick ? 16 * MiB : 64 * MiB;
-  const seconds = quick ? 2 : 5;
-  const rounds = quick ? 1 : 3;
+  const { blobBytes, seconds, rounds } = warmPlan(quick);
   const workers = usableCpus();
-  const startedAt = Date.now();
-  const loadBefore = loadAverage();
   const work = mkdtempSync(join(tmpdir(), 'dtr-cache-bench-front-'));
-  const started: System[] = [];
-  const errors: string[] = [];
-  const notes: string[] = [];
+  const run = new BenchRun(log);
+  const { errors, notes, step, start, quiet, loadBefore } = run;
   const figures = new Map<string, { reference?: number; ours?: number }>();
-  const step = async <T>(what: string, fn: () => Promise<T>): Promise<T | undefined> => {
-    try {
-      return await fn();
-    } catch (err) {
-      errors.push(`${what}: ${describe(err)}`);
-      log(`FAILED ${what}: ${describe(err)}`);
-      return undefined;
-    }
-  };
-  const start = async <S extends System>(system: Promise<S>): Promise<S> => {
-    const s = await system;
-    started.push(s);
-    return s;
-  };
-  const quiet = async (what: string) => {
-    execFileSync('sync', [], { timeout: 60_000 });
-    const pids = started.flatMap((s) => [s.pid ?? 0, ...workerPids(s.pid ?? 0)]);
-    if (!(await waitForQuiet(pids))) notes.push(`${what}: the systems were still busy after 60 s; measured anyway`);
-  };
   const candidates: Record<'b' | 'c', Candidate[]> = { b: [], c: [] };
   let backend: System | undefined;
 
@@ -166,7 +137,7 @@ export async function zeroCopyFront(cli: string | undefined, commit: string, qui
     errors.push(describe(err));
     log(`FAILED: ${describe(err)}`);
   } finally {
-    for (const s of [...started].reverse()) await s.stop().catch((err: unknown) => log(`stopping ${s.name}: ${describe(err)}`));
+    await run.stopAll();
     rmSync(work, { recursive: true, force: true });
   }
 
@@ -203,25 +174,10 @@ export async function zeroCopyFront(cli: string | undefined, commit: string, qui
       target: rssTarget,
     },
   ];
-  const info = {
-    date: new Date().toISOString(),
-    commit,
-    nproc: cpus().length,
-    node: process.version,
-    cpu: cpus()[0]?.model ?? 'unknown cpu',
-    mode: `${quick ? 'quick' : 'full'} --zero-copy-front`,
-    durationS: (Date.now() - startedAt) / 1000,
-    notes: [
-      `Load average (1, 5, 15 min) before: ${loadBefore}; after: ${loadAverage()}. The machine's ${cpus().length} cores are shared with other work.`,
-      `wrk, ${WARM_CLIENTS} connections, 2 threads, ${seconds} s, ${rounds} round(s) in rotating order over all twelve systems (median shown; every figure below), as rows b and c of bench/results/wan-workers.md (bench/warm.ts); TLS with a self-signed RSA-2048 certificate (TLS 1.3, wrk's OpenSSL). The reference figure is the same in the rows of one protocol. Ours with N = ${workers} workers (usableCpus() on this machine).`,
-      `Rows F: ${requireTool('nginx')} (Debian's nginx, OpenSSL; kernel TLS is not available on this kernel, so TLS is nginx's user-space SSL_write) with the config of bench/nginx-front.ts: a GET of a blob in the store is authorized by auth_request (a HEAD of the same URI to ours, keep-alive) and sent from the file (sendfile on plain HTTP); ours behind the fronts is one process with 1 worker, plain HTTP on loopback, the same for all four fronts.`,
-      `Rows S (plain HTTP only: no kernel TLS here): ours with bench/sendfile/preload.js, which replaces the blob handler's send() of the built CLI so that a whole stored blob needing no digest check goes to a plain socket by sendfile(2) in bench/sendfile/sendfile.c (N-API, built with gcc, one libuv threadpool thread per transfer waiting in poll(2) for the socket; UV_THREADPOOL_SIZE=32).`,
-      'Rows d: VmHWM of each serving process (/proc/<pid>/status) after the warm rows: our workers, or the nginx workers of a front (its master and the primary of a pool are listed below).',
-      ...notes,
-    ],
-  };
-  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-  writeFileSync(join(ROOT, 'bench/results/zero-copy-front.md'), renderMarkdown(info, rows, errors));
-  log(`wrote bench/results/zero-copy-front.md${errors.length ? ` (${errors.length} failed step(s))` : ''}`);
-  return errors.length ? 1 : 0;
+  return run.report('zero-copy-front.md', commit, `${quick ? 'quick' : 'full'} --zero-copy-front`, rows, [
+    `wrk, ${WARM_CLIENTS} connections, 2 threads, ${seconds} s, ${rounds} round(s) in rotating order over all twelve systems (median shown; every figure below), as rows b and c of bench/results/wan-workers.md (bench/warm.ts); TLS with a self-signed RSA-2048 certificate (TLS 1.3, wrk's OpenSSL). The reference figure is the same in the rows of one protocol. Ours with N = ${workers} workers (usableCpus() on this machine).`,
+    `Rows F: ${requireTool('nginx')} (Debian's nginx, OpenSSL; kernel TLS is not available on this kernel, so TLS is nginx's user-space SSL_write) with the config of bench/nginx-front.ts: a GET of a blob in the store is authorized by auth_request (a HEAD of the same URI to ours, keep-alive) and sent from the file (sendfile on plain HTTP); ours behind the fronts is one process with 1 worker, plain HTTP on loopback, the same for all four fronts.`,
+    `Rows S (plain HTTP only: no kernel TLS here): ours with bench/sendfile/preload.js, which replaces the blob handler's send() of the built CLI so that a whole stored blob needing no digest check goes to a plain socket by sendfile(2) in bench/sendfile/sendfile.c (N-API, built with gcc, one libuv threadpool thread per transfer waiting in poll(2) for the socket; UV_THREADPOOL_SIZE=32).`,
+    'Rows d: VmHWM of each serving process (/proc/<pid>/status) after the warm rows: our workers, or the nginx workers of a front (its master and the primary of a pool are listed below).',
+  ]);
 }
