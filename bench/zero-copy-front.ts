@@ -64,7 +64,6 @@ export async function zeroCopyFront(cli: string | undefined, commit: string, qui
   const { errors, notes, step, start, quiet, loadBefore } = run;
   const figures = new Map<string, { reference?: number; ours?: number }>();
   const candidates: Record<'b' | 'c', Candidate[]> = { b: [], c: [] };
-  let backend: System | undefined;
 
   try {
     log(`generating a blob of ${blobBytes / MiB} MiB; load average ${loadBefore}`);
@@ -76,7 +75,7 @@ export async function zeroCopyFront(cli: string | undefined, commit: string, qui
     const sendfileNode = buildSendfileAddon(work);
     // The fronts' backend: ours as deployed behind them (plain HTTP on loopback), on a store root nginx reads.
     const storeRoot = join(work, 'front-store');
-    backend = await start(startOurCache(upstream.url, undefined, cli, { root: storeRoot, workers: 1 }));
+    const backend = await start(startOurCache(upstream.url, undefined, cli, { root: storeRoot, workers: 1 }));
     const backendAddr = new URL(backend.url).host;
     for (const row of ['b', 'c'] as const) {
       const secure = row === 'b' ? tls : undefined;
@@ -131,8 +130,7 @@ export async function zeroCopyFront(cli: string | undefined, commit: string, qui
     }
     for (const { id, system } of systems.filter((s) => s.system.url.startsWith('https:')))
       notes.push(`row ${id}: TLS ${negotiated(system.url)} (openssl s_client with OpenSSL's default client offer, as wrk's)`);
-    const behind = peakRss(backend).workers[0];
-    figures.set('dB', { ours: behind });
+    figures.set('dB', { ours: peakRss(backend).workers[0] });
   } catch (err) {
     errors.push(describe(err));
     log(`FAILED: ${describe(err)}`);
