@@ -6,7 +6,9 @@
  * --commit=<sha> (what that build was made from, for the report), --scrub-cost[=<rounds>] (only the scrub's cost on
  * row 1, scrub off against on: bench/scrub-cost.ts; default 1 round), --wan-workers (only the WAN link and workers
  * rows: bench/wan-workers.ts, written to bench/results/wan-workers.md), --wan-phases[=<rounds>] (row a1 of those, ours
- * only, phase by phase: bench/wan-phases.ts, written to bench/results/wan-phases.md; default 3 rounds).
+ * only, phase by phase: bench/wan-phases.ts, written to bench/results/wan-phases.md; default 3 rounds),
+ * --zero-copy-front (only the warm rows against ours behind an nginx front: bench/zero-copy-front.ts, written to
+ * bench/results/zero-copy-front.md).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,6 +34,7 @@ import { RssSampler } from './rss';
 import { scrubCost } from './scrub-cost';
 import { wanPhases } from './wan-phases';
 import { wanAndWorkers } from './wan-workers';
+import { zeroCopyFront } from './zero-copy-front';
 import { startOurCache, startRegistry, startStaticServer, System } from './systems';
 
 const MiB = 2 ** 20;
@@ -147,6 +150,7 @@ async function main(): Promise<number> {
   commitFlag = args.find((a) => a.startsWith('--commit='))?.slice('--commit='.length);
   for (const tool of ['wrk', 'curl', 'docker-registry']) requireTool(tool);
   if (args.includes('--wan-workers')) return wanAndWorkers(cli && resolve(cli), gitCommit(), args.includes('--quick'));
+  if (args.includes('--zero-copy-front')) return zeroCopyFront(cli && resolve(cli), gitCommit(), args.includes('--quick'));
   const phaseRounds = args.find((a) => a.startsWith('--wan-phases'));
   if (phaseRounds) return wanPhases(cli && resolve(cli), gitCommit(), Number(phaseRounds.split('=')[1] ?? 3), profileDir);
   const scrubRounds = args.find((a) => a.startsWith('--scrub-cost'));

@@ -64,6 +64,8 @@ export interface OurCacheSetup {
   readonly tls?: TlsFiles;
   /** http.secret: replicas (and workers) with the same one share fills through the store's leases. */
   readonly secret?: string;
+  /** Extra node flags (e.g. `-r <preload>`) and environment, for prototypes measured against the build. */
+  readonly node?: { readonly args: readonly string[]; readonly env: Readonly<Record<string, string>> };
   /** log.level; default warn, as deployed for throughput. */
   readonly logLevel?: 'debug' | 'info' | 'warn' | 'error';
 }
@@ -102,9 +104,11 @@ export async function startOurCache(
       middleware: { registry: [{ name: 'downstream', options: { upstreams: [upstreamUrl], ...setup.options } }] },
     }),
   );
-  const nodeArgs = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [];
+  const nodeArgs = [...(cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : []), ...(setup.node?.args ?? [])];
   const workers = String(setup.workers ?? 1);
-  const child = spawnTracked(process.execPath, [...nodeArgs, cli, 'serve', '--config', configPath, '--workers', workers]);
+  const child = spawnTracked(process.execPath, [...nodeArgs, cli, 'serve', '--config', configPath, '--workers', workers], {
+    env: { ...process.env, ...setup.node?.env },
+  });
   const output = collect(child);
   const url = `${setup.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const stop = async () => {

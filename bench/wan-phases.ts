@@ -20,7 +20,8 @@ import { cpuTicks, waitForQuiet } from './processes';
 import { formatNumber } from './report';
 import { startOurCache, startRegistry, type OurSystem, type System } from './systems';
 import { startWanLink } from './wan-link';
-import { CLIENTS_PER_REPLICA, loadAverage, median, REPO, RTT_MS, WAN_BYTES_PER_SECOND } from './wan-workers';
+import { loadAverage } from './bench-run';
+import { CLIENTS_PER_REPLICA, median, REPO, RTT_MS, WAN_BYTES_PER_SECOND } from './wan-workers';
 
 const MiB = 2 ** 20;
 const ROOT = resolve(__dirname, '..');

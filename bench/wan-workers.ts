@@ -8,50 +8,30 @@
  * - b: warm blob, 16 clients, over TLS; c: the same over plain HTTP. Ours with 1 worker and with one per CPU.
  * - d: peak RSS per worker of ours after rows b and c.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { usableCpus } from '../lib/cache/cpus';
-import { requireTool } from '../harness/tools';
+import { BenchRun, describe } from './bench-run';
 import { type BlobFile, generateBlob, pushBlobFile } from './blobs';
-import { pull, storm, verifyDigest, wrk } from './load';
-import { waitForQuiet } from './processes';
-import { formatNumber, renderMarkdown, type Row, rssTarget, type Target } from './report';
-import { readMemory } from './rss';
-import { startOurCache, startRegistry, type System, type TlsFiles } from './systems';
+import { pull, storm, verifyDigest } from './load';
+import { formatNumber, type Row, rssTarget, type Target } from './report';
+import { startOurCache, startRegistry, type System } from './systems';
 import { startWanLink } from './wan-link';
+import { peakRss, selfSignedCertificate, warmPlan, warmRows, warmTarget } from './warm';
 
 const MiB = 2 ** 20;
-const ROOT = resolve(__dirname, '..');
 export const REPO = 'bench/wan';
 export const RTT_MS = 100;
 export const WAN_BYTES_PER_SECOND = 32 * MiB;
 export const CLIENTS_PER_REPLICA = 10;
 
 const log = (message: string) => process.stderr.write(`[bench wan-workers] ${message}\n`);
-const describe = (err: unknown) => (err instanceof Error ? err.message : String(err));
 export const median = (values: readonly number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 };
-export const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-
-/** The worker processes of a `serve --workers N` primary (none for a single process). */
-function workerPids(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** Every process serving for `system`: its workers, or itself when it has none. */
-function servingPids(system: System): number[] {
-  const workers = workerPids(system.pid ?? 0);
-  return workers.length ? workers : [system.pid ?? 0];
-}
 
 const totalTarget: Target = {
   text: '≤ 1.15× direct',
@@ -59,63 +39,19 @@ const totalTarget: Target = {
 };
 const wanBytesTarget: Target = { text: '≤ 1.05', met: (r) => (r.ours !== undefined ? r.ours <= 1.05 : undefined) };
 const oneGetTarget: Target = { text: 'exactly 1', met: (r) => (r.ours !== undefined ? r.ours === 1 : undefined) };
-const warmTarget: Target = {
-  text: '≥ 1.2× ref',
-  met: (r) => (r.ours !== undefined && r.reference !== undefined ? r.ours >= 1.2 * r.reference : undefined),
-};
-
-function selfSignedCertificate(dir: string): TlsFiles {
-  const certificate = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
-  execFileSync(requireTool('openssl'), [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', certificate, '-days', '1',
-    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
-  ], { stdio: 'ignore' }); // prettier-ignore
-  return { certificate, key };
-}
 
 export async function wanAndWorkers(cli: string | undefined, commit: string, quick: boolean): Promise<number> {
-  const blobBytes = quick ? 16 * MiB : 64 * MiB;
-  const wrkSeconds = quick ? 2 : 5;
-  const rounds = quick ? 1 : 3;
+  const { blobBytes, seconds: wrkSeconds, rounds } = warmPlan(quick);
   const workers = usableCpus();
-  const startedAt = Date.now();
-  const loadBefore = loadAverage();
   const work = mkdtempSync(join(tmpdir(), 'dtr-cache-bench-wan-'));
-  const started: System[] = [];
-  const errors: string[] = [];
-  const notes: string[] = [];
+  const run = new BenchRun(log);
+  const { errors, notes, step, start, stop, quiet, loadBefore } = run;
   const figures = new Map<string, { reference?: number; ours?: number; baseline?: number }>();
   const put = (row: string, system: 'reference' | 'ours' | 'baseline', value: number | undefined) => {
     if (value !== undefined) figures.set(row, { ...figures.get(row), [system]: value });
   };
   /** The figure so far, or 0: rows a2 and a3 report the worst of the rounds. */
   const f0 = (row: string, system: 'reference' | 'ours') => figures.get(row)?.[system] ?? 0;
-  const step = async <T>(what: string, fn: () => Promise<T>): Promise<T | undefined> => {
-    try {
-      return await fn();
-    } catch (err) {
-      errors.push(`${what}: ${describe(err)}`);
-      log(`FAILED ${what}: ${describe(err)}`);
-      return undefined;
-    }
-  };
-  const start = async <S extends System>(system: Promise<S>): Promise<S> => {
-    const s = await system;
-    started.push(s);
-    return s;
-  };
-  const stop = async (...systems: System[]) => {
-    for (const s of systems) {
-      await s.stop();
-      started.splice(started.indexOf(s), 1);
-    }
-  };
-  const quiet = async (what: string) => {
-    execFileSync('sync', [], { timeout: 60_000 });
-    const pids = started.flatMap((s) => [s.pid ?? 0, ...workerPids(s.pid ?? 0)]);
-    if (!(await waitForQuiet(pids))) notes.push(`${what}: the systems were still busy after 60 s; measured anyway`);
-  };
   const blobUrl = (base: string, blob: BlobFile) => `${base}/v2/${REPO}/blobs/${blob.digest}`;
   const timeoutFor = (bytes: number) => 120_000 + Math.ceil(bytes / MiB) * 1000;
 
@@ -207,23 +143,19 @@ export async function wanAndWorkers(cli: string | undefined, commit: string, qui
         systems.push({ row: `${secure ? 'b' : 'c'}${n === 1 ? '1' : 'N'}`, key: 'ours', system: ours });
       }
     }
-    for (const { row, system } of systems) {
-      // Warm every worker's page cache and JIT alike: one checked GET fills, a second is a hit.
-      await step(`row ${row} ${system.name}: filling`, async () => {
-        await verifyDigest(blobUrl(system.url, warm), warm.digest, timeoutFor(warm.size));
-        await verifyDigest(blobUrl(system.url, warm), warm.digest, timeoutFor(warm.size));
-      });
-    }
-    const samples = new Map<string, number[]>();
-    for (let round = 0; round < rounds; round++) {
-      for (let i = 0; i < systems.length; i++) {
-        const { row, key, system } = systems[(i + round) % systems.length];
-        await quiet(`row ${row} ${system.name}`);
-        log(`row ${row} round ${round + 1}/${rounds}: ${system.name} (${key}), 16 clients, ${wrkSeconds} s`);
-        const r = await step(`row ${row} ${system.name}`, () => wrk(blobUrl(system.url, warm), 16, wrkSeconds));
-        if (r) samples.set(`${row}/${key}`, [...(samples.get(`${row}/${key}`) ?? []), r.mibPerSecond]);
-      }
-    }
+    const samples = await warmRows(
+      systems.map(({ row, key, system }) => ({ id: `${row}/${key}`, system })),
+      {
+        url: (s) => blobUrl(s.url, warm),
+        digest: warm.digest,
+        timeoutMs: timeoutFor(warm.size),
+        rounds,
+        seconds: wrkSeconds,
+        quiet,
+        step,
+        log,
+      },
+    );
     for (const [id, values] of samples) {
       const [row, key] = id.split('/') as [string, 'ours' | 'reference'];
       for (const target of key === 'reference' ? [`${row}1`, `${row}N`] : [row]) put(target, key, median(values));
@@ -232,18 +164,16 @@ export async function wanAndWorkers(cli: string | undefined, commit: string, qui
     // d. Peak RSS per worker (VmHWM since start), after rows b and c.
     for (const { row, key, system } of systems) {
       if (key !== 'ours') continue;
-      const peaks = servingPids(system).map((pid) => (readMemory(pid)?.peakBytes ?? NaN) / MiB);
+      const { workers: peaks, primary } = peakRss(system);
       put(`d${row}`, 'ours', Math.max(...peaks));
-      const primary = workerPids(system.pid ?? 0).length
-        ? `; primary ${formatNumber((readMemory(system.pid!)?.peakBytes ?? NaN) / MiB)} MiB`
-        : '';
-      notes.push(`row d${row}: peak RSS of each worker ${peaks.map((p) => formatNumber(p)).join(', ')} MiB${primary}`);
+      const primaryText = primary !== undefined ? `; primary ${formatNumber(primary)} MiB` : '';
+      notes.push(`row d${row}: peak RSS of each worker ${peaks.map((p) => formatNumber(p)).join(', ')} MiB${primaryText}`);
     }
   } catch (err) {
     errors.push(describe(err));
     log(`FAILED: ${describe(err)}`);
   } finally {
-    for (const s of [...started].reverse()) await s.stop().catch((err: unknown) => log(`stopping ${s.name}: ${describe(err)}`));
+    await run.stopAll();
     rmSync(work, { recursive: true, force: true });
   }
 
@@ -298,24 +228,9 @@ export async function wanAndWorkers(cli: string | undefined, commit: string, qui
       target: rssTarget,
     })),
   ];
-  const info = {
-    date: new Date().toISOString(),
-    commit,
-    nproc: cpus().length,
-    node: process.version,
-    cpu: cpus()[0]?.model ?? 'unknown cpu',
-    mode: `${quick ? 'quick' : 'full'} --wan-workers`,
-    durationS: (Date.now() - startedAt) / 1000,
-    notes: [
-      `Load average (1, 5, 15 min) before: ${loadBefore}; after: ${loadAverage()}. The machine's ${cpus().length} cores are shared with other work.`,
-      `Row a: upstream distribution 2.8 behind bench/wan-link.ts (${RTT_MS} ms round trip, ${WAN_BYTES_PER_SECOND / MiB} MiB/s shared by all connections, each direction; no loss, no slow start). Two replicas of each system on one shared filesystem root, each with the link's URL as its upstream; ours with --workers 1 each and one http.secret (fill sharing through the store's lease, as DtrCacheSite configures replicas). ${CLIENTS_PER_REPLICA} parallel curl transfers on each replica at once; total = the slowest of the 20 transfers by curl's own clock (as the direct pull is timed); ours and direct in ${rounds} round(s), a fresh cold blob and store each (median shown; a2 and a3 the worst round), the reference once; bytes = what crossed the link target→client from the first request until it was idle for 1 s. Direct = one curl pull of the same size over the same link, just before each round of ours. The link has a 20 ms bottleneck buffer (bench/wan-link.ts).`,
-      `Rows b, c: wrk, 16 connections, 2 threads, ${wrkSeconds} s, ${rounds} round(s) in rotating order (median shown; every figure below); TLS with a self-signed RSA-2048 certificate (TLS 1.3, wrk's OpenSSL). The reference figure is the same in rows x1 and xN. Ours with N = ${workers} workers (usableCpus() on this machine).`,
-      'Row d: VmHWM of each worker process (/proc/<pid>/status) after rows b and c; the primary of a pool serves nothing and is listed below.',
-      ...notes,
-    ],
-  };
-  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-  writeFileSync(join(ROOT, 'bench/results/wan-workers.md'), renderMarkdown(info, rows, errors));
-  log(`wrote bench/results/wan-workers.md${errors.length ? ` (${errors.length} failed step(s))` : ''}`);
-  return errors.length ? 1 : 0;
+  return run.report('wan-workers.md', commit, `${quick ? 'quick' : 'full'} --wan-workers`, rows, [
+    `Row a: upstream distribution 2.8 behind bench/wan-link.ts (${RTT_MS} ms round trip, ${WAN_BYTES_PER_SECOND / MiB} MiB/s shared by all connections, each direction; no loss, no slow start). Two replicas of each system on one shared filesystem root, each with the link's URL as its upstream; ours with --workers 1 each and one http.secret (fill sharing through the store's lease, as DtrCacheSite configures replicas). ${CLIENTS_PER_REPLICA} parallel curl transfers on each replica at once; total = the slowest of the 20 transfers by curl's own clock (as the direct pull is timed); ours and direct in ${rounds} round(s), a fresh cold blob and store each (median shown; a2 and a3 the worst round), the reference once; bytes = what crossed the link target→client from the first request until it was idle for 1 s. Direct = one curl pull of the same size over the same link, just before each round of ours. The link has a 20 ms bottleneck buffer (bench/wan-link.ts).`,
+    `Rows b, c: wrk, 16 connections, 2 threads, ${wrkSeconds} s, ${rounds} round(s) in rotating order (median shown; every figure below); TLS with a self-signed RSA-2048 certificate (TLS 1.3, wrk's OpenSSL). The reference figure is the same in rows x1 and xN. Ours with N = ${workers} workers (usableCpus() on this machine).`,
+    'Row d: VmHWM of each worker process (/proc/<pid>/status) after rows b and c; the primary of a pool serves nothing and is listed below.',
+  ]);
 }

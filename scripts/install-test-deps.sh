@@ -7,7 +7,8 @@ packages=(
   swift-proxy swift-account swift-container swift-object memcached  # Swift all-in-one (swift + s3api) for the storage tests
   wrk                                            # load generator of npm run bench (bench/load.ts)
   prometheus                                     # promtool and a real Prometheus for the docs' alert rules and dashboard
-  haproxy nginx libnginx-mod-stream              # validate and run the rendered external load balancer configs
+  haproxy nginx libnginx-mod-stream              # validate and run the rendered external load balancer configs; the zero-copy front
+  gcc libc6-dev                                  # the bench's sendfile addon prototype (bench/sendfile/, Node's headers come with nodejs)
   openssh-server strace                          # sshd for the NFS export's SSH apply step; the filesystem commit order
   apache2-utils                                  # htpasswd: bcrypt users of the htpasswd-protected upstream (revocation test)
 )
