@@ -2,10 +2,11 @@
  * The cache over TLS (http.tls) with client certificates required (http.tls.clientcas): a client without a
  * certificate from those CAs gets no connection, one with it reaches the pull API.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
 import { startCache, type TestCache } from '../support/cache-server';
 import { makeImage, pushImage, sha256 } from '../../harness/images';
@@ -73,5 +74,17 @@ describe('TLS with client certificates', () => {
     expect(res.statusCode).toBe(200);
     expect(sha256(Buffer.from(await res.body.arrayBuffer()))).toBe(image.digest);
     await client.close();
+  });
+
+  it('chooses AES-128-GCM, as the registry does, though OpenSSL clients ask for AES-256-GCM first', async () => {
+    // Asynchronously: the cache serves from this process's event loop.
+    const negotiated = async (...version: string[]) => {
+      const args = ['s_client', '-connect', new URL(cache.url).host, ...version, '-cert', 'client.pem', '-key', 'client.key'];
+      const run = promisify(execFile)(requireTool('openssl'), args, { cwd: dir, timeout: 10_000 });
+      run.child.stdin?.end();
+      return /Cipher is (\S+)/.exec((await run).stdout)?.[1];
+    };
+    expect(await negotiated()).toBe('TLS_AES_128_GCM_SHA256');
+    expect(await negotiated('-tls1_2')).toBe('ECDHE-RSA-AES128-GCM-SHA256');
   });
 });
