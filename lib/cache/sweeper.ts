@@ -190,7 +190,10 @@ export class Sweeper {
     this.schedule(0);
   }
 
-  /** Stops ticking, waits for work in progress, and gives up the lease so another replica takes over at once. */
+  /**
+   * Stops ticking, waits for work in progress, and gives up the lease so another replica takes over at once; fills
+   * and hits not yet merged or reported are reported, for the next holder.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
@@ -199,6 +202,7 @@ export class Sweeper {
     this.unsubscribe = undefined;
     await this.queue.catch(() => undefined);
     await this.lease?.release();
+    await this.report();
   }
 
   /**
