@@ -493,9 +493,10 @@ export class Sweeper {
     );
   }
 
-  /** Writes the pending changes if they changed (holder only); false when that failed. */
+  /** Writes the pending changes if they changed; false when that failed, or this replica is not the holder. */
   private async savePending(run: SweepRun): Promise<boolean> {
-    if (!this.pendingChanged || !this.isHolder()) return true;
+    if (!this.isHolder()) return false;
+    if (!this.pendingChanged) return true;
     return writeSmall(this.storage, PENDING_KEY, encodeChanges(this.pending.entries())).then(
       () => {
         this.pendingChanged = false;
