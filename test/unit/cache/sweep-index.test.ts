@@ -224,4 +224,17 @@ describe('Sweeper with shard indexes', () => {
     await other.sweeper.stop();
     await holder.sweeper.stop();
   });
+
+  it('a replica stopping reports the hits it has not reported yet, for the next holder', async () => {
+    const events = new CacheEvents();
+    const { driver, calls } = counting();
+    const sweeper = new Sweeper(driver, 10 * MINUTE, { blobTtlMs: TTL, isBusy: () => false, events, leaseRenewMs: MINUTE });
+    sweeper.start();
+    await sweeper.stop(); // the start-up tick (lease taken, a first pass) done; nothing to report yet
+    expect(calls.get('write _sweeper/fills')).toBeUndefined();
+    sweeper.start();
+    events.emit('accessed', { key: 'blobs/sha256/50/50aa/data' });
+    await sweeper.stop();
+    expect(calls.get('write _sweeper/fills')).toBe(1);
+  });
 });
