@@ -12,10 +12,9 @@
  *   `blobttl` allows (less a lease takeover and a pass): a blob unused for `blobttl` is gone within 1.25 × `blobttl`.
  * - A pass reads a shard's index instead of listing it (sweep-index.ts: key, size and last access of each entry, one
  *   object `_sweeper/index/<xx>` per shard, written by the holder when it processes the shard). Every replica reports
- *   its fills and hits (key, size / key, time; the latest per key, bounded) as one small object per renewal period
- *   (`_sweeper/fills/`, named for its first use); the holder merges them into its log of changes not yet in an index
- *   (`_sweeper/pending`, written before the reports are deleted) and applies a shard's changes when it processes the
- *   shard. An entry the index says is past `blobttl` (or chosen for `maxsize`) is stat'ed before it is deleted and
+ *   its fills and hits (key, size / key, time; the latest per key, bounded) as one small object per renewal period;
+ *   the holder merges them into its changes not yet in an index and applies a shard's changes when it processes the
+ *   shard (sweep-reports.ts). An entry the index says is past `blobttl` (or chosen for `maxsize`) is stat'ed before it is deleted and
  *   kept, its entry updated, if it was accessed since: `touch` on every hit stays authoritative, so a lost report
  *   costs a stat, never a wrongly evicted blob.
  * - A shard is listed instead (and its index rebuilt from the listing) when it has no index (a store from before
@@ -39,17 +38,8 @@ import type { CacheEvents } from './events';
 import { blobKey, DIGEST_ALGORITHMS, parseDigest } from './reference';
 import { readCapped } from './relay';
 import { StoreLease } from './store-lease';
-import {
-  applyChanges,
-  ChangeLog,
-  decodeChanges,
-  encodeChanges,
-  indexKey,
-  readIndex,
-  writeIndex,
-  type Change,
-  type ShardIndex,
-} from './sweep-index';
+import { applyChanges, indexKey, readIndex, writeIndex, type ShardIndex } from './sweep-index';
+import { shardOfKey, SweepReports } from './sweep-reports';
 import { SweepRun, type ContentItem, type SweepOptions, type SweepResult } from './sweep-run';
 import { writeSmall, type StorageDriver } from './storage';
 
@@ -59,8 +49,6 @@ export const SHARDS = 256;
 const CONTENT_KINDS = ['blobs', 'manifests'] as const;
 const TAGS_PREFIX = 'tags/';
 const STATE_KEY = '_sweeper/state';
-const REPORTS_PREFIX = '_sweeper/fills/';
-const PENDING_KEY = '_sweeper/pending';
 const LEASE_PREFIX = '_sweeper/lease/';
 /** Least recently used entries remembered per listed shard, for `maxsize`. */
 const CANDIDATES_PER_SHARD = 64;
@@ -71,12 +59,7 @@ const MAX_RENEW_MS = 30_000;
 const RENEWALS_TO_EXPIRE = 4;
 /** Shards never listed (no `_sweeper/state` entry yet) are added to passes this many at a time while `maxsize` is set. */
 const BOOTSTRAP_SHARDS_PER_PASS = 32;
-/** Keys whose fills and hits a replica remembers for reporting, at most (reports failing for hours must not grow memory). */
-const MAX_REPORTED_KEYS = 100_000;
-/** Keys changed and not yet in an index that the holder remembers, at most (beyond: found by the next listing). */
-const MAX_PENDING_KEYS = 1_000_000;
 const MAX_STATE_BYTES = 1024 * 1024;
-const MAX_PENDING_BYTES = 128 * 1024 * 1024;
 /** How often each shard is listed rather than read from its index, at most. */
 const FULL_LISTING_MS = 7 * 86_400_000;
 /** How often every tag is read to find tags without a back-reference whose manifest is gone, at most. */
@@ -143,11 +126,7 @@ export class Sweeper {
   private readonly now: () => number;
   private state: State | undefined;
   private readonly candidates = new Map<number, ContentItem[]>();
-  /** Fills and hits of this replica not yet merged (holder) or reported (others). */
-  private readonly changes = new ChangeLog(MAX_REPORTED_KEYS);
-  /** The holder's changes not yet in an index (reports merged, evictions), as in `_sweeper/pending` plus later ones. */
-  private pending = new ChangeLog(MAX_PENDING_KEYS);
-  private pendingChanged = false;
+  private readonly reports: SweepReports;
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
@@ -159,6 +138,7 @@ export class Sweeper {
     private readonly options: SweeperOptions,
   ) {
     this.now = options.now ?? Date.now;
+    this.reports = new SweepReports(storage);
     this.leaseRenewMs = options.leaseRenewMs ?? Math.min(intervalMs, MAX_RENEW_MS);
     const expireMs = RENEWALS_TO_EXPIRE * this.leaseRenewMs;
     this.lease = options.lease === false ? undefined : new StoreLease(storage, { prefix: LEASE_PREFIX, expireMs });
@@ -181,10 +161,10 @@ export class Sweeper {
     const unsubscribe = [
       events?.on('fillEnded', ({ digest, ok, bytes }) => {
         const parsed = parseDigest(digest);
-        if (ok && parsed.ok) this.changes.add(blobKey(parsed.value), { size: bytes, at: this.now() });
+        if (ok && parsed.ok) this.reports.record(blobKey(parsed.value), { size: bytes, at: this.now() });
       }),
-      events?.on('stored', ({ key, bytes }) => this.changes.add(key, { size: bytes, at: this.now() })),
-      events?.on('accessed', ({ key }) => this.changes.add(key, { at: this.now() })),
+      events?.on('stored', ({ key, bytes }) => this.reports.record(key, { size: bytes, at: this.now() })),
+      events?.on('accessed', ({ key }) => this.reports.record(key, { at: this.now() })),
     ];
     this.unsubscribe = () => unsubscribe.forEach((off) => off?.());
     this.schedule(0);
@@ -348,7 +328,7 @@ export class Sweeper {
       index = new Map(kept.map((item) => [item.key, { size: item.size, lastAccess: item.lastAccess }]));
       if (complete) fullAt = now;
     }
-    const changes = this.pending.take((key) => shardOfKey(key) === shard);
+    const changes = this.reports.takeShard(shard);
     if (changes.length > 0) changed = true;
     for (const key of applyChanges(index, changes)) {
       const info = await this.storage.stat(key).catch((err: unknown) => void run.failed('stat', key, err));
@@ -374,7 +354,7 @@ export class Sweeper {
         (err: unknown) => run.failed('write', indexKey(shard), err),
       );
       if (!written) {
-        this.pending.addAll(changes); // applied at the shard's next processing
+        this.reports.restore(changes); // applied at the shard's next processing
         fullAt = known?.fullAt;
       }
     }
@@ -430,40 +410,23 @@ export class Sweeper {
         'size',
         (lastAccess) => lastAccess <= item.lastAccess,
         // What the index will learn at the shard's next processing: the key gone, or accessed since.
-        (fresh) => this.changePending(item.key, fresh ? { at: fresh.lastAccess.getTime() } : { at: this.now(), gone: true }),
+        (fresh) => this.reports.note(item.key, fresh ? { at: fresh.lastAccess.getTime() } : { at: this.now(), gone: true }),
       );
       if (removed === undefined) continue;
-      this.changePending(item.key, { at: this.now(), gone: true });
+      this.reports.note(item.key, { at: this.now(), gone: true });
       freed += removed;
       known.bytes -= removed;
       known.count--;
     }
   }
 
-  private changePending(key: string, change: Change): void {
-    this.pending.add(key, change);
-    this.pendingChanged = true;
-  }
-
   /**
-   * Merges this replica's fills and hits and the reports of the others into the pending changes, writes them, then
-   * deletes the reports; fills count toward their shard's bytes (if filled after the shard was processed). Returns
-   * how many fills it saw.
+   * Merges this replica's fills and hits and the reports of the others (sweep-reports.ts); fills count toward their
+   * shard's bytes (if filled after the shard was processed). Returns how many fills it saw.
    */
   private async mergeReports(run: SweepRun, state: State): Promise<number> {
-    const merged: [string, Change][] = this.changes.take();
-    const reports: string[] = [];
-    try {
-      for await (const report of this.storage.list(REPORTS_PREFIX)) {
-        const stream = await this.storage.read(report.key);
-        if (stream) merged.push(...decodeChanges(await readCapped(stream, MAX_STATE_BYTES)).filter(([key]) => CONTENT_KEY.test(key)));
-        reports.push(report.key);
-      }
-    } catch (err) {
-      run.failed('list', REPORTS_PREFIX, err);
-    }
     let fills = 0;
-    for (const [key, change] of merged) {
+    for (const [key, change] of await this.reports.merge(this.isHolder(), (op, key, err) => run.failed(op, key, err))) {
       if (change.size === undefined || change.gone) continue;
       fills++;
       const known = state.shards[shardOfKey(key)];
@@ -472,41 +435,14 @@ export class Sweeper {
         known.count++;
       }
     }
-    if (merged.length === 0 && reports.length === 0) return 0;
-    this.pending.addAll(merged);
-    this.pendingChanged = true;
-    // The reports go only once what they said is in the store again (a holder that dies next loses nothing).
-    if (await this.savePending(run))
-      for (const key of reports) await this.storage.delete(key).catch((err: unknown) => run.failed('delete', key, err));
     return fills;
   }
 
   /** A replica without the lease writes its fills and hits for the holder, one small object per tick with any. */
   private async report(): Promise<void> {
-    if (this.changes.size === 0) return;
-    const changes = this.changes.take();
-    await writeSmall(this.storage, `${REPORTS_PREFIX}${this.now()}-${this.lease?.holder ?? 'replica'}`, encodeChanges(changes)).catch(
-      (err: unknown) => {
-        this.changes.addAll(changes);
-        this.options.log?.('warn', 'sweeper: report failed', { error: err instanceof Error ? err.message : String(err) });
-      },
-    );
-  }
-
-  /** Writes the pending changes if they changed; false when that failed, or this replica is not the holder. */
-  private async savePending(run: SweepRun): Promise<boolean> {
-    if (!this.isHolder()) return false;
-    if (!this.pendingChanged) return true;
-    return writeSmall(this.storage, PENDING_KEY, encodeChanges(this.pending.entries())).then(
-      () => {
-        this.pendingChanged = false;
-        return true;
-      },
-      (err: unknown) => {
-        run.failed('write', PENDING_KEY, err);
-        return false;
-      },
-    );
+    await this.reports.report(`${this.now()}-${this.lease?.holder ?? 'replica'}`).catch((err: unknown) => {
+      this.options.log?.('warn', 'sweeper: report failed', { error: err instanceof Error ? err.message : String(err) });
+    });
   }
 
   private async loadState(): Promise<State> {
@@ -523,11 +459,8 @@ export class Sweeper {
     const valid = loaded?.version === 1 && Array.isArray(loaded.shards) && loaded.shards.length === SHARDS;
     this.state = valid ? (loaded as State) : { version: 1, cursor: 0, passAt: 0, shards: Array.from({ length: SHARDS }, () => null) };
     this.candidates.clear();
-    this.pending = new ChangeLog(MAX_PENDING_KEYS);
-    this.pendingChanged = false;
     try {
-      const stream = await this.storage.read(PENDING_KEY);
-      if (stream) this.pending.addAll(decodeChanges(await readCapped(stream, MAX_PENDING_BYTES)));
+      await this.reports.load();
     } catch (err) {
       // Lost changes: the index lags until the shard's next listing; a stat before each deletion still decides.
       this.options.log?.('warn', 'sweeper: pending changes unreadable', { error: err instanceof Error ? err.message : String(err) });
@@ -538,7 +471,7 @@ export class Sweeper {
   /** Only the holder writes the state (a replica without the lease acting now, e.g. freeBytes, keeps its view). */
   private async saveState(run: SweepRun, state: State): Promise<void> {
     if (!this.isHolder()) return;
-    await this.savePending(run);
+    await this.reports.save(this.isHolder(), (op, key, err) => run.failed(op, key, err));
     await writeSmall(this.storage, STATE_KEY, Buffer.from(JSON.stringify(state))).catch((err: unknown) =>
       run.failed('write', STATE_KEY, err),
     );
@@ -566,11 +499,4 @@ export class Sweeper {
 
 function storedBytes(state: State): number {
   return state.shards.reduce((sum, s) => sum + (s?.bytes ?? 0), 0);
-}
-
-const CONTENT_KEY = /^(blobs|manifests)\/[a-z0-9]+\/[0-9a-f]{2}\//;
-
-/** Shard of a content key `<kind>/<alg>/<xx>/…`. */
-function shardOfKey(key: string): number {
-  return parseInt(key.split('/', 3)[2]?.slice(0, 2) ?? '', 16) || 0;
 }
