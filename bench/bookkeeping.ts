@@ -15,7 +15,8 @@
  * listed and its index written, every tag read): what the periodic listing of every shard and the check of every
  * tag cost once per 7 days, added per hour as its totals / 168 h; the blobs planted to expire are planted before it
  * (as content filled earlier is in an index), 1 s short of `blobttl`. `--hits=n`: each replica reports n hits per
- * second (of generated blobs, through the `accessed` event), so reports and their merging are counted.
+ * second (of the `--blobs=n` generated blobs, default 700,000, through the `accessed` event), so reports and their
+ * merging are counted.
  * CPU is process.cpuUsage() (user + system) of this process, which runs the work of both replicas.
  * With `--s3`, the store is a bucket of an S3 server (`--root` is then the server's directory on disk, where
  * planted blobs are back-dated; see bench/results/bookkeeping.md).
@@ -40,6 +41,8 @@ const ttlMs = Number(args.ttl ?? 7 * 24 * HOUR);
 const intervalMs = Number(args.interval ?? 600_000);
 const maxSizeBytes = args.maxsize ? Number(args.maxsize) : undefined;
 const hitsPerSecond = Number(args.hits ?? 0);
+/** Blobs of the generated store (70 % of its objects), of which hits pick. */
+const storeBlobs = Number(args.blobs ?? 700_000);
 const indexed = existsSync(join(lib, 'cache/sweep-index.ts')) || existsSync(join(lib, 'cache/sweep-index.js'));
 
 /* eslint-disable @typescript-eslint/no-require-imports, @typescript-eslint/no-explicit-any */
@@ -219,7 +222,7 @@ async function after(): Promise<Record<string, unknown>> {
     for (const e of events)
       for (let i = 0; i < (hitsPerSecond * renew) / 1000; i++) {
         const hex = createHash('sha256')
-          .update(`blob${Math.floor(Math.random() * 700_000)}`)
+          .update(`blob${Math.floor(Math.random() * storeBlobs)}`)
           .digest('hex');
         e.emit('accessed', { key: `blobs/sha256/${hex.slice(0, 2)}/${hex}/data` });
       }
@@ -244,7 +247,9 @@ async function after(): Promise<Record<string, unknown>> {
     const holder = replicas.find((r) => r.isLeader);
     await holder.runOnce();
     fullListing = { cpuSeconds: cpuSeconds(listStart), ...counts(ops, requests, 1) };
-    holder.state.passAt = now - intervalMs; // the cycle's first pass at its first tick, as without a warm-up
+    // The cycle's first pass at its first tick (as without a warm-up), one tick later: the planted blobs expired.
+    now += renew;
+    holder.state.passAt = now - intervalMs;
   }
   // Warm-up: the first passes learn every shard's size (a store from before issue 23: once per store).
   const warmStart = process.cpuUsage();
