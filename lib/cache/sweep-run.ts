@@ -83,6 +83,12 @@ export class SweepRun {
     return this.checkpoint();
   }
 
+  /** Asks the checkpoint now (the sweeper, once per shard, so reading many indexes also renews its lease). */
+  async checkpointNow(): Promise<boolean> {
+    this.sinceCheckpoint = 0;
+    return this.checkpoint();
+  }
+
   failed(operation: string, key: string, err: unknown): void {
     this.errors++;
     this.options.metrics?.storageErrors.inc({ operation: err instanceof StorageError ? err.operation : operation });

@@ -313,6 +313,7 @@ export class Sweeper {
    * index written back, and the shard's size, count, oldest access and least recently used entries kept.
    */
   private async processShard(run: SweepRun, state: State, shard: number, list = false): Promise<void> {
+    await run.checkpointNow(); // renews the lease when due; writes below check that it is still held
     const now = this.now();
     const known = state.shards[shard];
     let fullAt = known?.fullAt;
