@@ -11,6 +11,12 @@
  * every replica ran every `sweepinterval`; per hour = one sweep x 3600 s / interval x 2 replicas. `after`: two
  * Sweepers on the store (one takes the lease) ticked on a simulated clock, one lease period per tick, through one
  * full cycle of passes after the first passes learnt every shard's size; per hour = the totals / simulated hours.
+ * For code with shard indexes (lib/cache/sweep-index.ts), the warm-up is one `runOnce` on the holder (every shard
+ * listed and its index written, every tag read): what the periodic listing of every shard and the check of every
+ * tag cost once per 7 days, added per hour as its totals / 168 h; the blobs planted to expire are planted before it
+ * (as content filled earlier is in an index), 1 s short of `blobttl`. `--hits=n`: each replica reports n hits per
+ * second (of the `--blobs=n` generated blobs, default 700,000, through the `accessed` event), so reports and their
+ * merging are counted.
  * CPU is process.cpuUsage() (user + system) of this process, which runs the work of both replicas.
  * With `--s3`, the store is a bucket of an S3 server (`--root` is then the server's directory on disk, where
  * planted blobs are back-dated; see bench/results/bookkeeping.md).
@@ -34,6 +40,10 @@ const mode = args.mode as 'before' | 'after';
 const ttlMs = Number(args.ttl ?? 7 * 24 * HOUR);
 const intervalMs = Number(args.interval ?? 600_000);
 const maxSizeBytes = args.maxsize ? Number(args.maxsize) : undefined;
+const hitsPerSecond = Number(args.hits ?? 0);
+/** Blobs of the generated store (70 % of its objects), of which hits pick. */
+const storeBlobs = Number(args.blobs ?? 700_000);
+const indexed = existsSync(join(lib, 'cache/sweep-index.ts')) || existsSync(join(lib, 'cache/sweep-index.js'));
 
 /* eslint-disable @typescript-eslint/no-require-imports, @typescript-eslint/no-explicit-any */
 const requests: Record<string, number> = {};
@@ -58,6 +68,9 @@ const sweeperModule = require(join(lib, 'cache/sweeper')) as any;
 
 const ops: Record<string, number> = {};
 const count = (name: string, n = 1) => void (ops[name] = (ops[name] ?? 0) + n);
+/** Driver calls by method and kind of key (`read _sweeper/index`, `stat blobs`…): a breakdown of `ops`. */
+const byKey: Record<string, number> = {};
+const keyGroup = (key: string) => (key.startsWith('_sweeper/') ? key.split('/', 2).join('/') : key.split('/', 1)[0]);
 
 function driver(): any {
   if (!args.s3) return new FilesystemDriver({ rootdirectory: root });
@@ -93,6 +106,7 @@ function counted(): any {
         };
       return (...a: unknown[]) => {
         count(String(prop));
+        if (typeof a[0] === 'string') byKey[`${String(prop)} ${keyGroup(a[0])}`] = (byKey[`${String(prop)} ${keyGroup(a[0])}`] ?? 0) + 1;
         return value.apply(target, a);
       };
     },
@@ -120,9 +134,10 @@ function counts(o: Record<string, number>, r: Record<string, number>, seconds: n
     perObjectOps: perObject(o),
     perObjectOpsPerSecond: per(perObject(o)),
     driverOps: { ...o },
+    byKey: { ...byKey },
   };
 }
-const reset = (o: Record<string, number>) => Object.keys(o).forEach((k) => delete o[k]);
+const reset = (...all: Record<string, number>[]) => all.forEach((o) => Object.keys(o).forEach((k) => delete o[k]));
 
 async function before(): Promise<Record<string, unknown>> {
   const driver = counted();
@@ -182,10 +197,15 @@ async function after(): Promise<Record<string, unknown>> {
   const pending = await writer.write('_sweeper/state');
   pending.stream.end(Buffer.from(JSON.stringify(state)));
   await pending.commit();
-  const replicas = [new sweeperModule.Sweeper(counted(), intervalMs, options), new sweeperModule.Sweeper(counted(), intervalMs, options)];
+  const { CacheEvents } = require(join(lib, 'cache/events')) as any;
+  const events = [new CacheEvents(), new CacheEvents()];
+  const replicas = events.map((e) => new sweeperModule.Sweeper(counted(), intervalMs, { ...options, events: e }));
+  // Subscribed as `start` does, without its timer (the harness ticks).
+  for (const r of replicas) if (hitsPerSecond > 0) (r.start(), clearTimeout(r.timer));
   const renew: number = replicas[0].leaseRenewMs;
   const passesPerCycle: number = replicas[0].passesPerCycle;
-  let plantedAt = now;
+  // With indexes: the planted blobs expire 1 s into the cycle (planted before the warm-up, which indexes them).
+  let expiresAt = now;
   const gone: number[] = [];
   let maxPassCpu = 0;
   let passes = 0;
@@ -196,10 +216,41 @@ async function after(): Promise<Record<string, unknown>> {
       if (!result) continue;
       passes++;
       maxPassCpu = Math.max(maxPassCpu, cpuSeconds(start));
-      for (const e of result.evicted) if (planted.delete(e.key)) gone.push(now - plantedAt);
+      for (const e of result.evicted) if (planted.delete(e.key)) gone.push(now - expiresAt);
     }
+    // Hits of generated blobs (bench/store-generate.ts names them), reported by each replica.
+    for (const e of events)
+      for (let i = 0; i < (hitsPerSecond * renew) / 1000; i++) {
+        const hex = createHash('sha256')
+          .update(`blob${Math.floor(Math.random() * storeBlobs)}`)
+          .digest('hex');
+        e.emit('accessed', { key: `blobs/sha256/${hex.slice(0, 2)}/${hex}/data` });
+      }
     now += renew;
   };
+  const plantAll = async (lastAccess: number) => {
+    for (let i = 0; i < 20; i++) {
+      const hex = createHash('sha256').update(`planted${i}-${now}`).digest('hex');
+      const key = `blobs/sha256/${hex.slice(0, 2)}/${hex}/data`;
+      await plant(key, lastAccess);
+      planted.add(key);
+    }
+  };
+  let fullListing: Record<string, unknown> | undefined;
+  if (indexed) {
+    expiresAt = now + 1000;
+    await plantAll(now - ttlMs + 1000);
+    await tickAll();
+    now -= renew; // the warm-up takes no simulated time
+    reset(ops, requests, byKey);
+    const listStart = process.cpuUsage();
+    const holder = replicas.find((r) => r.isLeader);
+    await holder.runOnce();
+    fullListing = { cpuSeconds: cpuSeconds(listStart), ...counts(ops, requests, 1) };
+    // The cycle's first pass at its first tick (as without a warm-up), one tick later: the planted blobs expired.
+    now += renew;
+    holder.state.passAt = now - intervalMs;
+  }
   // Warm-up: the first passes learn every shard's size (a store from before issue 23: once per store).
   const warmStart = process.cpuUsage();
   // Until the holder's state knows every shard (a replica without the lease keeps no state).
@@ -209,15 +260,11 @@ async function after(): Promise<Record<string, unknown>> {
   const warmCpu = cpuSeconds(warmStart);
   const warmup = counts(ops, requests, 1);
   // Steady state: one full cycle, with 20 blobs planted that expire right now (simulated), in random shards.
-  plantedAt = now;
-  for (let i = 0; i < 20; i++) {
-    const hex = createHash('sha256').update(`planted${i}-${now}`).digest('hex');
-    const key = `blobs/sha256/${hex.slice(0, 2)}/${hex}/data`;
-    await plant(key, now - ttlMs - 1000);
-    planted.add(key);
+  if (!indexed) {
+    expiresAt = now - 1000;
+    await plantAll(now - ttlMs - 1000);
   }
-  reset(ops);
-  reset(requests);
+  reset(ops, requests, byKey);
   passes = 0;
   maxPassCpu = 0;
   const start = process.cpuUsage();
@@ -230,8 +277,7 @@ async function after(): Promise<Record<string, unknown>> {
   const leaders = replicas.filter((r) => r.isLeader).length;
   for (const r of replicas) await r.stop();
   // The check of every tag, once: the code after issue 23's back-references runs it once per 7 days.
-  reset(ops);
-  reset(requests);
+  reset(ops, requests, byKey);
   const tagStart = process.cpuUsage();
   const { SweepRun } = require(join(lib, 'cache/sweep-run')) as any;
   await new SweepRun(counted(), options).dropOrphanTags('tags/');
@@ -248,6 +294,9 @@ async function after(): Promise<Record<string, unknown>> {
     coreShare: cpu / hours / 3600,
     cycle,
     tagCheck,
+    // With indexes: every shard listed and every tag read (runOnce), once per 7 days; per hour = its totals / 168.
+    fullListing,
+    hitsPerSecond,
     warmupPasses: bootstrapPasses,
     warmupCpuSeconds: warmCpu,
     warmup,

@@ -267,10 +267,13 @@ export class BlobHandler {
     if (now - (this.touched.get(key) ?? 0) < this.touchIntervalMs) return;
     if (this.touched.size > 100_000) this.touched.clear();
     this.touched.set(key, now);
-    this.ctx.storage.touch(key).catch((err) => {
-      this.ctx.log.warn('storage touch failed', { key, reason: (err as Error).message });
-      this.ctx.events.emit('storageError', { operation: 'touch' });
-    });
+    this.ctx.storage.touch(key).then(
+      () => this.ctx.events.emit('accessed', { key }),
+      (err) => {
+        this.ctx.log.warn('storage touch failed', { key, reason: (err as Error).message });
+        this.ctx.events.emit('storageError', { operation: 'touch' });
+      },
+    );
   }
 }
 

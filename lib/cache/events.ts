@@ -15,6 +15,10 @@ export interface CacheEventMap {
   upstream: { method: string; status?: number; seconds: number };
   fillStarted: { digest: string };
   fillEnded: { digest: string; ok: boolean; bytes: number; reason?: string };
+  /** Content other than a blob fill was committed to storage (a manifest): `key`, its size. */
+  stored: { key: string; bytes: number };
+  /** Stored content was used and its last access recorded (`touch`). */
+  accessed: { key: string };
   /** Cached content was served past its freshness because the upstream was unreachable. */
   stale: { kind: 'tag' | 'authorization'; name: string };
   storageError: { operation: string };

@@ -75,10 +75,14 @@ export class ManifestStore {
     return manifest;
   }
 
-  async writeManifest(manifest: StoredManifest): Promise<void> {
+  /** Stores the manifest; resolves to its key and the bytes stored. */
+  async writeManifest(manifest: StoredManifest): Promise<{ key: string; bytes: number }> {
     const mediaType = manifest.mediaType.replace(/[\r\n]/g, '');
-    await writeSmall(this.storage, manifestKey(manifest.digest), Buffer.concat([Buffer.from(`${mediaType}\n`), manifest.bytes]));
+    const key = manifestKey(manifest.digest);
+    const data = Buffer.concat([Buffer.from(`${mediaType}\n`), manifest.bytes]);
+    await writeSmall(this.storage, key, data);
     this.remember(manifest);
+    return { key, bytes: data.length };
   }
 
   async readTag(name: string, tag: string): Promise<TagRecord | undefined> {

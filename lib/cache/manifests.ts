@@ -191,7 +191,10 @@ async function fetchManifest(
     bytes,
   };
   ctx.authorizer.allow(client.credential, target);
-  await ctx.manifests.writeManifest(manifest).catch((err) => storageFailed(ctx, client, 'write', err));
+  await ctx.manifests.writeManifest(manifest).then(
+    (stored) => ctx.events.emit('stored', stored),
+    (err) => storageFailed(ctx, client, 'write', err),
+  );
   return { ok: true, manifest, source: 'upstream' };
 }
 

@@ -10,7 +10,7 @@
  */
 import type { CacheMetrics } from './metrics';
 import { manifestKey, parseDigest, tagKeyOfRef, tagRefsPrefix } from './reference';
-import { StorageError, type StorageDriver } from './storage';
+import { StorageError, type ObjectInfo, type StorageDriver } from './storage';
 
 export type EvictionReason = 'ttl' | 'size' | 'orphan-tag';
 
@@ -83,20 +83,35 @@ export class SweepRun {
     return this.checkpoint();
   }
 
+  /** Asks the checkpoint now (the sweeper, once per shard, so reading many indexes also renews its lease). */
+  async checkpointNow(): Promise<boolean> {
+    this.sinceCheckpoint = 0;
+    return this.checkpoint();
+  }
+
   failed(operation: string, key: string, err: unknown): void {
     this.errors++;
     this.options.metrics?.storageErrors.inc({ operation: err instanceof StorageError ? err.operation : operation });
     this.options.log?.('warn', 'sweep: storage error', { operation, key, error: err instanceof Error ? err.message : String(err) });
   }
 
-  /** Deletes `key` if it is idle and `stillEvictable` holds for a fresh stat; the removed size, or undefined. */
-  async evict(key: string, reason: EvictionReason, stillEvictable: (lastAccess: number) => boolean): Promise<number | undefined> {
+  /**
+   * Deletes `key` if it is idle and `stillEvictable` holds for a fresh stat; the removed size, or undefined. `seen`
+   * gets the fresh stat (undefined: the key is gone).
+   */
+  async evict(
+    key: string,
+    reason: EvictionReason,
+    stillEvictable: (lastAccess: number) => boolean,
+    seen?: (fresh: ObjectInfo | undefined) => void,
+  ): Promise<number | undefined> {
     if (this.options.isBusy(key)) {
       this.spared.push(key);
       return undefined;
     }
     try {
       const fresh = await this.storage.stat(key);
+      seen?.(fresh);
       if (!fresh) return undefined; // another replica removed it
       if (!stillEvictable(fresh.lastAccess.getTime())) return undefined;
       if (this.options.isBusy(key)) {

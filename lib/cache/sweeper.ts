@@ -6,16 +6,26 @@
  *
  * Work per pass does not grow with the store:
  * - One replica per site sweeps: the holder of a lease in the store (store-lease.ts). The others only look at the
- *   lease once per renewal period, and report the bytes they filled.
+ *   lease once per renewal period, and report what they filled and served.
  * - Content keys are split into 256 shards by the digest's first two hex digits (`blobs/<alg>/<xx>/…`,
- *   `manifests/<alg>/<xx>/…`); the passes of one cycle list each shard once, the cycle as long as a quarter of
- *   `blobttl` allows (less a lease takeover and a pass): a blob unused for `blobttl` is gone within 1.25 × `blobttl`,
- *   and the store is listed no faster than that needs.
- * - Per shard, the last listing's bytes, count and oldest access are kept in `_sweeper/state` (one small object,
- *   written once per pass), so the store's size is known without a full listing; fills since a shard's listing are
- *   added as they are reported (`_sweeper/fills/`, written by non-holders). Above `maxsize`, the 64 least recently
- *   used entries remembered per listed shard go first; a shard whose oldest access is older than every remembered
- *   entry is listed again first, so eviction is least-recently-used over the whole store.
+ *   `manifests/<alg>/<xx>/…`); the passes of one cycle process each shard once, the cycle as long as a quarter of
+ *   `blobttl` allows (less a lease takeover and a pass): a blob unused for `blobttl` is gone within 1.25 × `blobttl`.
+ * - A pass reads a shard's index instead of listing it (sweep-index.ts: key, size and last access of each entry, one
+ *   object `_sweeper/index/<xx>` per shard, written by the holder when it processes the shard). Every replica reports
+ *   its fills and hits (key, size / key, time; the latest per key, bounded) as one small object per renewal period;
+ *   the holder merges them into its changes not yet in an index and applies a shard's changes when it processes the
+ *   shard (sweep-reports.ts). An entry the index says is past `blobttl` (or chosen for `maxsize`) is stat'ed before it is deleted and
+ *   kept, its entry updated, if it was accessed since: `touch` on every hit stays authoritative, so a lost report
+ *   costs a stat, never a wrongly evicted blob.
+ * - A shard is listed instead (and its index rebuilt from the listing) when it has no index (a store from before
+ *   the index, or a lost one: start-up does not wait for it) and once per FULL_LISTING_MS: that listing finds
+ *   content no report named (a crash between commit and report, another tool's writes) and drops entries whose
+ *   object is gone. The listings of a store without indexes are spread over a cycle, so their repeats are too.
+ * - Per shard, its bytes, count and oldest access are kept in `_sweeper/state` (one small object, written once per
+ *   pass), so the store's size is known without a full listing; fills since the shard was processed are added as
+ *   they are reported. Above `maxsize`, the 64 least recently used entries remembered per processed shard go first;
+ *   a shard whose oldest access is older than every remembered entry is processed first, so eviction is
+ *   least-recently-used over the whole store.
  * - A manifest's tags go with it: each tag record has a back-reference beside its manifest (reference.ts tagRefKey),
  *   so evicting a manifest costs a listing of its references and a read per tag, not a read of every tag. Reading
  *   every tag (for tags without a back-reference: written before them, or left by a failed write or a crash) runs at
@@ -25,9 +35,11 @@
  * `sweep` is the same eviction over the whole store in one go, for callers that want everything now.
  */
 import type { CacheEvents } from './events';
-import { DIGEST_ALGORITHMS } from './reference';
+import { blobKey, DIGEST_ALGORITHMS, parseDigest } from './reference';
 import { readCapped } from './relay';
 import { StoreLease } from './store-lease';
+import { applyChanges, indexKey, readIndex, writeIndex, type ShardIndex } from './sweep-index';
+import { shardOfKey, SweepReports } from './sweep-reports';
 import { SweepRun, type ContentItem, type SweepOptions, type SweepResult } from './sweep-run';
 import { writeSmall, type StorageDriver } from './storage';
 
@@ -37,7 +49,6 @@ export const SHARDS = 256;
 const CONTENT_KINDS = ['blobs', 'manifests'] as const;
 const TAGS_PREFIX = 'tags/';
 const STATE_KEY = '_sweeper/state';
-const FILLS_PREFIX = '_sweeper/fills/';
 const LEASE_PREFIX = '_sweeper/lease/';
 /** Least recently used entries remembered per listed shard, for `maxsize`. */
 const CANDIDATES_PER_SHARD = 64;
@@ -48,9 +59,9 @@ const MAX_RENEW_MS = 30_000;
 const RENEWALS_TO_EXPIRE = 4;
 /** Shards never listed (no `_sweeper/state` entry yet) are added to passes this many at a time while `maxsize` is set. */
 const BOOTSTRAP_SHARDS_PER_PASS = 32;
-/** Fills remembered for reporting, at most (reports failing for hours must not grow memory). */
-const MAX_PENDING_FILLS = 100_000;
 const MAX_STATE_BYTES = 1024 * 1024;
+/** How often each shard is listed rather than read from its index, at most. */
+const FULL_LISTING_MS = 7 * 86_400_000;
 /** How often every tag is read to find tags without a back-reference whose manifest is gone, at most. */
 const TAG_CHECK_MS = 7 * 86_400_000;
 
@@ -82,12 +93,15 @@ export interface SweeperOptions extends SweepOptions {
 }
 
 interface ShardState {
-  /** Bytes of the shard's blobs and manifests: the last listing plus fills reported since. */
+  /** Bytes of the shard's blobs and manifests: as its index said when last processed, plus fills reported since. */
   bytes: number;
   count: number;
-  /** Oldest last access among them at the last listing (epoch ms). */
+  /** Oldest last access among them when last processed (epoch ms). */
   oldest: number;
+  /** When the shard was last processed (its index read, or the shard listed). */
   listedAt: number;
+  /** When the shard was last listed and its index written from the listing; absent: it has no index yet. */
+  fullAt?: number;
 }
 
 interface State {
@@ -112,8 +126,7 @@ export class Sweeper {
   private readonly now: () => number;
   private state: State | undefined;
   private readonly candidates = new Map<number, ContentItem[]>();
-  /** [shard, bytes, at] of fills by this replica not yet merged (holder) or reported (others). */
-  private pendingFills: [number, number, number][] = [];
+  private readonly reports: SweepReports;
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
@@ -125,6 +138,7 @@ export class Sweeper {
     private readonly options: SweeperOptions,
   ) {
     this.now = options.now ?? Date.now;
+    this.reports = new SweepReports(storage);
     this.leaseRenewMs = options.leaseRenewMs ?? Math.min(intervalMs, MAX_RENEW_MS);
     const expireMs = RENEWALS_TO_EXPIRE * this.leaseRenewMs;
     this.lease = options.lease === false ? undefined : new StoreLease(storage, { prefix: LEASE_PREFIX, expireMs });
@@ -143,13 +157,23 @@ export class Sweeper {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
-    this.unsubscribe = this.options.events?.on('fillEnded', ({ digest, ok, bytes }) => {
-      if (ok && this.pendingFills.length < MAX_PENDING_FILLS) this.pendingFills.push([shardOf(digest), bytes, this.now()]);
-    });
+    const events = this.options.events;
+    const unsubscribe = [
+      events?.on('fillEnded', ({ digest, ok, bytes }) => {
+        const parsed = parseDigest(digest);
+        if (ok && parsed.ok) this.reports.record(blobKey(parsed.value), { size: bytes, at: this.now() });
+      }),
+      events?.on('stored', ({ key, bytes }) => this.reports.record(key, { size: bytes, at: this.now() })),
+      events?.on('accessed', ({ key }) => this.reports.record(key, { at: this.now() })),
+    ];
+    this.unsubscribe = () => unsubscribe.forEach((off) => off?.());
     this.schedule(0);
   }
 
-  /** Stops ticking, waits for work in progress, and gives up the lease so another replica takes over at once. */
+  /**
+   * Stops ticking, waits for work in progress, and gives up the lease so another replica takes over at once; fills
+   * and hits not yet merged or reported are reported, for the next holder.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
@@ -158,6 +182,7 @@ export class Sweeper {
     this.unsubscribe = undefined;
     await this.queue.catch(() => undefined);
     await this.lease?.release();
+    await this.report();
   }
 
   /**
@@ -176,7 +201,7 @@ export class Sweeper {
         if (!held) {
           if (wasHeld) this.options.log?.('info', 'sweeper: another replica sweeps for the site', { holder: this.lease.holder });
           this.state = undefined; // the holder's from now on; read again if this replica takes over
-          await this.reportFills();
+          await this.report();
           return undefined;
         }
         if (!wasHeld) {
@@ -194,13 +219,14 @@ export class Sweeper {
     });
   }
 
-  /** A pass over every shard and every tag now (lease or not). */
+  /** A pass over every shard (listed, not read from indexes) and every tag now (lease or not). */
   runOnce(): Promise<SweepResult> {
     return this.exclusive(async () => {
       const state = await this.loadState();
       return this.pass(
         state,
         Array.from({ length: SHARDS }, (_, i) => i),
+        true,
         true,
       );
     });
@@ -230,7 +256,7 @@ export class Sweeper {
     const max = this.options.maxSizeBytes;
     if (max === undefined) return undefined;
     const run = this.run();
-    if ((await this.mergeFills(run, state)) === 0) return undefined;
+    if ((await this.mergeReports(run, state)) === 0) return undefined;
     await this.evictLeastRecent(run, state, () => storedBytes(state) - max);
     await this.saveState(run, state);
     return run.result(storedBytes(state));
@@ -249,13 +275,13 @@ export class Sweeper {
     });
   }
 
-  private async pass(state: State, shards: readonly number[], tags: boolean): Promise<SweepResult> {
+  private async pass(state: State, shards: readonly number[], tags: boolean, list = false): Promise<SweepResult> {
     const run = this.run();
     // Passes keep to a grid of `intervalMs` (a pass starts up to one tick late, and the lateness must not add up over
     // a cycle's hundreds of passes); after a long gap (no holder) the grid restarts now.
     state.passAt = this.now() - state.passAt < 2 * this.intervalMs ? state.passAt + this.intervalMs : this.now();
-    await this.mergeFills(run, state);
-    for (const shard of shards) await this.listShard(run, state, shard);
+    await this.mergeReports(run, state);
+    for (const shard of shards) await this.processShard(run, state, shard, list);
     if (tags) {
       await run.dropOrphanTags(TAGS_PREFIX);
       state.tagsCheckedAt = this.now();
@@ -281,18 +307,72 @@ export class Sweeper {
     return shards;
   }
 
-  /** Lists one shard: TTL eviction, then its size, count, oldest access and least recently used entries. */
-  private async listShard(run: SweepRun, state: State, shard: number): Promise<void> {
-    const listedAt = this.now();
-    const kept = await run.expire(shardPrefixes(shard));
-    kept.sort((a, b) => a.lastAccess - b.lastAccess);
+  /**
+   * Processes one shard: its index (or, without one or once per FULL_LISTING_MS, a listing) with the changes
+   * reported since applied; TTL eviction of what the index says is past `blobttl`, each entry stat'ed first; then the
+   * index written back, and the shard's size, count, oldest access and least recently used entries kept.
+   */
+  private async processShard(run: SweepRun, state: State, shard: number, list = false): Promise<void> {
+    await run.checkpointNow(); // renews the lease when due; writes below check that it is still held
+    const now = this.now();
+    const known = state.shards[shard];
+    let fullAt = known?.fullAt;
+    let index: ShardIndex | undefined;
+    if (!list && fullAt !== undefined && now - fullAt < FULL_LISTING_MS)
+      index = await readIndex(this.storage, shard).catch((err: unknown) => void run.failed('read', indexKey(shard), err));
+    let complete = true; // false when a listing was cut short: its index would miss entries
+    let changed = !index;
+    if (!index) {
+      const errors = run.errors;
+      const kept = await run.expire(shardPrefixes(shard));
+      complete = run.errors === errors && this.isHolder();
+      index = new Map(kept.map((item) => [item.key, { size: item.size, lastAccess: item.lastAccess }]));
+      if (complete) fullAt = now;
+    }
+    const changes = this.reports.takeShard(shard);
+    if (changes.length > 0) changed = true;
+    for (const key of applyChanges(index, changes)) {
+      const info = await this.storage.stat(key).catch((err: unknown) => void run.failed('stat', key, err));
+      if (info) index.set(key, { size: info.size, lastAccess: info.lastAccess.getTime() });
+    }
+    const ttl = this.options.blobTtlMs;
+    if (ttl !== undefined) {
+      const expired = (lastAccess: number) => this.now() - lastAccess > ttl;
+      for (const [key, entry] of index) {
+        if (!expired(entry.lastAccess)) continue;
+        let gone = false;
+        const removed = await run.evict(key, 'ttl', expired, (fresh) => {
+          if (fresh) entry.lastAccess = fresh.lastAccess.getTime();
+          gone = !fresh;
+          changed = true;
+        });
+        if (removed !== undefined || gone) index.delete(key);
+      }
+    }
+    if (changed && complete && this.isHolder()) {
+      const written = await writeIndex(this.storage, shard, index).then(
+        () => true,
+        (err: unknown) => run.failed('write', indexKey(shard), err),
+      );
+      if (!written) {
+        this.reports.restore(changes); // applied at the shard's next processing
+        fullAt = known?.fullAt;
+      }
+    }
+    const items = [...index].map(([key, e]) => ({ key, size: e.size, lastAccess: e.lastAccess }));
+    items.sort((a, b) => a.lastAccess - b.lastAccess);
     state.shards[shard] = {
-      bytes: kept.reduce((sum, item) => sum + item.size, 0),
-      count: kept.length,
-      oldest: kept[0]?.lastAccess ?? listedAt,
-      listedAt,
+      bytes: items.reduce((sum, item) => sum + item.size, 0),
+      count: items.length,
+      oldest: items[0]?.lastAccess ?? now,
+      listedAt: now,
+      ...(fullAt !== undefined && { fullAt }),
     };
-    this.candidates.set(shard, kept.slice(0, CANDIDATES_PER_SHARD));
+    this.candidates.set(shard, items.slice(0, CANDIDATES_PER_SHARD));
+  }
+
+  private isHolder(): boolean {
+    return !this.lease || this.lease.held;
   }
 
   /**
@@ -319,15 +399,22 @@ export class Sweeper {
       const bestAccess = best === undefined ? Infinity : this.candidates.get(best)![0].lastAccess;
       if (stale !== undefined && staleOldest < bestAccess && listings < SHARDS) {
         listings++;
-        await this.listShard(run, state, stale);
+        await this.processShard(run, state, stale);
         continue;
       }
       if (best === undefined) break;
       const item = this.candidates.get(best)!.shift()!;
       const known = state.shards[best]!;
       known.oldest = item.lastAccess;
-      const removed = await run.evict(item.key, 'size', (lastAccess) => lastAccess <= item.lastAccess);
+      const removed = await run.evict(
+        item.key,
+        'size',
+        (lastAccess) => lastAccess <= item.lastAccess,
+        // What the index will learn at the shard's next processing: the key gone, or accessed since.
+        (fresh) => this.reports.note(item.key, fresh ? { at: fresh.lastAccess.getTime() } : { at: this.now(), gone: true }),
+      );
       if (removed === undefined) continue;
+      this.reports.note(item.key, { at: this.now(), gone: true });
       freed += removed;
       known.bytes -= removed;
       known.count--;
@@ -335,48 +422,27 @@ export class Sweeper {
   }
 
   /**
-   * Adds this replica's fills and the reported ones of others to their shards (if filled after the shard's listing);
-   * returns how many fills it saw.
+   * Merges this replica's fills and hits and the reports of the others (sweep-reports.ts); fills count toward their
+   * shard's bytes (if filled after the shard was processed). Returns how many fills it saw.
    */
-  private async mergeFills(run: SweepRun, state: State): Promise<number> {
-    let seen = 0;
-    const add = (fills: [number, number, number][]) => {
-      seen += fills.length;
-      for (const [shard, bytes, at] of fills) {
-        const known = state.shards[shard];
-        if (known && at >= known.listedAt) {
-          known.bytes += bytes;
-          known.count++;
-        }
+  private async mergeReports(run: SweepRun, state: State): Promise<number> {
+    let fills = 0;
+    for (const [key, change] of await this.reports.merge(this.isHolder(), (op, key, err) => run.failed(op, key, err))) {
+      if (change.size === undefined || change.gone) continue;
+      fills++;
+      const known = state.shards[shardOfKey(key)];
+      if (known && change.at >= known.listedAt) {
+        known.bytes += change.size;
+        known.count++;
       }
-    };
-    add(this.pendingFills);
-    this.pendingFills = [];
-    try {
-      for await (const report of this.storage.list(FILLS_PREFIX)) {
-        const stream = await this.storage.read(report.key);
-        const fills = stream ? (JSON.parse((await readCapped(stream, MAX_STATE_BYTES)).toString('utf8')) as unknown) : [];
-        if (Array.isArray(fills)) add(fills.filter(isFill));
-        await this.storage.delete(report.key);
-      }
-    } catch (err) {
-      run.failed('list', FILLS_PREFIX, err);
     }
-    return seen;
+    return fills;
   }
 
-  /** A replica without the lease writes its fills for the holder, one small object per tick with fills. */
-  private async reportFills(): Promise<void> {
-    if (this.pendingFills.length === 0) return;
-    const fills = this.pendingFills;
-    this.pendingFills = [];
-    await writeSmall(
-      this.storage,
-      `${FILLS_PREFIX}${this.now()}-${this.lease?.holder ?? 'replica'}`,
-      Buffer.from(JSON.stringify(fills)),
-    ).catch((err: unknown) => {
-      this.pendingFills.push(...fills.slice(0, MAX_PENDING_FILLS - this.pendingFills.length));
-      this.options.log?.('warn', 'sweeper: fill report failed', { error: err instanceof Error ? err.message : String(err) });
+  /** A replica without the lease writes its fills and hits for the holder, one small object per tick with any. */
+  private async report(): Promise<void> {
+    await this.reports.report(`${this.now()}-${this.lease?.holder ?? 'replica'}`).catch((err: unknown) => {
+      this.options.log?.('warn', 'sweeper: report failed', { error: err instanceof Error ? err.message : String(err) });
     });
   }
 
@@ -394,12 +460,19 @@ export class Sweeper {
     const valid = loaded?.version === 1 && Array.isArray(loaded.shards) && loaded.shards.length === SHARDS;
     this.state = valid ? (loaded as State) : { version: 1, cursor: 0, passAt: 0, shards: Array.from({ length: SHARDS }, () => null) };
     this.candidates.clear();
+    try {
+      await this.reports.load();
+    } catch (err) {
+      // Lost changes: the index lags until the shard's next listing; a stat before each deletion still decides.
+      this.options.log?.('warn', 'sweeper: pending changes unreadable', { error: err instanceof Error ? err.message : String(err) });
+    }
     return this.state;
   }
 
   /** Only the holder writes the state (a replica without the lease acting now, e.g. freeBytes, keeps its view). */
   private async saveState(run: SweepRun, state: State): Promise<void> {
-    if (this.lease && !this.lease.held) return;
+    if (!this.isHolder()) return;
+    await this.reports.save(this.isHolder(), (op, key, err) => run.failed(op, key, err));
     await writeSmall(this.storage, STATE_KEY, Buffer.from(JSON.stringify(state))).catch((err: unknown) =>
       run.failed('write', STATE_KEY, err),
     );
@@ -427,13 +500,4 @@ export class Sweeper {
 
 function storedBytes(state: State): number {
   return state.shards.reduce((sum, s) => sum + (s?.bytes ?? 0), 0);
-}
-
-/** Shard of a digest `alg:hex`. */
-function shardOf(digest: string): number {
-  return parseInt(digest.slice(digest.indexOf(':') + 1, digest.indexOf(':') + 3), 16) || 0;
-}
-
-function isFill(value: unknown): value is [number, number, number] {
-  return Array.isArray(value) && value.length === 3 && value.every((n) => typeof n === 'number') && value[0] >= 0 && value[0] < SHARDS;
 }

@@ -356,6 +356,11 @@ describe('tags of an evicted manifest, through back-references', () => {
     };
   }
   const record = (m: StoredManifest) => ({ digest: m.digest.text, mediaType: m.mediaType, checkedAt: Date.now() });
+  /**
+   * Last accessed so that the first pass (10 simulated minutes from now) keeps `key` and the second expires it. Set
+   * before the first pass: the index it writes holds the access (file times only ever move forward in use).
+   */
+  const expiresAtSecondPass = (key: string) => setAge(key, TTL - 15 * MINUTE);
 
   /** A sweeper (no lease, one pass lists everything) on a driver that records which tags it reads. */
   function sweeper(isBusy: (key: string) => boolean = idle) {
@@ -391,11 +396,11 @@ describe('tags of an evicted manifest, through back-references', () => {
   it('evicting a manifest removes exactly the tags naming it, reading only the tags that ever named it', async () => {
     const { s, tagReads, pass } = sweeper();
     expect(s.passesPerCycle).toBe(1);
+    expiresAtSecondPass(old.key);
     await pass(); // the first cycle's end reads every tag once (a new store); nothing is orphaned yet
     expect(await keys('tags/')).toHaveLength(4);
     tagReads.length = 0;
 
-    setAge(old.key, TTL + MINUTE);
     const result = await pass();
 
     expect(result!.evicted.map((e) => [e.key, e.reason])).toEqual([
@@ -415,10 +420,10 @@ describe('tags of an evicted manifest, through back-references', () => {
 
   it('a tag re-pointed to a new manifest is not removed with the old one, nor written back to it', async () => {
     const { pass } = sweeper();
+    expiresAtSecondPass(old.key);
+    expiresAtSecondPass(current.key);
     await pass();
-    setAge(old.key, TTL + MINUTE);
-    setAge(current.key, TTL + MINUTE);
-    await store.writeManifest(current); // pulled again: written anew, fresh
+    await store.writeManifest(current); // pulled again: written anew, fresh (and not reported: the stat finds it)
     const result = await pass();
     expect(result!.evicted.map((e) => e.key)).toEqual([old.key, tagKey('team/app', 'v1'), tagKey('team/app', 'v1-alias')]);
     expect(await keys('tags/team/moved/')).toEqual([tagKey('team/moved', 'latest')]);
@@ -444,9 +449,9 @@ describe('tags of an evicted manifest, through back-references', () => {
 
   it('a tag without a back-reference (written before them) goes at the weekly check of every tag', async () => {
     const { tagReads, pass } = sweeper();
+    expiresAtSecondPass(old.key);
     await pass(); // tags checked now
     await put(tagKey('legacy/app', 'v0'), JSON.stringify(record(old))); // no back-reference
-    setAge(old.key, TTL + MINUTE);
     await pass();
     expect(await keys('tags/legacy/')).toEqual([tagKey('legacy/app', 'v0')]); // not found through references
     await pass(7 * DAY - 20 * MINUTE); // a week after the last check, less a pass: not yet
