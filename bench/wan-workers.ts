@@ -164,10 +164,9 @@ export async function wanAndWorkers(cli: string | undefined, commit: string, qui
     // d. Peak RSS per worker (VmHWM since start), after rows b and c.
     for (const { row, key, system } of systems) {
       if (key !== 'ours') continue;
-      const { workers: peaks, primary } = peakRss(system);
-      put(`d${row}`, 'ours', Math.max(...peaks));
-      const primaryText = primary !== undefined ? `; primary ${formatNumber(primary)} MiB` : '';
-      notes.push(`row d${row}: peak RSS of each worker ${peaks.map((p) => formatNumber(p)).join(', ')} MiB${primaryText}`);
+      const { peak, text } = peakRss(system);
+      put(`d${row}`, 'ours', peak);
+      notes.push(`row d${row}: ${text}`);
     }
   } catch (err) {
     errors.push(describe(err));

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireTool } from '../harness/tools';
 import { verifyDigest, wrk } from './load';
-import type { Target } from './report';
+import { formatNumber, type Target } from './report';
 import { readMemory } from './rss';
 import type { System, TlsFiles } from './systems';
 
@@ -39,10 +39,11 @@ export function servingPids(system: System): number[] {
 }
 
 /** Peak RSS (VmHWM since start, MiB) of each serving process of `system`, and of its primary when it has workers. */
-export function peakRss(system: System): { workers: number[]; primary?: number } {
+export function peakRss(system: System, primaryName = 'primary'): { peak: number; text: string } {
   const peak = (pid: number) => (readMemory(pid)?.peakBytes ?? NaN) / MiB;
   const workers = servingPids(system).map(peak);
-  return workerPids(system.pid ?? 0).length ? { workers, primary: peak(system.pid!) } : { workers };
+  const primary = workerPids(system.pid ?? 0).length ? `; ${primaryName} ${formatNumber(peak(system.pid!))} MiB` : '';
+  return { peak: Math.max(...workers), text: `peak RSS of each worker ${workers.map((p) => formatNumber(p)).join(', ')} MiB${primary}` };
 }
 
 export function selfSignedCertificate(dir: string): TlsFiles {

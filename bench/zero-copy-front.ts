@@ -122,15 +122,14 @@ export async function zeroCopyFront(cli: string | undefined, commit: string, qui
     // Peak RSS per serving process (VmHWM since start): our workers, or the front's nginx workers.
     for (const row of ['b', 'c'] as const) {
       for (const c of candidates[row]) {
-        const { workers: peaks, primary } = peakRss(c.system);
-        figures.set(`d${row}${c.id}`, { ours: Math.max(...peaks) });
-        const primaryText = primary !== undefined ? `; ${c.id.startsWith('F') ? 'master' : 'primary'} ${formatNumber(primary)} MiB` : '';
-        notes.push(`row d${row}${c.id}: peak RSS of each worker ${peaks.map((p) => formatNumber(p)).join(', ')} MiB${primaryText}`);
+        const { peak, text } = peakRss(c.system, c.id.startsWith('F') ? 'master' : 'primary');
+        figures.set(`d${row}${c.id}`, { ours: peak });
+        notes.push(`row d${row}${c.id}: ${text}`);
       }
     }
     for (const { id, system } of systems.filter((s) => s.system.url.startsWith('https:')))
       notes.push(`row ${id}: TLS ${negotiated(system.url)} (openssl s_client with OpenSSL's default client offer, as wrk's)`);
-    figures.set('dB', { ours: peakRss(backend).workers[0] });
+    figures.set('dB', { ours: peakRss(backend).peak });
   } catch (err) {
     errors.push(describe(err));
     log(`FAILED: ${describe(err)}`);
