@@ -3,7 +3,7 @@
  * that failed (their figures are missing from the table) and the notes under it.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { waitForQuiet } from './processes';
@@ -56,6 +56,22 @@ export class BenchRun {
     const pids = this.started.flatMap((s) => [s.pid ?? 0, ...workerPids(s.pid ?? 0)]);
     if (!(await waitForQuiet(pids))) this.notes.push(`${what}: the systems were still busy after 60 s; measured anyway`);
   };
+
+  /**
+   * Runs the run's body: a failure is recorded and logged (the figures measured so far are kept); then everything
+   * started is stopped and `workDir` removed.
+   */
+  async main(workDir: string, body: () => Promise<void>): Promise<void> {
+    try {
+      await body();
+    } catch (err) {
+      this.errors.push(describe(err));
+      this.log(`FAILED: ${describe(err)}`);
+    } finally {
+      await this.stopAll();
+      rmSync(workDir, { recursive: true, force: true });
+    }
+  }
 
   /** Stops whatever is still running, last started first. */
   async stopAll(): Promise<void> {

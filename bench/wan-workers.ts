@@ -8,11 +8,11 @@
  * - b: warm blob, 16 clients, over TLS; c: the same over plain HTTP. Ours with 1 worker and with one per CPU.
  * - d: peak RSS per worker of ours after rows b and c.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { usableCpus } from '../lib/cache/cpus';
-import { BenchRun, describe } from './bench-run';
+import { BenchRun } from './bench-run';
 import { type BlobFile, generateBlob, pushBlobFile } from './blobs';
 import { pull, storm, verifyDigest } from './load';
 import { formatNumber, type Row, rssTarget, type Target } from './report';
@@ -45,7 +45,7 @@ export async function wanAndWorkers(cli: string | undefined, commit: string, qui
   const workers = usableCpus();
   const work = mkdtempSync(join(tmpdir(), 'dtr-cache-bench-wan-'));
   const run = new BenchRun(log);
-  const { errors, notes, step, start, stop, quiet, loadBefore } = run;
+  const { notes, step, start, stop, quiet, loadBefore } = run;
   const figures = new Map<string, { reference?: number; ours?: number; baseline?: number }>();
   const put = (row: string, system: 'reference' | 'ours' | 'baseline', value: number | undefined) => {
     if (value !== undefined) figures.set(row, { ...figures.get(row), [system]: value });
@@ -55,7 +55,7 @@ export async function wanAndWorkers(cli: string | undefined, commit: string, qui
   const blobUrl = (base: string, blob: BlobFile) => `${base}/v2/${REPO}/blobs/${blob.digest}`;
   const timeoutFor = (bytes: number) => 120_000 + Math.ceil(bytes / MiB) * 1000;
 
-  try {
+  await run.main(work, async () => {
     log(`generating blobs of ${blobBytes / MiB} MiB; load average ${loadBefore}`);
     const blobDir = join(work, 'blobs');
     mkdirSync(blobDir);
@@ -168,13 +168,7 @@ export async function wanAndWorkers(cli: string | undefined, commit: string, qui
       put(`d${row}`, 'ours', peak);
       notes.push(`row d${row}: ${text}`);
     }
-  } catch (err) {
-    errors.push(describe(err));
-    log(`FAILED: ${describe(err)}`);
-  } finally {
-    await run.stopAll();
-    rmSync(work, { recursive: true, force: true });
-  }
+  });
 
   const f = (id: string) => figures.get(id) ?? {};
   const size = `${blobBytes / MiB} MiB`;

@@ -7,12 +7,12 @@
  * (bench/sendfile/, a prototype loaded with `node -r`). Writes bench/results/zero-copy-front.md.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { usableCpus } from '../lib/cache/cpus';
 import { requireTool } from '../harness/tools';
-import { BenchRun, describe } from './bench-run';
+import { BenchRun } from './bench-run';
 import { generateBlob, pushBlobFile } from './blobs';
 import { startNginxFront } from './nginx-front';
 import { formatNumber, type Row, rssTarget } from './report';
@@ -61,11 +61,11 @@ export async function zeroCopyFront(cli: string | undefined, commit: string, qui
   const workers = usableCpus();
   const work = mkdtempSync(join(tmpdir(), 'dtr-cache-bench-front-'));
   const run = new BenchRun(log);
-  const { errors, notes, step, start, quiet, loadBefore } = run;
+  const { notes, step, start, quiet, loadBefore } = run;
   const figures = new Map<string, { reference?: number; ours?: number }>();
   const candidates: Record<'b' | 'c', Candidate[]> = { b: [], c: [] };
 
-  try {
+  await run.main(work, async () => {
     log(`generating a blob of ${blobBytes / MiB} MiB; load average ${loadBefore}`);
     const warm = await generateBlob(work, 'warm', blobBytes);
     const upstream = await start(startRegistry('upstream'));
@@ -130,13 +130,7 @@ export async function zeroCopyFront(cli: string | undefined, commit: string, qui
     for (const { id, system } of systems.filter((s) => s.system.url.startsWith('https:')))
       notes.push(`row ${id}: TLS ${negotiated(system.url)} (openssl s_client with OpenSSL's default client offer, as wrk's)`);
     figures.set('dB', { ours: peakRss(backend).peak });
-  } catch (err) {
-    errors.push(describe(err));
-    log(`FAILED: ${describe(err)}`);
-  } finally {
-    await run.stopAll();
-    rmSync(work, { recursive: true, force: true });
-  }
+  });
 
   const size = `${blobBytes / MiB} MiB`;
   const f = (id: string) => figures.get(id) ?? {};
