@@ -23,6 +23,7 @@ import {
   coldTotalTarget,
   formatNumber,
   manifestP99Target,
+  median,
   oneFetchTarget,
   renderMarkdown,
   Row,
@@ -97,12 +98,6 @@ const describe = (err: unknown) => (err instanceof Error ? err.message : String(
 
 /** Per system figures of one measurement; an error instead of a figure when that step failed. */
 type Figures = Partial<Record<'reference' | 'ours' | 'raw' | 'floor', number>>;
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
 
 /** `items` rotated left by `n`: round n measures the systems in another order, so none is always first or last. */
 const rotate = <T>(items: readonly T[], n: number): T[] => items.map((_, i) => items[(i + n) % items.length]);

@@ -110,3 +110,10 @@ export function renderMarkdown(info: RunInfo, rows: readonly Row[], failures: re
     '',
   ].join('\n');
 }
+
+/** The middle value, or the mean of the two middle ones. */
+export const median = (values: readonly number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};

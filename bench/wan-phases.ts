@@ -17,11 +17,11 @@ import { join, resolve } from 'node:path';
 import { generateBlob, pushBlobFile, type BlobFile } from './blobs';
 import { pull, storm, type Storm } from './load';
 import { cpuTicks, waitForQuiet } from './processes';
-import { formatNumber } from './report';
+import { formatNumber, median } from './report';
 import { startOurCache, startRegistry, type OurSystem, type System } from './systems';
 import { startWanLink } from './wan-link';
 import { loadAverage } from './bench-run';
-import { CLIENTS_PER_REPLICA, median, REPO, RTT_MS, WAN_BYTES_PER_SECOND } from './wan-workers';
+import { CLIENTS_PER_REPLICA, REPO, RTT_MS, WAN_BYTES_PER_SECOND } from './wan-workers';
 
 const MiB = 2 ** 20;
 const ROOT = resolve(__dirname, '..');

@@ -15,10 +15,10 @@ import { usableCpus } from '../lib/cache/cpus';
 import { BenchRun } from './bench-run';
 import { type BlobFile, generateBlob, pushBlobFile } from './blobs';
 import { pull, storm, verifyDigest } from './load';
-import { formatNumber, type Row, rssTarget, type Target } from './report';
+import { formatNumber, median, type Row, rssTarget, type Target } from './report';
 import { startOurCache, startRegistry, type System } from './systems';
 import { startWanLink } from './wan-link';
-import { peakRss, selfSignedCertificate, warmPlan, warmRows, warmTarget } from './warm';
+import { describeSamples, peakRss, selfSignedCertificate, warmPlan, warmRows, warmTarget } from './warm';
 
 const MiB = 2 ** 20;
 export const REPO = 'bench/wan';
@@ -27,11 +27,6 @@ export const WAN_BYTES_PER_SECOND = 32 * MiB;
 export const CLIENTS_PER_REPLICA = 10;
 
 const log = (message: string) => process.stderr.write(`[bench wan-workers] ${message}\n`);
-export const median = (values: readonly number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 
 const totalTarget: Target = {
   text: '≤ 1.15× direct',
@@ -158,8 +153,9 @@ export async function wanAndWorkers(cli: string | undefined, commit: string, qui
     );
     for (const [id, values] of samples) {
       const [row, key] = id.split('/') as [string, 'ours' | 'reference'];
-      for (const target of key === 'reference' ? [`${row}1`, `${row}N`] : [row]) put(target, key, median(values));
-      notes.push(`row ${row} ${key}: ${values.map((v) => formatNumber(v)).join(', ')} MiB/s (median ${formatNumber(median(values))})`);
+      const mibPerSecond = median(values.map((v) => v.mibPerSecond));
+      for (const target of key === 'reference' ? [`${row}1`, `${row}N`] : [row]) put(target, key, mibPerSecond);
+      notes.push(`row ${row} ${key}: ${describeSamples(values)}`);
     }
     // d. Peak RSS per worker (VmHWM since start), after rows b and c.
     for (const { row, key, system } of systems) {

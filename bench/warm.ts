@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireTool } from '../harness/tools';
 import { verifyDigest, wrk } from './load';
-import { formatNumber, type Target } from './report';
+import { cpuTicks } from './processes';
+import { formatNumber, median, type Target } from './report';
 import { readMemory } from './rss';
 import type { System, TlsFiles } from './systems';
 
@@ -76,8 +77,20 @@ export interface WarmRun {
   readonly log: (message: string) => void;
 }
 
-/** MiB/s of every round, by id. */
-export async function warmRows(systems: readonly WarmSystem[], run: WarmRun): Promise<Map<string, number[]>> {
+/** One round of one system: throughput, and the CPU its serving processes spent per MiB (all cores together). */
+export interface WarmSample {
+  readonly mibPerSecond: number;
+  readonly cpuMsPerMiB: number;
+}
+
+/** A row's rounds for the report's notes: MiB/s and CPU ms per MiB of each, and their medians. */
+export function describeSamples(samples: readonly WarmSample[]): string {
+  const list = (values: number[]) => `${values.map((v) => formatNumber(v)).join(', ')} (median ${formatNumber(median(values))})`;
+  return `${list(samples.map((s) => s.mibPerSecond))} MiB/s; server CPU ${list(samples.map((s) => s.cpuMsPerMiB))} ms per MiB`;
+}
+
+/** Every round's sample, by id. */
+export async function warmRows(systems: readonly WarmSystem[], run: WarmRun): Promise<Map<string, WarmSample[]>> {
   for (const { id, system } of systems) {
     // Warm every worker's page cache and JIT alike: one checked GET fills, a second is a hit.
     await run.step(`row ${id} ${system.name}: filling`, async () => {
@@ -85,14 +98,17 @@ export async function warmRows(systems: readonly WarmSystem[], run: WarmRun): Pr
       await verifyDigest(run.url(system), run.digest, run.timeoutMs);
     });
   }
-  const samples = new Map<string, number[]>();
+  const samples = new Map<string, WarmSample[]>();
+  const cpu = (system: System) => servingPids(system).reduce((total, pid) => total + (cpuTicks(pid) ?? NaN), 0) * 10;
   for (let round = 0; round < run.rounds; round++) {
     for (let i = 0; i < systems.length; i++) {
       const { id, system } = systems[(i + round) % systems.length];
       await run.quiet(`row ${id} ${system.name}`);
       run.log(`row ${id} round ${round + 1}/${run.rounds}: ${system.name}, ${WARM_CLIENTS} clients, ${run.seconds} s`);
+      const before = cpu(system);
       const r = await run.step(`row ${id} ${system.name}`, () => wrk(run.url(system), WARM_CLIENTS, run.seconds));
-      if (r) samples.set(id, [...(samples.get(id) ?? []), r.mibPerSecond]);
+      const sample = r && { mibPerSecond: r.mibPerSecond, cpuMsPerMiB: (cpu(system) - before) / (r.bytes / MiB) };
+      if (sample) samples.set(id, [...(samples.get(id) ?? []), sample]);
     }
   }
   return samples;

@@ -15,10 +15,9 @@ import { requireTool } from '../harness/tools';
 import { BenchRun } from './bench-run';
 import { generateBlob, pushBlobFile } from './blobs';
 import { startNginxFront } from './nginx-front';
-import { formatNumber, type Row, rssTarget } from './report';
+import { formatNumber, median, type Row, rssTarget } from './report';
 import { startOurCache, startRegistry, type System } from './systems';
-import { median } from './wan-workers';
-import { peakRss, selfSignedCertificate, WARM_CLIENTS, warmPlan, warmRows, warmTarget } from './warm';
+import { describeSamples, peakRss, selfSignedCertificate, WARM_CLIENTS, warmPlan, warmRows, warmTarget } from './warm';
 
 const MiB = 2 ** 20;
 const ROOT = resolve(__dirname, '..');
@@ -116,8 +115,11 @@ export async function zeroCopyFront(cli: string | undefined, commit: string, qui
       const [row, key] = id.split('/');
       const targets = key === 'reference' ? candidates[row as 'b' | 'c'].map((c) => `${row}${c.id}`) : [id];
       for (const target of targets)
-        figures.set(target, { ...figures.get(target), [key === 'reference' ? 'reference' : 'ours']: median(values) });
-      notes.push(`row ${id}: ${values.map((v) => formatNumber(v)).join(', ')} MiB/s (median ${formatNumber(median(values))})`);
+        figures.set(target, {
+          ...figures.get(target),
+          [key === 'reference' ? 'reference' : 'ours']: median(values.map((v) => v.mibPerSecond)),
+        });
+      notes.push(`row ${id}: ${describeSamples(values)}`);
     }
     // Peak RSS per serving process (VmHWM since start): our workers, or the front's nginx workers.
     for (const row of ['b', 'c'] as const) {

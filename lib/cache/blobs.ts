@@ -13,6 +13,7 @@ import { contentRange, parseRange } from './range';
 import { blobKey, type Digest } from './reference';
 import { readCapped, relay } from './relay';
 import type { ByteRange } from './storage';
+import { FileReader } from './storage/file-reader';
 import { header } from './upstream';
 
 /**
@@ -242,7 +243,7 @@ export class BlobHandler {
 
   /** Pipes `stream` to the client; a failure mid-body fails the transfer (`failTransfer`). */
   private send(stream: Readable, res: ServerResponse, source: 'storage' | 'upstream', done: () => void): void {
-    stream.on('data', (chunk: Buffer) => this.ctx.events.emit('served', { source, bytes: chunk.length }));
+    const served = (bytes: number) => this.ctx.events.emit('served', { source, bytes });
     // Not pipeline(): on an error it destroys the response first, which closes the socket cleanly before failTransfer.
     let ended = false;
     const end = () => {
@@ -259,6 +260,8 @@ export class BlobHandler {
       end();
       stream.destroy(); // the client left (or was cut): stop reading
     });
+    if (stream instanceof FileReader) return stream.sendTo(res, served);
+    stream.on('data', (chunk: Buffer) => served(chunk.length));
     stream.pipe(res);
   }
 

@@ -6,12 +6,13 @@
  * often noatime).
  */
 import { randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { link, mkdir, open, readdir, rename, rm, stat, utimes, writeFile, readFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { FilesystemOptions } from '../../config';
+import { FileReader } from './file-reader';
 import { ByteRange, ObjectInfo, PendingWrite, StorageDriver, StorageError } from './driver';
 import { writerGone, writerId } from './writer-id';
 
@@ -71,7 +72,7 @@ export class FilesystemDriver implements StorageDriver {
     });
     if (!handle) return undefined;
     this.openReads++;
-    const stream = createReadStream('', { fd: handle, start: range?.start, end: range?.end, highWaterMark: readSize(this.openReads) });
+    const stream = new FileReader(handle, { start: range?.start, end: range?.end, chunkSize: readSize(this.openReads) });
     stream.once('close', () => this.openReads--);
     return stream;
   }
