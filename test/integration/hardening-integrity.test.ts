@@ -9,13 +9,13 @@
  * - the background scrub finds a damaged blob nobody pulls, at its configured rate, and evicts it.
  * `/metrics` counts each check.
  */
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blobKey, parseDigest } from '../../lib/cache/reference';
 import { startCache, type TestCache } from '../support/cache-server';
+import { curl, metric } from '../support/curl';
 import { pushBlob } from '../../harness/images';
 import { TestRegistry } from '../../harness/registry';
 import { requireTool, sleep, waitFor } from '../../harness/tools';
@@ -34,21 +34,6 @@ function flipByte(file: string, at: number): void {
   const bytes = readFileSync(file);
   bytes[at] ^= 0xff;
   writeFileSync(file, bytes);
-}
-
-/** A real curl GET (async: the cache runs in this process); its exit code (0: a complete transfer) and the bytes it got. */
-function curl(url: string, args: string[] = []): Promise<{ code: number | null; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    execFile(requireTool('curl'), ['-s', '--max-time', '30', ...args, url], { encoding: 'buffer', maxBuffer: 64 * MiB }, (err, stdout) =>
-      err && typeof err.code !== 'number' ? reject(err) : resolve({ code: err ? (err.code as number) : 0, body: stdout }),
-    );
-  });
-}
-
-async function metric(cache: TestCache, line: string): Promise<number> {
-  const text = await (await fetch(`${cache.url}/metrics`)).text();
-  const found = text.split('\n').find((l) => l.startsWith(`${line} `));
-  return found ? Number(found.split(' ')[1]) : 0;
 }
 
 describe('hardening: integrity of stored blobs', () => {
@@ -90,7 +75,7 @@ describe('hardening: integrity of stored blobs', () => {
 
     for (const name of ['a', 'b'] as const) {
       const url = `${cache.url}/v2/team/app/blobs/${digests[name]}`;
-      const first = await curl(url, name === 'b' ? ['--http1.0'] : []);
+      const first = await curl(url, name === 'b' ? ['--http1.0'] : [], 30);
       expect(first.code).not.toBe(0); // a failed transfer, never a complete one
       expect(sha(first.body)).not.toBe(digests[name]);
       const second = await curl(url);
@@ -99,12 +84,12 @@ describe('hardening: integrity of stored blobs', () => {
     }
     await settleLog();
     expect(upstream.blobGets().map((e) => e.path)).toEqual([`/v2/team/app/blobs/${digests.a}`, `/v2/team/app/blobs/${digests.b}`]);
-    expect(await metric(cache, 'dtr_cache_integrity_checks_total{check="digest",result="damaged"}')).toBe(2);
-    expect(await metric(cache, 'dtr_cache_evictions_total{reason="damaged"}')).toBe(2);
+    expect(await metric(cache.url, 'dtr_cache_integrity_checks_total{check="digest",result="damaged"}')).toBe(2);
+    expect(await metric(cache.url, 'dtr_cache_evictions_total{reason="damaged"}')).toBe(2);
     expect(cache.logs.filter((l) => l.msg === 'stored blob is damaged; evicting it').map((l) => l.digest)).toEqual([digests.a, digests.b]);
     // Refetched and verified: a third GET is a hit with the size check only.
     expect(sha((await curl(`${cache.url}/v2/team/app/blobs/${digests.a}`)).body)).toBe(digests.a);
-    expect(await metric(cache, 'dtr_cache_integrity_checks_total{check="size",result="ok"}')).toBeGreaterThanOrEqual(1);
+    expect(await metric(cache.url, 'dtr_cache_integrity_checks_total{check="size",result="ok"}')).toBeGreaterThanOrEqual(1);
     await cache.server.close();
   });
 
@@ -114,7 +99,7 @@ describe('hardening: integrity of stored blobs', () => {
     const res = await curl(`${cache.url}/v2/team/app/blobs/${digests.c}`, ['-f', '-r', '0-99']);
     expect(res.code).toBe(0);
     expect(res.body.equals(blobs.c.subarray(0, 100))).toBe(true);
-    expect(await metric(cache, 'dtr_cache_evictions_total{reason="damaged"}')).toBe(1);
+    expect(await metric(cache.url, 'dtr_cache_evictions_total{reason="damaged"}')).toBe(1);
     await cache.server.close();
   });
 
@@ -129,7 +114,7 @@ describe('hardening: integrity of stored blobs', () => {
     expect(sha(res.body)).toBe(digests.a);
     await settleLog();
     expect(upstream.blobGets()).toHaveLength(1);
-    expect(await metric(cache, 'dtr_cache_integrity_checks_total{check="size",result="damaged"}')).toBe(1);
+    expect(await metric(cache.url, 'dtr_cache_integrity_checks_total{check="size",result="damaged"}')).toBe(1);
     await cache.server.close();
   });
 
@@ -143,21 +128,21 @@ describe('hardening: integrity of stored blobs', () => {
     await waitFor(
       'the scrub to check every stored blob',
       async () =>
-        (await metric(cache, 'dtr_cache_integrity_checks_total{check="scrub",result="ok"}')) +
-          (await metric(cache, 'dtr_cache_integrity_checks_total{check="scrub",result="damaged"}')) ===
+        (await metric(cache.url, 'dtr_cache_integrity_checks_total{check="scrub",result="ok"}')) +
+          (await metric(cache.url, 'dtr_cache_integrity_checks_total{check="scrub",result="damaged"}')) ===
         stored.length,
       30_000,
     );
     const seconds = (Date.now() - started) / 1000;
-    expect(await metric(cache, 'dtr_cache_integrity_checks_total{check="scrub",result="damaged"}')).toBe(1);
+    expect(await metric(cache.url, 'dtr_cache_integrity_checks_total{check="scrub",result="damaged"}')).toBe(1);
     expect(existsSync(storedFile(root, digests.d))).toBe(false);
-    expect(await metric(cache, 'dtr_cache_scrub_bytes_total')).toBe(bytes);
+    expect(await metric(cache.url, 'dtr_cache_scrub_bytes_total')).toBe(bytes);
     // Bounded: the last chunk may end the pass before its pause, so allow one read (1 MiB) of slack.
     expect(seconds).toBeGreaterThanOrEqual((bytes - MiB) / rate);
     // Verified by the scrub: the first GET since start is served with the size check only.
-    const before = await metric(cache, 'dtr_cache_integrity_checks_total{check="digest",result="ok"}');
+    const before = await metric(cache.url, 'dtr_cache_integrity_checks_total{check="digest",result="ok"}');
     expect(sha((await curl(`${cache.url}/v2/team/app/blobs/${stored[0]}`)).body)).toBe(stored[0]);
-    expect(await metric(cache, 'dtr_cache_integrity_checks_total{check="digest",result="ok"}')).toBe(before);
+    expect(await metric(cache.url, 'dtr_cache_integrity_checks_total{check="digest",result="ok"}')).toBe(before);
     await cache.server.close();
   });
 });
