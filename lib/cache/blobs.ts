@@ -8,12 +8,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { BlobFill, FillOpen } from './blob-fill';
 import type { ClientRequest, PullContext } from './context';
+import { verifying } from './integrity';
 import { type AccessTarget, ociError, refusal, sendError, unavailable } from './oci-error';
 import { contentRange, parseRange } from './range';
 import { blobKey, type Digest } from './reference';
 import { readCapped, relay } from './relay';
 import type { ByteRange } from './storage';
-import { FileReader } from './storage/file-reader';
+import { FileReader, type SendCheck } from './storage/file-reader';
 import { header } from './upstream';
 
 /**
@@ -180,7 +181,7 @@ export class BlobHandler {
       return false;
     }
     this.writeHead(res, digest, size, partial);
-    this.send(checkDigest && !partial ? integrity.verifying(stream, digest) : stream, res, 'storage', release);
+    this.send(stream, res, 'storage', release, checkDigest && !partial ? integrity.digestCheck(digest) : undefined);
     return true;
   }
 
@@ -241,9 +242,13 @@ export class BlobHandler {
     res.writeHead(range ? 206 : 200, headers);
   }
 
-  /** Pipes `stream` to the client; a failure mid-body fails the transfer (`failTransfer`). */
-  private send(stream: Readable, res: ServerResponse, source: 'storage' | 'upstream', done: () => void): void {
+  /**
+   * Sends `stream` to the client, through `check` if given (the whole blob's digest); a failure mid-body fails the
+   * transfer (`failTransfer`). A stored file is sent through reused buffers (FileReader.sendTo), anything else piped.
+   */
+  private send(stream: Readable, res: ServerResponse, source: 'storage' | 'upstream', done: () => void, check?: SendCheck): void {
     const served = (bytes: number) => this.ctx.events.emit('served', { source, bytes });
+    const body = stream instanceof FileReader || !check ? stream : verifying(stream, check);
     // Not pipeline(): on an error it destroys the response first, which closes the socket cleanly before failTransfer.
     let ended = false;
     const end = () => {
@@ -251,18 +256,18 @@ export class BlobHandler {
       ended = true;
       done();
     };
-    stream.on('error', () => {
+    body.on('error', () => {
       end();
       failTransfer(res);
     });
     res.on('error', () => undefined); // a write to a client already gone; 'close' follows and cleans up
     res.once('close', () => {
       end();
-      stream.destroy(); // the client left (or was cut): stop reading
+      body.destroy(); // the client left (or was cut): stop reading
     });
-    if (stream instanceof FileReader) return stream.sendTo(res, served);
-    stream.on('data', (chunk: Buffer) => served(chunk.length));
-    stream.pipe(res);
+    if (body instanceof FileReader) return body.sendTo(res, served, check);
+    body.on('data', (chunk: Buffer) => served(chunk.length));
+    body.pipe(res);
   }
 
   private touch(key: string): void {

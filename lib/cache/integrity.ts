@@ -16,6 +16,7 @@ import type { CacheEvents } from './events';
 import type { Logger } from './log';
 import { blobKey, type Digest } from './reference';
 import type { StorageDriver } from './storage';
+import type { SendCheck } from './storage/file-reader';
 
 export type IntegrityCheck = 'size' | 'digest' | 'scrub';
 
@@ -74,36 +75,30 @@ export class BlobIntegrity {
   }
 
   /**
-   * `stream` (the whole stored blob) checked against `digest` on the way through. The last chunk is held back
-   * until the end: on a mismatch the stream errors before it, so the client's transfer is cut, never complete.
+   * A check of the whole stored blob's bytes against `digest`, fed chunk by chunk. `finish` gives an Error when
+   * they do not match (the blob is then evicted), and records the blob as verified when they do. Senders hold the
+   * last chunk back until `finish` passes, so a client's transfer of a damaged blob is cut, never complete.
    */
-  verifying(stream: Readable, digest: Digest): Readable {
+  digestCheck(digest: Digest): SendCheck {
     const hash = createHash(digest.algorithm);
-    let held: Buffer | undefined;
     let size = 0;
-    const check = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
+    return {
+      update: (chunk) => {
         hash.update(chunk);
         size += chunk.length;
-        const previous = held;
-        held = chunk;
-        callback(null, previous);
       },
-      flush: (callback) => {
+      finish: () => {
         const actual = hash.digest('hex');
         if (actual !== digest.hex) {
           const reason = `stored bytes hash to ${digest.algorithm}:${actual} (${size} bytes)`;
           void this.damaged(digest, 'digest', reason);
-          return callback(new Error(`damaged blob: ${reason}`));
+          return new Error(`damaged blob: ${reason}`);
         }
         this.record(digest.text, size);
         this.passed('digest');
-        callback(null, held);
+        return undefined;
       },
-    });
-    stream.on('error', (err) => check.destroy(err));
-    check.on('close', () => stream.destroy()); // a client that leaves closes the file too
-    return stream.pipe(check);
+    };
   }
 
   /**
@@ -140,4 +135,24 @@ export class BlobIntegrity {
     this.passed(check);
     return 'ok';
   }
+}
+
+/** `stream` (the whole stored blob) passed through `check`, its last chunk held back until the check passes. */
+export function verifying(stream: Readable, check: SendCheck): Readable {
+  let held: Buffer | undefined;
+  const through = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      check.update(chunk);
+      const previous = held;
+      held = chunk;
+      callback(null, previous);
+    },
+    flush: (callback) => {
+      const err = check.finish();
+      callback(err ?? null, err ? undefined : held);
+    },
+  });
+  stream.on('error', (err) => through.destroy(err));
+  through.on('close', () => stream.destroy()); // a client that leaves closes the file too
+  return stream.pipe(through);
 }

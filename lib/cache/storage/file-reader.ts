@@ -26,6 +26,12 @@ export interface FileReaderOptions {
   readonly chunkSize: number;
 }
 
+/** Sees every byte before it is sent; `finish`, before the last chunk goes, may refuse it with an Error. */
+export interface SendCheck {
+  update(chunk: Buffer): void;
+  finish(): Error | undefined;
+}
+
 export class FileReader extends Readable {
   private position: number;
   private readonly end: number;
@@ -53,21 +59,35 @@ export class FileReader extends Readable {
 
   /**
    * Writes the rest of the range to `out` and ends it, instead of piping: the chunks are read into buffers reused once
-   * `out` has written them. `onChunk` is told each chunk's size. The stream emits 'error' on a failed read and
-   * 'close' once done; `out` is not ended after a failure. Call it on a stream nothing has read yet.
+   * `out` has written them. `onChunk` is told the size of each chunk written. With `check`, each chunk is held back
+   * until the next is read, and the last one goes only if `check.finish()` passes; a refusal destroys the stream with
+   * its Error. The stream emits 'error' on a failure and 'close' once done; `out` is not ended after a failure. Call
+   * it on a stream nothing has read yet.
    */
-  sendTo(out: Writable, onChunk: (bytes: number) => void): void {
+  sendTo(out: Writable, onChunk: (bytes: number) => void, check?: SendCheck): void {
     const free: Buffer[] = [];
+    let held: { chunk: Buffer; buffer: Buffer } | undefined;
+    // Writable calls a write's callback before it emits 'drain', so the buffer is free again when pumping resumes.
+    const write = (chunk: Buffer, buffer: Buffer) => {
+      onChunk(chunk.length);
+      return out.write(chunk, () => free.push(buffer));
+    };
     const pump = (): void =>
       this.next(free.pop(), (chunk, buffer) => {
         if (!chunk) {
+          const refused = check?.finish();
+          if (refused) return void this.destroy(refused);
+          if (held) write(held.chunk, held.buffer);
           out.end();
           this.destroy();
           return;
         }
-        onChunk(chunk.length);
-        // Writable calls a write's callback before it emits 'drain', so the buffer is free again when pumping resumes.
-        const more = out.write(chunk, () => free.push(buffer));
+        let more = true;
+        if (check) {
+          check.update(chunk);
+          if (held) more = write(held.chunk, held.buffer);
+          held = { chunk, buffer };
+        } else more = write(chunk, buffer);
         if (more) process.nextTick(pump);
         else out.once('drain', pump);
       });

@@ -93,6 +93,41 @@ describe('FileReader: a stored file range, read on the event loop from the page 
     expect(seen.size).toBeLessThanOrEqual(2);
   });
 
+  it('sendTo with a check holds the last chunk back: sent when the check passes, withheld with an error when not', async () => {
+    for (const pass of [true, false]) {
+      const hash = createHash('sha256');
+      const written: Buffer[] = [];
+      const out = new Writable({
+        write(chunk: Buffer, _enc, callback) {
+          written.push(Buffer.from(chunk)); // a copy: the buffer is reused once written
+          setImmediate(callback);
+        },
+      });
+      const r = await reader();
+      const failed = new Promise<Error | undefined>((resolve) => {
+        r.once('error', resolve);
+        r.once('close', () => resolve(undefined));
+      });
+      r.sendTo(out, () => undefined, {
+        update: (chunk) => hash.update(chunk),
+        finish: () => (hash.digest('hex') === sha(content) && pass ? undefined : new Error('refused')),
+      });
+      const err = await failed;
+      const sent = Buffer.concat(written);
+      if (pass) {
+        expect(err).toBeUndefined();
+        await once(out, 'finish');
+        expect(sha(sent)).toBe(sha(content));
+      } else {
+        expect(err?.message).toBe('refused');
+        expect(out.writableEnded).toBe(false);
+        // Everything but the last chunk (64 KiB reads: the file's last 123 bytes + 5 MiB % 64 KiB = 123 bytes).
+        expect(sent.length).toBe(content.length - 123);
+        expect(sent.equals(content.subarray(0, sent.length))).toBe(true);
+      }
+    }
+  });
+
   it('a destroyed reader (the client left) stops sending and closes its file', async () => {
     const fds = openFds();
     let written = 0;
