@@ -5,7 +5,7 @@
  *   microseconds; one slower than SLOW_READ_MS went to the disk (or the NFS server), and the rest of that stream reads
  *   on the threadpool, so the event loop waits for a device at most once per stream. The first read of a stream, the
  *   one most likely to miss the page cache, goes to the threadpool.
- * - `sendTo` writes the range to a socket through one or two buffers it reuses. Every Buffer allocated counts as
+ * - `sendTo` writes the range to a socket through two or three buffers it reuses. Every Buffer allocated counts as
  *   external memory, and V8 starts a full collection each time that grows by 64 MiB: at hundreds of MiB/s through
  *   fresh buffers, full collections take a third of the CPU. Rows b and c of bench/results/wan-workers.md give the
  *   CPU per MiB served.
@@ -95,7 +95,7 @@ export class FileReader extends Readable {
   }
 
   /**
-   * Reads the next chunk, into `buffer` if given (at least chunkSize bytes), and gives it to `deliver`, or null at the
+   * Reads the next chunk, into `buffer` if given and large enough, and gives it to `deliver`, or null at the
    * end of the range or of the file (a file shorter than the range ends early, as fs.createReadStream's does: callers
    * check the length). A failed read destroys the stream instead.
    */
