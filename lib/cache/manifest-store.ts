@@ -142,14 +142,21 @@ export class ManifestStore {
   }
 }
 
+/** Written once a start has moved every record of the earlier tag layout: later starts list no tags. */
+export const TAG_LAYOUT_MIGRATED = '_migrations/tag-layout';
+
 /**
  * Moves tag records of the earlier layout (`tags/<repository>/<tag>`, where a tag could collide with a repository
  * of the same path) to `tagKey`. A record already at its new key (written since, or by another replica migrating
  * at the same time) is newer and wins. The old record is deleted before the new one is written: the tag `_tags`
  * of the earlier layout is a file where its new key needs a directory. A record lost to a crash in between is only
  * a tag answer, asked from the upstream again. Returns how many records moved.
+ * It lists every tag, so it runs until it has once finished (TAG_LAYOUT_MIGRATED), and start-up then costs one stat
+ * at any store size. A record an older replica writes in the earlier layout after that (during a rolling upgrade)
+ * is not read: that tag is asked from the upstream again.
  */
 export async function migrateTagLayout(storage: StorageDriver): Promise<number> {
+  if (await storage.stat(TAG_LAYOUT_MIGRATED)) return 0;
   const old: string[] = [];
   for await (const info of storage.list('tags/')) if (migratedTagKey(info.key)) old.push(info.key);
   for (const key of old) {
@@ -159,5 +166,6 @@ export async function migrateTagLayout(storage: StorageDriver): Promise<number> 
     await storage.delete(key);
     if (record && !(await storage.stat(target))) await writeSmall(storage, target, record);
   }
+  await writeSmall(storage, TAG_LAYOUT_MIGRATED, Buffer.from(`${new Date().toISOString()} moved ${old.length}\n`));
   return old.length;
 }

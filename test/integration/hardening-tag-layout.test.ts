@@ -3,14 +3,16 @@
  * in the store (`tags/team/small/app` was the tag's file and the repository's directory: EISDIR on commit, so the
  * tag was never stored and not served during an outage). Against a real distribution 2.8 upstream:
  * - both tags are stored (`tags/<repository>/_tags/<tag>`) and no storage error is logged;
- * - a store of the earlier layout is moved to the current one on start, records unchanged;
+ * - a store of the earlier layout is moved to the current one on start, records unchanged; once moved, a start lists
+ *   no tags (the marker TAG_LAYOUT_MIGRATED);
  * - after that restart, with the upstream stopped, both `team/small:app` and `team/small/app:v1` are served from the
  *   store (stale, with a Warning) to the client authorized before the outage.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { TAG_LAYOUT_MIGRATED } from '../../lib/cache/manifest-store';
 import { tagKey } from '../../lib/cache/reference';
 import { startCache, type TestCache } from '../support/cache-server';
 import { makeImage, pushImage, type TestImage } from '../../harness/images';
@@ -64,6 +66,7 @@ describe('tag layout: a tag and a repository of the same path', () => {
     for (const ref of Object.keys(images))
       expect(JSON.parse(readFileSync(file(ref), 'utf8'))).toMatchObject({ digest: images[ref][1].digest });
     expect(storageErrors(cache)).toEqual([]);
+    expect(existsSync(join(root, TAG_LAYOUT_MIGRATED))).toBe(true); // a new store has nothing to move
     await cache.server.close();
   });
 
@@ -77,6 +80,7 @@ describe('tag layout: a tag and a repository of the same path', () => {
       renameSync(file(ref), oldFile(ref));
     }
     rmSync(join(root, 'tags', 'team', 'other', '_tags'), { recursive: true });
+    rmSync(join(root, TAG_LAYOUT_MIGRATED)); // a store of the earlier layout was never migrated
     expect(existsSync(oldFile('team/other:v2'))).toBe(true);
 
     const cache = await start(); // the restart
@@ -85,6 +89,7 @@ describe('tag layout: a tag and a repository of the same path', () => {
       expect(readFileSync(file(ref), 'utf8')).toBe(records[ref]);
     }
     expect(existsSync(oldFile('team/other:v2'))).toBe(false);
+    expect(existsSync(join(root, TAG_LAYOUT_MIGRATED))).toBe(true);
 
     // Authorized while the upstream is up (decisions live in memory), then the upstream stops.
     for (const ref of ['team/small:app', 'team/small/app:v1']) expect((await pullByTag(cache, ref)).status).toBe(200);
@@ -97,5 +102,16 @@ describe('tag layout: a tag and a repository of the same path', () => {
       expect(answer.warning).toContain('110');
     }
     expect(storageErrors(cache)).toEqual([]);
+  });
+
+  it('lists no tags on a start once the store is migrated: a record in the earlier layout stays where it is', async () => {
+    const planted = join(root, 'tags', 'team', 'late', 'v3');
+    mkdirSync(dirname(planted), { recursive: true });
+    writeFileSync(planted, JSON.stringify({ digest: images['team/other:v2'][1].digest, mediaType: 'x', checkedAt: 0 }));
+    // The upstream is stopped (the outage above): a start needs none.
+    const cache = await startCache(['http://127.0.0.1:9'], { scrubrate: '0' }, root);
+    caches.push(cache);
+    expect(existsSync(planted)).toBe(true);
+    expect(cache.logs.find((l) => l.msg === 'moved tag records to the current layout')).toBeUndefined();
   });
 });
