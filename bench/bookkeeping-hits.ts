@@ -3,19 +3,22 @@
  * (issue 23).
  *
  *   node -r ts-node/register/transpile-only bench/bookkeeping-hits.ts --root=<store> --tree=<dir with lib/ and bin/>
- *        [--sweep=on|off] [--rate=200] [--seconds=20]
+ *        [--sweep=on|off] [--ttl=168h] [--workers=n|auto] [--rate=200] [--seconds=20]
  *
  * The upstream is a real registry (Debian docker-registry, distribution 2.8) holding one tagged image. The cache runs
- * from `--tree` (a commit's lib/ and bin/, through ts-node) on the filesystem store `--root`, with `blobttl: 168h`
- * (`--sweep=on`: the sweeper starts with the server, and its first tick runs at once) or without (`off`: no sweeper,
- * the baseline). Start-up = spawn to the "serving" log line (ts-node's compilation included, alike for every tree).
+ * from `--tree` (a commit's lib/ and bin/: compiled, as the image runs it, when the tree holds dist/bin/dtr-cache.js,
+ * else through ts-node) on the filesystem store `--root`, with `blobttl: <ttl>` (`--sweep=on`: the sweeper starts
+ * with the server, and its first tick runs at once) or without (`off`: no sweeper, the baseline). The scrub is off
+ * (`scrubrate: 0`): it is not bookkeeping, and it would judge the generated sparse blobs damaged and evict them.
+ * `--workers` is passed to `serve` (default: its own, auto). Start-up = spawn to the "serving" log line (ts-node's
+ * compilation included when run through it). The window's start and end (epoch ms) are printed, to place the pass in it.
  * Then one pull of the manifest by tag (the tag and manifest are cached), then bench/paced-client.ts at `rate` for
  * `seconds` against the tag, right away: the window is the start-up sweep of the old code (a whole-store listing)
  * or the first pass of the new one. CPU seconds of the cache process over the window are read from /proc.
  */
 
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { request } from 'undici';
 import { stringify } from 'yaml';
@@ -28,13 +31,19 @@ const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/
 const root = resolve(args.root);
 const tree = resolve(args.tree);
 const sweepOn = (args.sweep ?? 'on') === 'on';
+const ttl = args.ttl ?? '168h';
+const workers = args.workers ?? 'auto';
+const compiled = join(tree, 'dist/bin/dtr-cache.js');
 const rate = Number(args.rate ?? 200);
 const seconds = Number(args.seconds ?? 20);
 const REPO = resolve(__dirname, '..');
 
+/** CPU seconds of `pid` and its descendants (`serve` forks its workers: the primary serves nothing). */
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 10 ms
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean);
+  // utime + stime, in clock ticks of 10 ms
+  return (Number(fields[11]) + Number(fields[12])) / 100 + children.reduce((sum, child) => sum + cpuSeconds(Number(child)), 0);
 }
 
 async function main(): Promise<void> {
@@ -44,8 +53,8 @@ async function main(): Promise<void> {
     const image = makeImage({ layerSizes: [4096] });
     await pushImage(upstream.url, 'team/app', 'v1', image);
     const port = await freePort();
-    const options: Record<string, unknown> = { upstreams: [upstream.url], sweepinterval: '10m' };
-    if (sweepOn) options.blobttl = '168h';
+    const options: Record<string, unknown> = { upstreams: [upstream.url], sweepinterval: '10m', scrubrate: 0 };
+    if (sweepOn) options.blobttl = ttl;
     const config = {
       version: '0.1',
       log: { level: 'info' },
@@ -54,10 +63,12 @@ async function main(): Promise<void> {
       middleware: { registry: [{ name: 'downstream', options }] },
     };
     writeFileSync(join(dir, 'config.yml'), stringify(config));
+    const serve = ['serve', '--config', join(dir, 'config.yml'), '--workers', workers];
+    const loadAverage = loadavg().map((l) => Number(l.toFixed(2)));
     const started = Date.now();
     const child = spawnTracked(
       process.execPath,
-      ['-r', 'ts-node/register/transpile-only', join(tree, 'bin/dtr-cache.ts'), 'serve', '--config', join(dir, 'config.yml')],
+      existsSync(compiled) ? [compiled, ...serve] : ['-r', 'ts-node/register/transpile-only', join(tree, 'bin/dtr-cache.ts'), ...serve],
       {
         cwd: tree,
         env: { ...process.env, TS_NODE_PROJECT: join(REPO, 'tsconfig.json') },
@@ -76,6 +87,7 @@ async function main(): Promise<void> {
     await first.body.dump();
     if (first.statusCode !== 200) throw new Error(`first pull: ${first.statusCode}`);
     const cpuBefore = cpuSeconds(child.pid!);
+    const windowStart = Date.now();
     const load = JSON.parse(
       await runToCompletion(
         process.execPath,
@@ -93,9 +105,10 @@ async function main(): Promise<void> {
       ),
     ) as Record<string, unknown>;
     const cpuWindow = cpuSeconds(child.pid!) - cpuBefore;
+    const windowEnd = Date.now();
     await stopChild(child);
     process.stdout.write(
-      `${JSON.stringify({ tree, sweep: sweepOn, startupMs, rate, seconds, cacheCpuSecondsInWindow: cpuWindow, load, sweeperLog: out.split('\n').filter((l) => l.includes('sweep')).length })}\n`,
+      `${JSON.stringify({ tree, compiled: existsSync(compiled), sweep: sweepOn, ttl: sweepOn ? ttl : undefined, workers, loadAverage, startupMs, window: [windowStart, windowEnd], rate, seconds, cacheCpuSecondsInWindow: cpuWindow, load, sweeperLog: out.split('\n').filter((l) => l.includes('sweep')).length })}\n`,
     );
   } finally {
     await upstream.stop();
