@@ -17,7 +17,7 @@
  * or the first pass of the new one. CPU seconds of the cache process over the window are read from /proc.
  */
 
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { request } from 'undici';
@@ -25,7 +25,8 @@ import { stringify } from 'yaml';
 import { makeImage, pushImage } from '../harness/images';
 import { TestRegistry } from '../harness/registry';
 import { freePort, sleep } from '../harness/tools';
-import { runToCompletion, spawnTracked, stopChild } from './processes';
+import { cpuTicks, runToCompletion, spawnTracked, stopChild } from './processes';
+import { workerPids } from './warm';
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));
 const root = resolve(args.root);
@@ -38,12 +39,9 @@ const rate = Number(args.rate ?? 200);
 const seconds = Number(args.seconds ?? 20);
 const REPO = resolve(__dirname, '..');
 
-/** CPU seconds of `pid` and its descendants (`serve` forks its workers: the primary serves nothing). */
+/** CPU seconds of `pid` and its workers (`serve` forks them: the primary serves nothing). */
 function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean);
-  // utime + stime, in clock ticks of 10 ms
-  return (Number(fields[11]) + Number(fields[12])) / 100 + children.reduce((sum, child) => sum + cpuSeconds(Number(child)), 0);
+  return [pid, ...workerPids(pid)].reduce((sum, p) => sum + (cpuTicks(p) ?? 0), 0) / 100; // ticks of 10 ms
 }
 
 async function main(): Promise<void> {
