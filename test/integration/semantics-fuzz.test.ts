@@ -269,9 +269,9 @@ describe(`HTTP surface fuzz (seed ${SEED}, ${CASES} cases)`, () => {
     ).toBe(image.digest.slice(7));
     expect(cache.logs.filter((l) => l.msg === 'request failed')).toEqual([]);
 
-    // Nothing outside the storage root, nothing outside its five folders, and no tag or key escaping them.
+    // Nothing outside the storage root, nothing outside its six folders, and no tag or key escaping them.
     expect(readdirSync(parent)).toEqual(['store']);
-    const folders = ['blobs', 'manifests', 'tags', 'tagrefs', '_uploads'];
+    const folders = ['blobs', 'manifests', 'tags', 'tagrefs', '_uploads', '_migrations'];
     expect(readdirSync(join(parent, 'store')).filter((e) => !folders.includes(e))).toEqual([]);
     const walk = (d: string): string[] =>
       readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : [join(d, e.name)]));
@@ -279,7 +279,7 @@ describe(`HTTP surface fuzz (seed ${SEED}, ${CASES} cases)`, () => {
     expect(
       stored.filter(
         (f) =>
-          !/^(blobs|manifests)\/sha256\/[0-9a-f]{2}\/[0-9a-f]{64}\/data$|^tags\/[a-z0-9._/-]+\/[A-Za-z0-9_][A-Za-z0-9._-]*$|^tagrefs\/sha256\/[0-9a-f]{2}\/[0-9a-f]{64}\/[a-z0-9._/-]+\/_tags\/[A-Za-z0-9_][A-Za-z0-9._-]*$|^_uploads\//.test(
+          !/^(blobs|manifests)\/sha256\/[0-9a-f]{2}\/[0-9a-f]{64}\/data$|^tags\/[a-z0-9._/-]+\/[A-Za-z0-9_][A-Za-z0-9._-]*$|^tagrefs\/sha256\/[0-9a-f]{2}\/[0-9a-f]{64}\/[a-z0-9._/-]+\/_tags\/[A-Za-z0-9_][A-Za-z0-9._-]*$|^_uploads\/|^_migrations\/tag-layout$/.test(
             f,
           ),
       ),
