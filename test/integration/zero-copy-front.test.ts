@@ -100,6 +100,8 @@ describe('the nginx zero-copy front before our cache', () => {
     expect(miss.status).toBe(200);
     expect(sha256(miss.body)).toBe(layer.digest);
     expect(miss.headers['last-modified']).toBeUndefined(); // our cache answered (the file was not in the store)
+    // The fill commits (fsync, rename) after the client's last byte: until then nginx finds no file.
+    await cache.server.idle();
 
     for (const front of [plain, tls]) {
       const warm = await curl(front.url + path('team/app', layer.digest), alice);
