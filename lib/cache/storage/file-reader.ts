@@ -102,7 +102,7 @@ export class FileReader extends Readable {
   private next(buffer: Buffer | undefined, deliver: (chunk: Buffer | null, buffer: Buffer) => void): void {
     const want = Math.min(this.chunkSize, this.end - this.position + 1);
     // Not from Buffer's shared pool: a chunk may stay referenced (a socket's queue) after the stream moves on.
-    const into = buffer && buffer.length >= want ? buffer : Buffer.allocUnsafeSlow(Math.max(0, Math.min(this.chunkSize, want)));
+    const into = buffer && buffer.length >= want ? buffer : Buffer.allocUnsafeSlow(Math.max(0, want));
     const done = (bytes: number) => {
       if (this.destroyed) return;
       this.position += bytes;

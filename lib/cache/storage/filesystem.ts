@@ -22,14 +22,14 @@ const KiB = 1024;
 /** Read size of a stored blob while few are read at once. */
 const MAX_READ = 1024 * KiB;
 const MIN_READ = 64 * KiB;
-/** What the reads of all open blob streams add up to, about: each holds one or two reads (see readSize). */
+/** What the reads of all open blob streams add up to, about: each holds up to two or three reads (see readSize). */
 const READ_BUDGET = 4 * MAX_READ;
 
 /**
  * The read size for a stored blob when `openReads` blobs (this one included) are being read. Large reads mean fewer
- * event-loop turns per byte, so one client is served fastest with MAX_READ. But a stream to a slow client holds up
- * to two reads (one buffered, one queued on its socket), and every read leaves garbage until V8 collects it, so the
- * reads shrink as clients add up, in 64 KiB steps, and the reads of all open streams stay near READ_BUDGET
+ * event-loop turns per byte, so one client is served fastest with MAX_READ. But a send to a slow client holds up
+ * to two reads (one being read, one queued on its socket; three while its digest is checked, FileReader.sendTo), so
+ * the reads shrink as clients add up, in 64 KiB steps, and the reads of all open streams stay near READ_BUDGET
  * (figures: bench/results/design-figures.md).
  */
 export function readSize(openReads: number): number {
