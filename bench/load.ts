@@ -9,7 +9,7 @@ import { get, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { join, resolve } from 'node:path';
 import { requireTool } from '../harness/tools';
-import { runToCompletion } from './processes';
+import { reapedChildrenTicks, runToCompletion } from './processes';
 
 const BENCH = resolve(__dirname);
 
@@ -21,6 +21,8 @@ export interface WrkResult {
   readonly requestsPerSecond: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
+  /** CPU wrk itself used (user and system, all its threads), ms. */
+  readonly clientCpuMs: number;
 }
 
 /** wrk against url for `seconds` with `connections` connections (threads: at most 2, the cores here). */
@@ -29,7 +31,10 @@ export async function wrk(url: string, connections: number, seconds: number, hea
   const threads = Math.min(2, connections);
   const headerArgs = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
   const args = ['-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--timeout', '60s'];
+  const ticksBefore = reapedChildrenTicks();
   const out = await runToCompletion(bin, [...args, '-s', join(BENCH, 'wrk-report.lua'), ...headerArgs, url], (seconds + 70) * 1000);
+  // Any other child reaped meanwhile counts too: the warm rows run wrk alone.
+  const clientCpuMs = (reapedChildrenTicks() - ticksBefore) * 10;
   const line = out.split('\n').find((l) => l.startsWith('WRK_JSON '));
   if (!line) throw new Error(`wrk printed no summary for ${url}: ${out.slice(-500)}`);
   const r = JSON.parse(line.slice('WRK_JSON '.length)) as Record<string, number>;
@@ -49,6 +54,7 @@ export async function wrk(url: string, connections: number, seconds: number, hea
     requestsPerSecond: r.requests / secondsRun,
     p50Ms: r.p50Us / 1000,
     p99Ms: r.p99Us / 1000,
+    clientCpuMs,
   };
 }
 

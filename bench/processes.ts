@@ -85,15 +85,30 @@ export function killAllSync(): void {
   }
 }
 
+/** The fields of /proc/<pid>/stat after the command name (which is in parentheses and may hold spaces): field 3 first. */
+const statFields = (pid: number | 'self') => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+
 /** CPU time (utime + stime, clock ticks) a process has used, from /proc/<pid>/stat; undefined once it is gone. */
 export function cpuTicks(pid: number): number | undefined {
   try {
-    // The fields after the command name, which is in parentheses and may hold spaces: utime and stime are 14 and 15.
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    const fields = statFields(pid); // utime and stime are fields 14 and 15
     return Number(fields[11]) + Number(fields[12]);
   } catch {
     return undefined;
   }
+}
+
+/** CPU time (clock ticks) of this process's children that have exited and been reaped (cutime + cstime, 16 and 17). */
+export function reapedChildrenTicks(): number {
+  const fields = statFields('self');
+  return Number(fields[13]) + Number(fields[14]);
+}
+
+/** Clock ticks of all cores since boot: busy (neither idle nor iowait) and total, from /proc/stat. */
+export function machineTicks(): { busy: number; total: number } {
+  const [user, nice, system, idle, iowait, ...rest] = readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).slice(1).map(Number);
+  const total = [user, nice, system, idle, iowait, ...rest.slice(0, 3)].reduce((a, b) => a + b, 0); // + irq, softirq, steal
+  return { busy: total - idle - iowait, total };
 }
 
 /**

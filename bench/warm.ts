@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireTool } from '../harness/tools';
 import { verifyDigest, wrk } from './load';
-import { cpuTicks } from './processes';
+import { cpuTicks, machineTicks } from './processes';
 import { formatNumber, median, type Target } from './report';
 import { readMemory } from './rss';
 import type { System, TlsFiles } from './systems';
@@ -77,16 +77,28 @@ export interface WarmRun {
   readonly log: (message: string) => void;
 }
 
-/** One round of one system: throughput, and the CPU its serving processes spent per MiB (all cores together). */
+/**
+ * One round of one system: throughput, the CPU its serving processes and wrk spent per MiB (all cores together), and
+ * how busy the machine's cores were. Server and client share the cores: with the machine near 100 % busy, the rate is
+ * bound by their CPU per MiB together, about (cores × 1000) / (server + client) MiB/s.
+ */
 export interface WarmSample {
   readonly mibPerSecond: number;
   readonly cpuMsPerMiB: number;
+  readonly clientCpuMsPerMiB: number;
+  /** Busy share of all cores during the round, in %. */
+  readonly machineBusyPercent: number;
 }
 
-/** A row's rounds for the report's notes: MiB/s and CPU ms per MiB of each, and their medians. */
+/** A row's rounds for the report's notes: each figure of each round, and their medians. */
 export function describeSamples(samples: readonly WarmSample[]): string {
   const list = (values: number[]) => `${values.map((v) => formatNumber(v)).join(', ')} (median ${formatNumber(median(values))})`;
-  return `${list(samples.map((s) => s.mibPerSecond))} MiB/s; server CPU ${list(samples.map((s) => s.cpuMsPerMiB))} ms per MiB`;
+  return [
+    `${list(samples.map((s) => s.mibPerSecond))} MiB/s`,
+    `server CPU ${list(samples.map((s) => s.cpuMsPerMiB))} ms per MiB`,
+    `wrk CPU ${list(samples.map((s) => s.clientCpuMsPerMiB))} ms per MiB`,
+    `cores busy ${list(samples.map((s) => s.machineBusyPercent))} %`,
+  ].join('; ');
 }
 
 /** Every round's sample, by id. */
@@ -106,8 +118,16 @@ export async function warmRows(systems: readonly WarmSystem[], run: WarmRun): Pr
       await run.quiet(`row ${id} ${system.name}`);
       run.log(`row ${id} round ${round + 1}/${run.rounds}: ${system.name}, ${WARM_CLIENTS} clients, ${run.seconds} s`);
       const before = cpu(system);
+      const machineBefore = machineTicks();
       const r = await run.step(`row ${id} ${system.name}`, () => wrk(run.url(system), WARM_CLIENTS, run.seconds));
-      const sample = r && { mibPerSecond: r.mibPerSecond, cpuMsPerMiB: (cpu(system) - before) / (r.bytes / MiB) };
+      const machine = machineTicks();
+      const mib = (r?.bytes ?? 0) / MiB;
+      const sample = r && {
+        mibPerSecond: r.mibPerSecond,
+        cpuMsPerMiB: (cpu(system) - before) / mib,
+        clientCpuMsPerMiB: r.clientCpuMs / mib,
+        machineBusyPercent: (100 * (machine.busy - machineBefore.busy)) / (machine.total - machineBefore.total),
+      };
       if (sample) samples.set(id, [...(samples.get(id) ?? []), sample]);
     }
   }
