@@ -36,7 +36,7 @@ const wanBytesTarget: Target = { text: '≤ 1.05', met: (r) => (r.ours !== undef
 const oneGetTarget: Target = { text: 'exactly 1', met: (r) => (r.ours !== undefined ? r.ours === 1 : undefined) };
 
 export async function wanAndWorkers(cli: string | undefined, commit: string, quick: boolean): Promise<number> {
-  const { blobBytes, seconds: wrkSeconds, rounds } = warmPlan(quick);
+  const { blobBytes, seconds: wrkSeconds, rounds } = warmPlan(quick, 5);
   const workers = usableCpus();
   const work = mkdtempSync(join(tmpdir(), 'dtr-cache-bench-wan-'));
   const run = new BenchRun(log);
