@@ -13,7 +13,8 @@
  * The index is a lower bound of each entry's last access (a lost report leaves it older than the truth), never
  * newer: the driver's `lastAccess` decides every eviction (sweeper.ts stats an entry before deleting it).
  */
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { gunzip as gunzipCallback, gzip as gzipCallback } from 'node:zlib';
 import { readCapped } from './relay';
 import { writeSmall, type StorageDriver } from './storage';
 
@@ -35,20 +36,24 @@ const INDEX_PREFIX = '_sweeper/index/';
 /** Largest index read back (a shard of 1,000,000 entries is about 40 MB of lines, 40 MB compressed at most). */
 const MAX_INDEX_BYTES = 64 * 1024 * 1024;
 
+// On libuv's threadpool: (de)compressing a shard's index takes several ms, which the event loop spends on hits instead.
+const gzip = promisify(gzipCallback);
+const gunzip = promisify(gunzipCallback);
+
 export function indexKey(shard: number): string {
   return `${INDEX_PREFIX}${shard.toString(16).padStart(2, '0')}`;
 }
 
-export function encodeIndex(index: ShardIndex): Buffer {
+export function encodeIndex(index: ShardIndex): Promise<Buffer> {
   const lines: string[] = [];
   for (const [key, { size, lastAccess }] of index) lines.push(`${key} ${size} ${lastAccess}\n`);
-  return gzipSync(lines.join(''));
+  return gzip(lines.join(''));
 }
 
-/** The index in `data`; throws when it is not one (the caller lists the shard instead). */
-export function decodeIndex(data: Buffer): ShardIndex {
+/** The index in `data`; rejects when it is not one (the caller lists the shard instead). */
+export async function decodeIndex(data: Buffer): Promise<ShardIndex> {
   const index: ShardIndex = new Map();
-  for (const line of gunzipSync(data).toString('utf8').split('\n')) {
+  for (const line of (await gunzip(data)).toString('utf8').split('\n')) {
     if (line === '') continue;
     const [key, size, lastAccess] = line.split(' ');
     const entry = { size: Number(size), lastAccess: Number(lastAccess) };
@@ -61,11 +66,11 @@ export function decodeIndex(data: Buffer): ShardIndex {
 /** The shard's index, or undefined if there is none. Throws when it cannot be read or decoded. */
 export async function readIndex(storage: StorageDriver, shard: number): Promise<ShardIndex | undefined> {
   const stream = await storage.read(indexKey(shard));
-  return stream ? decodeIndex(await readCapped(stream, MAX_INDEX_BYTES)) : undefined;
+  return stream ? await decodeIndex(await readCapped(stream, MAX_INDEX_BYTES)) : undefined;
 }
 
-export function writeIndex(storage: StorageDriver, shard: number, index: ShardIndex): Promise<void> {
-  return writeSmall(storage, indexKey(shard), encodeIndex(index));
+export async function writeIndex(storage: StorageDriver, shard: number, index: ShardIndex): Promise<void> {
+  return writeSmall(storage, indexKey(shard), await encodeIndex(index));
 }
 
 /**

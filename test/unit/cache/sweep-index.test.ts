@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, unlinkSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { CacheEvents } from '../../../lib/cache/events';
 import { FilesystemDriver } from '../../../lib/cache/storage/filesystem';
 import {
@@ -34,14 +35,15 @@ beforeEach(() => {
 afterEach(() => rmSync(root, { recursive: true, force: true }));
 
 describe('index and change encoding', () => {
-  it('round-trips an index, compactly', () => {
+  it('round-trips an index, compactly', async () => {
     const index: ShardIndex = new Map();
     for (let i = 0; i < 1000; i++)
       index.set(`blobs/sha256/ab/ab${randomBytes(31).toString('hex')}/data`, { size: i * 4096, lastAccess: 1_764_000_000_000 + i });
-    const data = encodeIndex(index);
-    expect(decodeIndex(data)).toEqual(index);
+    const data = await encodeIndex(index);
+    await expect(decodeIndex(data)).resolves.toEqual(index);
     expect(data.length / index.size).toBeLessThan(60); // bytes per entry: a key of 87 characters, size and time
-    expect(() => decodeIndex(Buffer.from('not gzip'))).toThrow();
+    await expect(decodeIndex(Buffer.from('not gzip'))).rejects.toThrow();
+    await expect(decodeIndex(gzipSync('blobs/sha256/ab/x/data twelve 3\n'))).rejects.toThrow('malformed index line');
   });
 
   it('applies changes, the latest winning: fills add, hits raise, removals drop unless accessed after', () => {
