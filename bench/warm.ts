@@ -18,7 +18,7 @@ export const WARM_CLIENTS = 16;
 
 /**
  * Blob size, wrk's seconds and the rounds of a full run, or of a quick one (for building and debugging). Rounds of one
- * system spread 1.3-1.5× on this shared machine (bench/results/wan-workers.md), so a bench whose time bound allows
+ * system spread 1.2-1.4× on this shared machine (bench/results/wan-workers.md), so a bench whose time bound allows
  * asks for more than the default.
  */
 export const warmPlan = (quick: boolean, fullRounds = 3) => ({
