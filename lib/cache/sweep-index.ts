@@ -66,7 +66,7 @@ export async function decodeIndex(data: Buffer): Promise<ShardIndex> {
 /** The shard's index, or undefined if there is none. Throws when it cannot be read or decoded. */
 export async function readIndex(storage: StorageDriver, shard: number): Promise<ShardIndex | undefined> {
   const stream = await storage.read(indexKey(shard));
-  return stream ? await decodeIndex(await readCapped(stream, MAX_INDEX_BYTES)) : undefined;
+  return stream ? decodeIndex(await readCapped(stream, MAX_INDEX_BYTES)) : undefined;
 }
 
 export async function writeIndex(storage: StorageDriver, shard: number, index: ShardIndex): Promise<void> {
