@@ -7,12 +7,12 @@
  * wrk, and the scrub's bytes read over them (from /metrics). The settings alternate over the rounds. Writes
  * bench/results/scrub-cost.md.
  */
-import { readFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { generateBlob, pushBlobFile, type BlobFile } from './blobs';
 import { verifyDigest, wrk } from './load';
-import { atExit } from './processes';
+import { atExit, cpuTicks } from './processes';
 import { formatNumber } from './report';
 import { startOurCache, startRegistry } from './systems';
 import { sleep } from '../harness/tools';
@@ -26,12 +26,6 @@ const IDLE_SECONDS = 5;
 
 type Setting = 'off' | 'on';
 const SCRUBRATE: Record<Setting, string> = { off: '0', on: '8MiB' };
-
-/** utime + stime of `pid`, in clock ticks (/proc/<pid>/stat fields 14 and 15). */
-function cpuTicks(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return Number(fields[11]) + Number(fields[12]);
-}
 
 async function scrubBytes(url: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
@@ -69,9 +63,9 @@ export async function scrubCost(cli: string | undefined, commit: string, rounds:
         try {
           for (const blob of [warm, small]) await verifyDigest(url(cache.url, blob), blob.digest, 120_000);
           const pid = cache.pid as number;
-          const ticks = cpuTicks(pid);
+          const ticks = cpuTicks(pid) ?? NaN;
           await sleep(IDLE_SECONDS * 1000);
-          record(setting, 'idle CPU (% of one core)', (cpuTicks(pid) - ticks) / IDLE_SECONDS); // 100 ticks per second
+          record(setting, 'idle CPU (% of one core)', ((cpuTicks(pid) ?? NaN) - ticks) / IDLE_SECONDS); // 100 ticks per second
           const bytesBefore = await scrubBytes(cache.url);
           const started = Date.now();
           for (const [row, blob, connections] of [
